@@ -1,0 +1,71 @@
+"""The one place that finds Caffe: the pycaffe module and the `caffe` tool binaries.
+
+`make setup` builds Caffe (or takes CAFFE_ROOT) and drops a .pth file into the venv so that pycaffe
+is importable; this module imports it with a clear error when it is not, and locates the tools
+of the same Caffe tree (BVLC layout: <tree>/build/tools/<name>, <tree>/python/caffe).
+
+    python -m linfool.caffe_env --check          # prints pycaffe's location, or says how to fix it
+    python -m linfool.caffe_env --tool caffe     # prints the path of the caffe binary
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+FIX = "run `make setup` (or set CAFFE_ROOT to a built Caffe tree and run it again)"
+
+
+class CaffeNotFound(RuntimeError):
+    """Raised when pycaffe or a Caffe tool cannot be found."""
+
+
+def import_caffe(quiet: bool = True):
+    """Import pycaffe and return the module; `quiet` keeps glog to warnings and errors."""
+    if quiet:
+        os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        import caffe  # noqa: PLC0415  (found through the .pth file that make setup writes)
+    except ImportError as err:
+        raise CaffeNotFound(f"pycaffe is not importable ({err}); {FIX}") from None
+    if not hasattr(caffe, "Net"):
+        raise CaffeNotFound(f"'caffe' at {caffe.__file__} is not pycaffe; {FIX}")
+    return caffe
+
+
+def caffe_tree() -> Path:
+    """The Caffe tree in use: CAFFE_ROOT if set, else the tree that pycaffe was imported from."""
+    if os.environ.get("CAFFE_ROOT"):
+        return Path(os.environ["CAFFE_ROOT"]).resolve()
+    return Path(import_caffe().__file__).resolve().parents[2]
+
+
+def tool(name: str) -> Path:
+    """Path of a Caffe tool binary ('caffe', 'convert_imageset', 'compute_image_mean')."""
+    tree = caffe_tree()
+    for path in (tree / "build" / "tools" / name, tree / "build" / "tools" / f"{name}.bin"):
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise CaffeNotFound(f"no Caffe tool '{name}' in {tree}/build/tools; {FIX}")
+
+
+def tool_env() -> dict:
+    """Environment for running a Caffe tool: glog at INFO to stderr (Caffe's training log)."""
+    return {**os.environ, "GLOG_minloglevel": "0", "GLOG_logtostderr": "1"}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--check", action="store_true", help="import pycaffe, print where from")
+    group.add_argument("--tool", metavar="NAME", help="print the path of a Caffe tool binary")
+    args = parser.parse_args(argv)
+    try:
+        print(Path(import_caffe().__file__).parent if args.check else tool(args.tool))
+    except CaffeNotFound as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

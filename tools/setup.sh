@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Set up everything linfool needs, idempotently and with caches: Debian packages, the .venv with the
+# pinned Python packages, Caffe (built once per machine into ~/.cache/linfool, or CAFFE_ROOT), and
+# pycaffe made importable in the venv. A warm rerun takes a few seconds.
+#
+# Usage: tools/setup.sh        Env: PYTHON (default python3), CAFFE_ROOT (a built BVLC Caffe tree),
+#                                   LINFOOL_CACHE (default ~/.cache/linfool)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+START=$SECONDS
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+step() { printf '[setup %4ds] %s\n' $((SECONDS - START)) "$*"; }
+die() { echo "ERROR: $*" >&2; exit 1; }
+
+step "system packages"
+tools/install_system_deps.sh
+
+PY_VER=$("$PYTHON" -c 'import sys; print("%d%d" % sys.version_info[:2])') \
+  || die "no Python interpreter '$PYTHON'; install python3 or set PYTHON=/path/to/python3"
+if [ -z "${CAFFE_ROOT:-}" ] && ! ls /usr/lib/x86_64-linux-gnu/libboost_python"$PY_VER".so >/dev/null 2>&1; then
+  die "this system's Boost.Python has no build for Python ${PY_VER:0:1}.${PY_VER:1} (pycaffe needs one);"\
+" run with PYTHON=/usr/bin/python3 (Debian 12: 3.11)"
+fi
+
+REQ_HASH=$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+if [ "$(cat "$VENV/.linfool-requirements" 2>/dev/null)" != "$REQ_HASH" ]; then
+  step "creating $VENV and installing pinned packages from requirements.txt"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
+  "$VENV/bin/python" -c 'import numpy, lmdb, cv2, matplotlib, google.protobuf, linfool' \
+    || die "the venv's packages did not install; see pip's messages above"
+  echo "$REQ_HASH" > "$VENV/.linfool-requirements"
+else
+  step "$VENV is up to date with requirements.txt"
+fi
+
+if [ -n "${CAFFE_ROOT:-}" ]; then
+  step "using your Caffe at CAFFE_ROOT=$CAFFE_ROOT (no build)"
+  TREE=$(cd "$CAFFE_ROOT" && pwd) || die "CAFFE_ROOT=$CAFFE_ROOT does not exist"
+else
+  step "Caffe (cached per machine in ${LINFOOL_CACHE:-~/.cache/linfool})"
+  TREE=$(tools/build_caffe.sh "$VENV/bin/python" | tail -n 1)
+fi
+[ -f "$TREE/python/caffe/_caffe.so" ] || die "no pycaffe at $TREE/python/caffe/_caffe.so; build it there with 'make pycaffe'"
+[ -x "$TREE/build/tools/caffe" ] || die "no caffe binary at $TREE/build/tools/caffe; build it there with 'make all'"
+
+# pycaffe becomes importable through a .pth file in the venv: no sys.path edits anywhere in the code.
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$TREE/python" > "$SITE/linfool_caffe.pth"
+CAFFE_PY=$("$VENV/bin/python" -m linfool.caffe_env --check) || die "pycaffe does not import; see the message above"
+step "ready: Caffe at $TREE; $VENV/bin/python imports pycaffe from $CAFFE_PY"
