@@ -3,6 +3,7 @@ files that ImageNet is known to contain turned into a skip reason instead of a c
 
     load_chw(path, size=64) -> ((3, size, size) uint8 BGR channel-major array, None) or (None, reason)
 """
+import multiprocessing
 import os
 
 import cv2
@@ -56,3 +57,11 @@ def load_chw(path, size: int = 64):
         return None, "could not be decoded by OpenCV"
     image = cv2.resize(image, (size, size))
     return np.ascontiguousarray(image.transpose(2, 0, 1)), None
+
+
+def worker_pool(processes=None, initializer=None):
+    """A process pool for image work. Workers fork from a clean server process: forking a process
+    whose OpenCV thread pool has already run can deadlock the children."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["cv2", "numpy", "linfool.images"])
+    return ctx.Pool(processes, initializer)

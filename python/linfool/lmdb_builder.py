@@ -11,7 +11,6 @@ list.txt (the list in the order written), skipped.txt (file, reason) and mean.bi
 import argparse
 import hashlib
 import json
-import multiprocessing
 import os
 import random
 import shutil
@@ -146,7 +145,7 @@ def build_lmdb(items, root, out, *, size=64, shuffle_seed=None, num_classes=None
     result = BuildResult(out)
     writer = _Writer(partial_dir, len(items), size)
     load = partial(_load, root=str(root), size=size, num_classes=num_classes)
-    with multiprocessing.get_context("fork").Pool(workers or os.cpu_count(), _init_worker) as pool:
+    with images.worker_pool(workers or os.cpu_count(), _init_worker) as pool:
         results = pool.imap(load, items, chunksize=8)
         bar = tqdm(results, total=len(items), unit="img", desc=f"LMDB {out.name}",
                    disable=not progress, smoothing=0.1)

@@ -14,7 +14,6 @@ class's background, 1-3 distractor objects of other classes, position and scale 
 and brightness jitter, JPEG noise and pixel noise. Source sizes vary like ImageNet's (~500x375).
 """
 import argparse
-import multiprocessing
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from linfool import images
 
 GENERATOR_VERSION = 1
 
@@ -210,7 +211,7 @@ def generate(out, *, train_per_class=300, val_per_class=50, seed=0, workers=None
     for wnid in wnids:
         (out / "train" / wnid).mkdir(parents=True, exist_ok=True)
     (out / "val").mkdir(parents=True, exist_ok=True)
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with images.worker_pool(workers) as pool:
         for _ in tqdm(pool.imap_unordered(_write_one, jobs, chunksize=16), total=len(jobs), unit="img",
                       desc="synthetic images", disable=not progress):
             pass
