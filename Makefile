@@ -5,11 +5,26 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 SETUP := tools/setup.sh
 
-.PHONY: help setup test demo clean
+DATA ?= synthetic                 # data set under data/ (make data IMAGENET=/path builds 'imagenet')
+RUN ?= blog                       # run under runs/
+SOLVER ?= prototxt/solver.prototxt
+# On the small embedded set, the demo overlay shortens the run (iterations and test counts only).
+OVERLAY ?= $(if $(filter synthetic,$(strip $(DATA))),prototxt/solver_demo.prototxt)
+GPU ?= auto                       # auto | cpu | 0 | 0,1 | all
+RESUME ?= 0                       # 1: continue from the run's newest .solverstate
+ARGS ?=                           # extra flags for `caffe train`
+LOW ?= reg_low                    # runs compared in the regularization figure
+HIGH ?= reg_high
+IMAGENET ?=                       # ILSVRC2012 root (train/<wnid>/, val/) for make data
+
+TRAIN = $(PY) -m linfool.train --data $(strip $(DATA)) --solver $(SOLVER) --gpu $(strip $(GPU)) \
+	$(foreach o,$(OVERLAY),--overlay $(o)) $(if $(filter 1,$(strip $(RESUME))),--resume)
+
+.PHONY: help setup test demo data train sweep eval curves weights figures report clean
 
 help: ## list the targets
-	@echo "linfool — make TARGET [VAR=value]"
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@echo "linfool — make TARGET [VAR=value]   (DATA=$(strip $(DATA)) RUN=$(strip $(RUN)) GPU=$(strip $(GPU)))"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 setup: ## install apt packages, build Caffe once (cached in ~/.cache/linfool), create .venv
 	@$(SETUP)
@@ -18,9 +33,44 @@ test: ## run the test suite (sets everything up first)
 	@$(SETUP)
 	$(PY) -m pytest
 
-demo: ## set up, then run the whole pipeline on the embedded synthetic data
+data: ## build train/val LMDBs + mean + labels: embedded synthetic set, or IMAGENET=/path
 	@$(SETUP)
-	$(PY) -m linfool.selfcheck
+	$(PY) -m linfool.data $(if $(strip $(IMAGENET)),--imagenet $(strip $(IMAGENET)))
+
+train: ## caffe train into runs/$(RUN) [RUN= DATA= SOLVER= OVERLAY= GPU= RESUME=1 ARGS=]
+	@$(SETUP)
+	$(TRAIN) --run $(strip $(RUN)) -- $(ARGS)
+	$(PY) -m linfool.curves --run $(strip $(RUN))
+
+sweep: ## train the regularization runs: reg_low (wd 0.0005), blog (wd 100), reg_high (wd 10000)
+	@$(SETUP)
+	$(TRAIN) --run $(strip $(LOW)) --overlay prototxt/solver_reg_low.prototxt -- $(ARGS)
+	$(TRAIN) --run blog -- $(ARGS)
+	$(TRAIN) --run $(strip $(HIGH)) --overlay prototxt/solver_reg_high.prototxt -- $(ARGS)
+
+eval: ## top-1/top-5 of every run's newest snapshot -> runs/*/metrics.json, printed as a table
+	@$(SETUP)
+	$(PY) -m linfool.evaluate
+
+weights: ## save runs/$(RUN)/weights.npz (W, b, mean, labels) from the newest snapshot
+	@$(SETUP)
+	$(PY) -m linfool.weights --run $(strip $(RUN))
+
+figures: ## the blog's figures from runs/$(RUN) into runs/$(RUN)/figures/ [LOW= HIGH=]
+	@$(SETUP)
+	$(PY) -m linfool.figures --run $(strip $(RUN)) --low $(strip $(LOW)) --high $(strip $(HIGH))
+
+report: ## one HTML page with every figure and number: runs/$(RUN)/report.html
+	@$(SETUP)
+	$(PY) -m linfool.report --run $(strip $(RUN)) --low $(strip $(LOW)) --high $(strip $(HIGH))
+
+demo: ## set up, then data -> train (3 regularizations) -> eval -> figures -> report, on the embedded set
+	@$(MAKE) --no-print-directory data DATA=synthetic IMAGENET=
+	@$(MAKE) --no-print-directory sweep DATA=synthetic
+	@$(MAKE) --no-print-directory eval
+	@$(MAKE) --no-print-directory figures RUN=blog
+	@$(MAKE) --no-print-directory report RUN=blog
+	@echo "Demo done. Open runs/blog/report.html"
 
 clean: ## remove generated data and runs (keeps .venv and the Caffe cache)
 	rm -rf data runs

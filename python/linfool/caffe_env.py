@@ -9,6 +9,7 @@ of the same Caffe tree (BVLC layout: <tree>/build/tools/<name>, <tree>/python/ca
 """
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,6 +47,21 @@ def tool(name: str) -> Path:
         if path.is_file() and os.access(path, os.X_OK):
             return path
     raise CaffeNotFound(f"no Caffe tool '{name}' in {tree}/build/tools; {FIX}")
+
+
+def caffe_has_cuda() -> bool:
+    """True when the Caffe tree's caffe binary links the CUDA runtime (a GPU build)."""
+    linked = subprocess.run(["ldd", str(tool("caffe"))], capture_output=True, text=True).stdout
+    return "libcudart" in linked
+
+
+def gpu_visible() -> bool:
+    """True when nvidia-smi lists at least one GPU."""
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return listing.returncode == 0 and "GPU" in listing.stdout
 
 
 def tool_env() -> dict:

@@ -1,0 +1,224 @@
+"""`make figures`: the blog's figures from a run's Caffe snapshot, one function per figure.
+
+    python -m linfool.figures --run NAME [--low RUN --high RUN] [--start kit_fox] [--targets goldfish,school_bus]
+
+Writes runs/<name>/figures/<blog figure>.png and figures.json (every number shown).
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from linfool import evaluate, fooling, paths, toy, weights  # noqa: E402
+
+SELECTED = ("Granny Smith apple", "goldfish", "school bus", "kit fox", "strawberry", "zebra", "volcano", "daisy")
+
+
+def to_rgb(chw):
+    """(3, H, W) BGR 0..255 -> (H, W, 3) RGB uint8 for display."""
+    return np.clip(np.asarray(chw)[::-1].transpose(1, 2, 0), 0, 255).astype(np.uint8)
+
+
+def template_rgb(w):
+    """A class's weights (12288,) = (3, 64, 64) BGR -> (64, 64, 3) RGB in 0..1, scaled per template
+    to the full display range as the blog does (min -> 0, max -> 1)."""
+    chw = np.asarray(w, dtype=np.float64).reshape(3, 64, 64)
+    return ((chw - chw.min()) / max(chw.max() - chw.min(), 1e-12))[::-1].transpose(1, 2, 0)
+
+
+def smoothness(W):
+    """Mean absolute difference of horizontally and vertically neighbouring pixels of the
+    normalised templates (0..1): lower is smoother."""
+    t = np.stack([template_rgb(w) for w in W])
+    return float((np.abs(np.diff(t, axis=1)).mean() + np.abs(np.diff(t, axis=2)).mean()) / 2)
+
+
+def find_class(names, query):
+    """Label of a class given by name (case/underscore-insensitive) or wnid."""
+    wanted = query.replace("_", " ").lower()
+    for i, name in enumerate(names):
+        if wanted in (str(name).lower(), str(name).lower().replace(" apple", "")):
+            return i
+    raise KeyError(f"no class named {query!r}")
+
+
+def templates_selected(params, out):
+    """Blog: the learned templates of a few classes (Granny Smith's 'green stuff in the middle')."""
+    names = [str(n) for n in params["names"]]
+    chosen = [i for i, n in enumerate(names) if n in SELECTED] or list(range(min(8, len(names))))
+    fig, axes = plt.subplots(1, len(chosen), figsize=(1.9 * len(chosen), 2.3))
+    for ax, i in zip(np.atleast_1d(axes), chosen):
+        ax.imshow(template_rgb(params["W"][i]), interpolation="nearest")
+        ax.set_title(names[i], fontsize=9)
+        ax.axis("off")
+    fig.suptitle("Learned templates (weights of each class, 64x64x3, scaled per template)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def templates_all(params, out):
+    """Blog: 'the learned templates for all imagenet classes' as one grid."""
+    names = [str(n) for n in params["names"]]
+    cols = int(np.ceil(np.sqrt(len(names) * 1.5)))
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows))
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < len(names):
+            ax.imshow(template_rgb(params["W"][i]), interpolation="nearest")
+            ax.set_title(names[i][:18], fontsize=7 if len(names) < 100 else 4)
+    fig.suptitle(f"Templates of all {len(names)} classes", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def fooling_rows(classifier, x, targets):
+    """Fool x towards each target; returns (start probs, [FoolResult])."""
+    return classifier.probs(x[None])[0], fooling.fool(classifier, x, targets)
+
+
+def _row_numbers(names, start_probs, result):
+    top = int(start_probs.argmax())
+    return {"start_class": names[top], "start_prob": float(start_probs[top]), "target": names[result.target],
+            "target_prob": result.prob, "alpha": result.alpha, "l2": result.l2, "linf": result.linf,
+            "fooled": result.fooled, "clipping_changed_outcome": result.clipping_changed_outcome}
+
+
+def draw_fooling(axes_rows, names, x, start_probs, results, label=""):
+    """Blog layout, one row per target: start image | perturbation | fooled image."""
+    top = int(start_probs.argmax())
+    for axes, r in zip(axes_rows, results):
+        delta = r.image - x
+        scale = max(np.abs(delta).max(), 1e-6)
+        axes[0].imshow(to_rgb(x))
+        axes[0].set_title(f"{label}{names[top]}: {100 * start_probs[top]:.1f}%", fontsize=8)
+        axes[1].imshow(to_rgb(127.5 + 127.5 * delta / scale))
+        axes[1].set_title(f"+ alpha*w  (Linf {r.linf:.1f}/255, L2 {r.l2:.0f})", fontsize=8)
+        axes[2].imshow(to_rgb(r.image))
+        note = " (clipping changed top class)" if r.clipping_changed_outcome else ""
+        note += "" if r.fooled else "\nnot fooled to 99% within the pixel range"
+        axes[2].set_title(f"{names[r.target]}: {100 * r.prob:.1f}%{note}", fontsize=8)
+        for ax in axes:
+            ax.axis("off")
+
+
+def fooling_figure(classifier, x, targets, out, title):
+    """Blog: an image fooled into each target with near 100 % confidence."""
+    names = [str(n) for n in classifier.params["names"]]
+    start_probs, results = fooling_rows(classifier, x, targets)
+    fig, axes = plt.subplots(len(results), 3, figsize=(7.5, 2.6 * len(results)), squeeze=False)
+    draw_fooling(axes, names, x, start_probs, results)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return [_row_numbers(names, start_probs, r) for r in results]
+
+
+def regularization_figure(runs, x, target_name, out):
+    """Blog: the same image fooled on a low- and a high-regularization run, rows one above the
+    other, each with its val top-1 and what fooling needed; beside it, each run's templates."""
+    fig, axes = plt.subplots(len(runs), 4, figsize=(10, 2.8 * len(runs)), squeeze=False)
+    numbers = []
+    for row, (label, run_dir) in zip(axes, runs):
+        classifier = fooling.Classifier(run_dir)
+        names = [str(n) for n in classifier.params["names"]]
+        target = find_class(names, target_name)
+        start_probs, results = fooling_rows(classifier, x, [target])
+        metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() \
+            else evaluate.evaluate(run_dir)
+        draw_fooling([row[:3]], names, x, start_probs, results, label=f"{label}: ")
+        row[3].imshow(template_rgb(classifier.params["W"][target]), interpolation="nearest")
+        row[3].set_title(f"{names[target]} template\nval top-1 {100 * metrics['val_top1']:.1f}%", fontsize=8)
+        row[3].axis("off")
+        numbers.append({"run": run_dir.name, "label": label, "val_top1": metrics["val_top1"],
+                        "smoothness": smoothness(classifier.params["W"]),
+                        **_row_numbers(names, start_probs, results[0])})
+    fig.suptitle("Regularization: the same image fooled on weakly vs strongly regularized classifiers", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return numbers
+
+
+def toy_figure(out):
+    """Blog's toy example: x, w, and x + 0.5w with their scores and probabilities."""
+    n = toy.toy_numbers()
+    fig, ax = plt.subplots(figsize=(8, 3))
+    idx = np.arange(len(n["x"]))
+    ax.bar(idx - 0.27, n["x"], 0.27, label=f"x: w.x = {n['score']:g}, P = {n['prob']:.4f}")
+    ax.bar(idx, n["w"], 0.27, label="w")
+    ax.bar(idx + 0.27, n["x_adv"], 0.27, label=f"x + 0.5w: w.x = {n['score_adv']:g}, P = {n['prob_adv']:.2f}")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xticks=idx, xlabel="input dimension", title="Toy example: each input moves by 0.5, P(class 1) 5% -> 88%")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in n.items()}
+
+
+def start_image(run_dir, class_name):
+    """The first val image of `class_name` in the run's data: (3, 64, 64) float32 0..255 BGR."""
+    images, labels = evaluate.read_lmdb(weights.run_data_dir(run_dir) / "val_lmdb", limit=5000)
+    names = [str(n) for n in weights.load(run_dir)["names"]]
+    label = find_class(names, class_name)
+    hits = np.flatnonzero(labels == label)
+    return images[hits[0] if len(hits) else 0].astype(np.float32)
+
+
+def make_figures(run, low=None, high=None, start="kit fox", targets=("goldfish", "school bus")):
+    """Every figure for `run` into runs/<run>/figures/; returns the numbers (also figures.json)."""
+    run_dir = paths.run_dir(run)
+    out = run_dir / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    params = weights.load(run_dir)
+    classifier = fooling.Classifier(run_dir)
+    names = [str(n) for n in params["names"]]
+    target_ids = [find_class(names, t) for t in targets]
+    x = start_image(run_dir, start)
+    numbers = {"run": run, "iteration": int(params["iteration"]), "smoothness": smoothness(params["W"])}
+    templates_selected(params, out / "blog_templates_selected.png")
+    templates_all(params, out / "blog_templates_all.png")
+    numbers["fooling_image"] = fooling_figure(classifier, x, target_ids, out / "blog_fooling_image.png",
+                                              f"Fooling a {start} image (run {run})")
+    numbers["fooling_noise"] = fooling_figure(classifier, fooling.noise_image(), target_ids,
+                                              out / "blog_fooling_noise.png", f"Fooling random noise (run {run})")
+    numbers["toy"] = toy_figure(out / "blog_toy_example.png")
+    if low and high and all(any(paths.run_dir(r).glob("*.caffemodel")) for r in (low, high)):
+        numbers["regularization"] = regularization_figure(
+            [("low reg", paths.run_dir(low)), ("high reg", paths.run_dir(high))], x, targets[0],
+            out / "blog_regularization.png")
+    else:
+        print(f"(no regularization figure: train runs {low} and {high} first, e.g. `make sweep`)")
+    (out / "figures.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    return numbers
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="default")
+    parser.add_argument("--low", help="weakly regularized run for the comparison figure")
+    parser.add_argument("--high", help="strongly regularized run for the comparison figure")
+    parser.add_argument("--start", default="kit fox", help="class of the val image to fool")
+    parser.add_argument("--targets", default="goldfish,school bus", help="comma-separated target classes")
+    args = parser.parse_args(argv)
+    try:
+        make_figures(args.run, args.low, args.high, args.start, tuple(args.targets.split(",")))
+    except (FileNotFoundError, KeyError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 2
+    print(f"Figures in {paths.run_dir(args.run) / 'figures'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""`make report`: one self-contained HTML page with every figure and the numbers behind it.
+
+    python -m linfool.report --run NAME [--low RUN --high RUN]    # runs/<name>/report.html
+"""
+import argparse
+import html
+import json
+import sys
+
+from linfool import curves, evaluate, paths
+
+BLOG = "http://karpathy.github.io/2015/03/30/breaking-convnets/"
+FIGURES = (
+    ("blog_templates_selected.png", "Learned templates of a few classes (the blog's Granny Smith figure)."),
+    ("blog_templates_all.png", "Templates of all classes."),
+    ("blog_fooling_image.png", "A val image fooled into each target class with 99 % confidence."),
+    ("blog_fooling_noise.png", "Random noise fooled into each target class."),
+    ("blog_regularization.png", "The same image fooled on weakly and strongly regularized runs."),
+    ("blog_toy_example.png", "The blog's toy example."),
+)
+
+
+def _table(rows, columns):
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(rows):
+    keys_pct = ("start_prob", "target_prob", "val_top1", "val_top5", "train_top1", "train_top5")
+    out = []
+    for r in rows:
+        out.append({k: (f"{100 * v:.1f} %" if k in keys_pct else f"{v:.4g}" if isinstance(v, float) else v)
+                    for k, v in r.items()})
+    return out
+
+
+def write_report(run, runs=()):
+    """Write runs/<run>/report.html from figures.json, metrics.json and curves; returns its path."""
+    run_dir = paths.run_dir(run)
+    numbers = json.loads((run_dir / "figures" / "figures.json").read_text())
+    all_runs = list(dict.fromkeys([run, *runs]))
+    metrics = [json.loads((paths.run_dir(r) / "metrics.json").read_text()) if (paths.run_dir(r) / "metrics.json").is_file()
+               else evaluate.evaluate(paths.run_dir(r)) for r in all_runs]
+    for r in all_runs:
+        curves.make_curves(paths.run_dir(r))
+    data = json.loads((run_dir / "run.json").read_text())["data"]
+    source = "the embedded synthetic set (18 ImageNet classes drawn by linfool.synthetic)" if data == "synthetic" \
+        else f"data set '{data}'"
+    fool_cols = ["start_class", "start_prob", "target", "target_prob", "alpha", "l2", "linf", "fooled",
+                 "clipping_changed_outcome"]
+    parts = [f"<h1>linfool report: run {html.escape(run)}</h1>",
+             f"<p>Reproducing Andrej Karpathy, <a href='{BLOG}'>Breaking Linear Classifiers on ImageNet</a> (2015), "
+             f"with real Caffe. Data: {html.escape(source)}. Probabilities come from pycaffe forwards of each "
+             "run's deploy net; L2 and Linf are in 0..255 pixel units. See also Szegedy et al. 2013, "
+             "<i>Intriguing properties of neural networks</i>, and Goodfellow et al. 2014, <i>Explaining and "
+             "harnessing adversarial examples</i>.</p>",
+             "<h2>Accuracy per run</h2>", _table(_fmt(metrics), ["run", "iteration", "val_top1", "val_top5", "train_top1"])]
+    for name, caption in FIGURES:
+        if (run_dir / "figures" / name).is_file():
+            parts.append(f"<h2>{html.escape(caption)}</h2><img src='figures/{name}'>")
+            key = {"blog_fooling_image.png": "fooling_image", "blog_fooling_noise.png": "fooling_noise",
+                   "blog_regularization.png": "regularization"}.get(name)
+            if key and key in numbers:
+                cols = (["run", "val_top1", "smoothness"] if key == "regularization" else []) + fool_cols
+                parts.append(_table(_fmt(numbers[key]), cols))
+    toy = numbers["toy"]
+    parts.append(f"<p>Toy: w.x = {toy['score']:g}, P = {toy['prob']:.4f}; after x + 0.5w: w.x = "
+                 f"{toy['score_adv']:g}, P = {toy['prob_adv']:.2f} (blog: -3, 0.0474; 2, 0.88).</p>")
+    parts.append("<h2>Training curves</h2>" + "".join(f"<img src='../{r}/curves.png'>" for r in all_runs))
+    parts.append("<h2>Commands that made this</h2><pre>" + html.escape("\n".join(
+        [json.loads((paths.run_dir(r) / "run.json").read_text())["command"] for r in all_runs]
+        + [" ".join(["python -m linfool.report", *sys.argv[1:]])])) + "</pre>")
+    style = "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}" \
+            "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;padding:3px 6px;font-size:13px}</style>"
+    out = run_dir / "report.html"
+    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>linfool {html.escape(run)}</title>"
+                   f"{style}</head><body>{''.join(parts)}</body></html>\n")
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="default")
+    parser.add_argument("--low")
+    parser.add_argument("--high")
+    args = parser.parse_args(argv)
+    try:
+        out = write_report(args.run, [r for r in (args.low, args.high) if r])
+    except FileNotFoundError as err:
+        print(f"ERROR: {err}; run `make figures` first", file=sys.stderr)
+        return 2
+    print(f"Report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
