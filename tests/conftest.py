@@ -20,3 +20,14 @@ def write_net(tmp_path):
         path.write_text(text)
         return str(path)
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A tiny embedded-style data set (18 classes x 8 train, x 2 val) built through the real
+    pipeline; returns the LINFOOL_DATA folder that holds it as 'tiny'."""
+    from linfool import data, synthetic
+    root = tmp_path_factory.mktemp("data")
+    source = synthetic.generate(root / "tiny_jpeg", train_per_class=8, val_per_class=2, progress=False)
+    data.build_dataset(source, root / "tiny", progress=False)
+    return root

@@ -1,0 +1,71 @@
+"""The blog's figures: template orientation and channel order, fooling to >= 99 % with Caffe's
+probabilities, the toy numbers, and every file of make figures / make report."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from linfool import figures, fooling, report, toy
+
+
+def test_template_keeps_orientation_and_turns_bgr_into_rgb():
+    w = np.zeros((3, 64, 64), np.float32)
+    w[2, :8, :16] = 1.0        # BGR channel 2 = red, in the top-left corner, wider than tall
+    w[0, -4:, :] = -1.0        # blue channel: most negative along the bottom edge
+    rgb = figures.template_rgb(w.ravel())
+    assert rgb.shape == (64, 64, 3)
+    assert np.allclose(rgb[:8, :16], [1.0, 0.5, 0.5])                   # red on top-left, scaled to max
+    assert np.allclose(rgb[-4:, 20:], [0.5, 0.5, 0.0])                  # blue at minimum along the bottom
+    assert rgb[8:60, 16:].min() == pytest.approx(0.5)                    # zero weights sit mid-range
+    assert np.array_equal(figures.to_rgb(np.arange(3)[:, None, None] * np.ones((3, 2, 2))), np.full((2, 2, 3), [2, 1, 0]))
+
+
+def test_toy_numbers_match_the_blog():
+    n = toy.toy_numbers()
+    assert (n["score"], round(n["prob"], 4), n["score_adv"], round(n["prob_adv"], 2)) == (-3, 0.0474, 2, 0.88)
+    assert "P(class 1) = 0.0474" in toy.describe() and "P(class 1) = 0.88" in toy.describe()
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tiny_data, tmp_path_factory):
+    """Two short real Caffe runs on the tiny set (weak and strong weight decay)."""
+    runs = tmp_path_factory.mktemp("runs")
+    env = {**os.environ, "LINFOOL_DATA": str(tiny_data), "LINFOOL_RUNS": str(runs)}
+    for name, wd in (("low", "0.0005"), ("high", "10000")):
+        subprocess.run([sys.executable, "-m", "linfool.train", "--data", "tiny", "--run", name, "--set", "max_iter=60",
+                        "--set", "snapshot=60", "--set", "test_iter=1", "--set", f"weight_decay={wd}"],
+                       check=True, capture_output=True, env=env)
+    return runs, env
+
+
+def test_fooling_reaches_99_percent_for_every_target_in_caffe(tiny_runs):
+    runs, _ = tiny_runs
+    classifier = fooling.Classifier(runs / "low")
+    x = fooling.noise_image(seed=3)
+    start = int(classifier.probs(x[None])[0].argmax())
+    targets = [t for t in range(len(classifier.params["names"])) if t != start]
+    results = fooling.fool(classifier, x, targets)
+    fooled = np.stack([r.image for r in results])
+    probs = fooling.Classifier(runs / "low").probs(fooled)          # a fresh Caffe net re-classifies
+    assert all(r.fooled for r in results)
+    assert np.all(probs[np.arange(len(targets)), targets] >= 0.99 - 1e-6)
+    assert all(0 < r.linf <= 255 and r.l2 > r.linf for r in results)
+    # bisection found the smallest alpha: a little less no longer reaches 99 %
+    less = np.clip(x + 0.97 * results[0].alpha * classifier.params["W"][targets[0]].reshape(3, 64, 64), 0, 255)
+    assert classifier.probs(less[None])[0, targets[0]] < 0.99
+
+
+def test_make_figures_and_report_write_every_file(tiny_runs):
+    runs, env = tiny_runs
+    for module in ("figures", "report"):
+        done = subprocess.run([sys.executable, "-m", f"linfool.{module}", "--run", "low", "--low", "low", "--high", "high"],
+                              capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    out = runs / "low" / "figures"
+    for name, _ in report.FIGURES:
+        assert (out / name).stat().st_size > 5_000, name
+    page = (runs / "low" / "report.html").read_text()
+    assert all(f"figures/{name}" in page for name in ("blog_templates_all.png", "blog_regularization.png"))
+    assert "P = 0.0474" in page and "data set &#x27;tiny&#x27;" in page

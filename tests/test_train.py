@@ -1,0 +1,120 @@
+"""make train: the shipped prototxt carry the blog's values; a short real `caffe train` makes a
+log, snapshots and curves; resume equals an uninterrupted run; bad configs fail in one line."""
+import math
+import os
+import subprocess
+import sys
+
+import lmdb
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from linfool import datum, paths
+
+TRAIN = [sys.executable, "-m", "linfool.train"]
+# Tiny set: 144 train images, batch 256: every 9 iterations end on an epoch boundary.
+SHORT = ["--set", "max_iter=18", "--set", "snapshot=9", "--set", "test_interval=1000", "--set", "test_iter=1",
+         "--set", "display=1"]
+
+
+def _env(data_root, runs):
+    return {**os.environ, "LINFOOL_DATA": str(data_root), "LINFOOL_RUNS": str(runs)}
+
+
+def _train(data_root, runs, *args, data="tiny"):
+    return subprocess.run(TRAIN + ["--data", data, *args], capture_output=True, text=True, env=_env(data_root, runs))
+
+
+def test_prototxt_files_carry_the_blogs_values(caffe):
+    pb2 = caffe.proto.caffe_pb2
+    solver = text_format.Parse((paths.PROTOTXT / "solver.prototxt").read_text(), pb2.SolverParameter())
+    assert solver.base_lr == pytest.approx(1e-7) and solver.weight_decay == 100
+    net = text_format.Parse((paths.PROTOTXT / "train_val.prototxt").read_text(), pb2.NetParameter())
+    fc = next(layer for layer in net.layer if layer.type == "InnerProduct")
+    assert fc.inner_product_param.num_output == 1000
+    assert fc.inner_product_param.weight_filler.type == "gaussian"
+    assert fc.inner_product_param.weight_filler.std == pytest.approx(1e-4)
+    deploy = caffe.Net(str(paths.PROTOTXT / "deploy.prototxt"), caffe.TEST)
+    assert deploy.params["fc"][0].data.shape == (1000, 12288)
+    for overlay, wd in (("solver_reg_low.prototxt", 0.0005), ("solver_reg_high.prototxt", 10000)):
+        parsed = text_format.Parse((paths.PROTOTXT / overlay).read_text(), pb2.SolverParameter())
+        assert parsed.weight_decay == pytest.approx(wd)
+
+
+def test_short_run_makes_log_snapshots_and_curves(tiny_data, tmp_path):
+    run = _train(tiny_data, tmp_path, "--run", "short", *SHORT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    run_dir = tmp_path / "short"
+    for name in ("solver.prototxt", "train_val.prototxt", "deploy.prototxt", "train.log", "run.json",
+                 "snap_iter_9.caffemodel", "snap_iter_18.caffemodel", "snap_iter_18.solverstate"):
+        assert (run_dir / name).is_file(), name
+    log = (run_dir / "train.log").read_text()
+    first = float(log.split("Iteration 0, loss = ")[1].split()[0])
+    assert first == pytest.approx(math.log(18), rel=0.10)           # -ln(1/K): 18 classes here
+    curves = subprocess.run([sys.executable, "-m", "linfool.curves", "--run", "short"], capture_output=True,
+                            text=True, env=_env(tiny_data, tmp_path))
+    assert curves.returncode == 0 and (run_dir / "curves.png").stat().st_size > 10_000
+
+
+def test_resume_from_an_epoch_boundary_equals_the_uninterrupted_run(caffe, tiny_data, tmp_path):
+    assert _train(tiny_data, tmp_path, "--run", "whole", *SHORT).returncode == 0
+    first = _train(tiny_data, tmp_path, "--run", "split", *SHORT, "--set", "max_iter=9")
+    assert first.returncode == 0
+    resumed = _train(tiny_data, tmp_path, "--run", "split", *SHORT, "--resume")
+    assert resumed.returncode == 0 and "Resuming from snap_iter_9.solverstate" in resumed.stdout
+    nets = [caffe.Net(str(tmp_path / name / "deploy.prototxt"), str(tmp_path / name / "snap_iter_18.caffemodel"),
+                      caffe.TEST) for name in ("whole", "split")]
+    np.testing.assert_array_equal(nets[0].params["fc"][0].data, nets[1].params["fc"][0].data)
+    assert np.abs(nets[0].params["fc"][0].data).max() > 0
+
+
+def _lmdb(path, records):
+    env = lmdb.open(str(path), map_size=1 << 26)
+    with env.begin(write=True) as txn:
+        for i, (image, label) in enumerate(records):
+            txn.put(f"{i:08d}".encode(), datum.encode_datum(image, label))
+    env.close()
+
+
+def _broken_set(root, name, train_records):
+    """A copy of the tiny set whose train LMDB is replaced by `train_records`."""
+    src = root / "tiny"
+    dst = root / name
+    dst.mkdir()
+    (dst / "labels.txt").write_text((src / "labels.txt").read_text())
+    (dst / "val_lmdb").symlink_to(src / "val_lmdb")
+    (dst / "train_lmdb").mkdir()
+    (dst / "train_lmdb" / "mean.binaryproto").write_bytes((src / "train_lmdb" / "mean.binaryproto").read_bytes())
+    if train_records is not None:
+        _lmdb(dst / "train_lmdb", train_records)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "no data set 'nowhere'"),
+    ("empty", "is empty"),
+    ("shape", "(3, 32, 32) records"),
+    ("label", "labels up to 40"),
+    ("no_lmdb", "no LMDB at"),
+    ("gpu", "built CPU-only"),
+    ("bad_key", "not a SolverParameter key"),
+])
+def test_bad_configs_fail_in_one_line_before_caffe(tiny_data, tmp_path, case, expected):
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    (data_root / "tiny").symlink_to(tiny_data / "tiny")
+    image = np.zeros((3, 64, 64), np.uint8)
+    builders = {"empty": [], "shape": [(np.zeros((3, 32, 32), np.uint8), 0)], "label": [(image, 40)],
+                "no_lmdb": None}
+    args = {"missing": ["--data", "nowhere"], "gpu": ["--gpu", "0"], "bad_key": ["--set", "learning_rate=1"]}
+    if case in builders:
+        _broken_set(data_root, case, builders[case])
+        extra = ["--data", case]
+    else:
+        extra = args[case]
+    run = subprocess.run(TRAIN + ["--data", "tiny", "--run", "bad", *SHORT, *extra], capture_output=True,
+                         text=True, env=_env(data_root, tmp_path / "runs"))
+    assert run.returncode == 2
+    errors = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("ERROR:") and expected in errors[0], run.stderr
+    assert not (tmp_path / "runs" / "bad" / "train.log").exists()
