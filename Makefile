@@ -20,7 +20,7 @@ IMAGENET ?=                       # ILSVRC2012 root (train/<wnid>/, val/) for ma
 TRAIN = $(PY) -m linfool.train --data $(strip $(DATA)) --solver $(SOLVER) --gpu $(strip $(GPU)) \
 	$(foreach o,$(OVERLAY),--overlay $(o)) $(if $(filter 1,$(strip $(RESUME))),--resume)
 
-.PHONY: help setup test demo data train sweep eval curves weights figures report clean
+.PHONY: help setup test demo data train sweep eval weights figures report bench clean
 
 help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (DATA=$(strip $(DATA)) RUN=$(strip $(RUN)) GPU=$(strip $(GPU)))"
@@ -71,6 +71,10 @@ demo: ## set up, then data -> train (3 regularizations) -> eval -> figures -> re
 	@$(MAKE) --no-print-directory figures RUN=blog
 	@$(MAKE) --no-print-directory report RUN=blog
 	@echo "Demo done. Open runs/blog/report.html"
+
+bench: ## speed tables: LMDB builder vs convert_imageset, caffe train vs GEMM roofline (~2 min)
+	@$(SETUP)
+	$(PY) -m linfool.bench
 
 clean: ## remove generated data and runs (keeps .venv and the Caffe cache)
 	rm -rf data runs
