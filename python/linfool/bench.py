@@ -21,7 +21,7 @@ import cv2
 import lmdb
 import numpy as np
 
-from linfool import caffe_env, datum, paths, synthetic
+from linfool import caffe_env, datum, lmdb_checks, paths, synthetic
 
 IMAGENET_TRAIN = 1_281_167
 
@@ -42,14 +42,6 @@ def _timed(cmd, env=None):
     return time.perf_counter() - start
 
 
-def _records(path):
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        records = list(txn.cursor())
-    env.close()
-    return records
-
-
 def bench_builder(n_images, work):
     """Rows of (tool, seconds, images/s) and whether the outputs are byte-identical."""
     src = work / "jpeg"
@@ -61,7 +53,7 @@ def bench_builder(n_images, work):
     t_caffe = _timed(convert, caffe_env.tool_env())
     t_ours = _timed(ours)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    identical = _records(work / "caffe_lmdb") == _records(work / "our_lmdb")
+    identical = lmdb_checks.raw_records(work / "caffe_lmdb") == lmdb_checks.raw_records(work / "our_lmdb")
     print(f"\nLMDB build, {n_images} JPEGs (~500x375) -> 64x64, {os.cpu_count()} cores")
     print(f"{'tool':<28} {'seconds':>8} {'images/s':>9}")
     print(f"{'convert_imageset (Caffe)':<28} {t_caffe:>8.2f} {n_images / t_caffe:>9.0f}")

@@ -14,6 +14,16 @@ class LmdbError(ValueError):
     """The LMDB cannot feed the net; the message says what is wrong and how to fix it."""
 
 
+def raw_records(path) -> list:
+    """Every (key, value) byte pair of an LMDB, in key order."""
+    env = lmdb.open(str(path), readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            return list(txn.cursor())
+    finally:
+        env.close()
+
+
 def check_lmdb(path, num_output, *, channels=3, size=64):
     """Raise LmdbError unless `path` is a non-empty LMDB of (channels, size, size) records with
     labels in 0..num_output-1. Returns the number of records."""
