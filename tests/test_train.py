@@ -2,6 +2,7 @@
 log, snapshots and curves; resume equals an uninterrupted run; bad configs fail in one line."""
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -118,3 +119,18 @@ def test_bad_configs_fail_in_one_line_before_caffe(tiny_data, tmp_path, case, ex
     errors = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("ERROR:") and expected in errors[0], run.stderr
     assert not (tmp_path / "runs" / "bad" / "train.log").exists()
+
+
+def test_ctrl_c_makes_caffe_snapshot_and_stop(tiny_data, tmp_path):
+    """Ctrl-C reaches the whole process group; the wrapper lets Caffe handle it (sigint_effect=stop)."""
+    proc = subprocess.Popen(TRAIN + ["--data", "tiny", "--run", "interrupted", *SHORT, "--set", "max_iter=100000"],
+                            stdout=subprocess.PIPE, text=True, env=_env(tiny_data, tmp_path), start_new_session=True)
+    for line in proc.stdout:
+        if line.startswith("Iteration 5,"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    snapshots = list((tmp_path / "interrupted").glob("snap_iter_*.caffemodel"))
+    assert len(snapshots) == 1 and int(snapshots[0].stem.rsplit("_", 1)[1]) < 100000
+    assert "Optimization stopped early" in (tmp_path / "interrupted" / "train.log").read_text()
