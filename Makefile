@@ -26,8 +26,12 @@ help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (DATA=$(strip $(DATA)) RUN=$(strip $(RUN)) GPU=$(strip $(GPU)))"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-setup: ## install apt packages, build Caffe once (cached in ~/.cache/linfool), create .venv
-	@$(SETUP)
+# make setup GPU=1 (or any device list, or all) switches to a CUDA build of Caffe, GPU=cpu back to
+# the CPU build; plain `make setup` keeps the current choice.
+SETUP_CUDA = $(if $(filter auto,$(strip $(GPU))),,LINFOOL_CUDA=$(if $(filter cpu,$(strip $(GPU))),0,1))
+
+setup: ## install apt packages, build Caffe once (cached in ~/.cache/linfool), create .venv [GPU=1: CUDA build]
+	@$(SETUP_CUDA) $(SETUP)
 
 test: ## run the test suite (sets everything up first)
 	@$(SETUP)
@@ -72,7 +76,7 @@ demo: ## set up, then data -> train (3 regularizations) -> eval -> figures -> re
 	@$(MAKE) --no-print-directory report RUN=blog
 	@echo "Demo done. Open runs/blog/report.html"
 
-bench: ## speed tables: LMDB builder vs convert_imageset, caffe train vs GEMM roofline (~2 min)
+bench: ## speed tables: LMDB builder vs convert_imageset; training step breakdown and caffe train vs GEMM roofline (~3 min)
 	@$(SETUP)
 	$(PY) -m linfool.bench
 

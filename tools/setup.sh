@@ -4,7 +4,10 @@
 # pycaffe made importable in the venv. A warm rerun takes a few seconds.
 #
 # Usage: tools/setup.sh        Env: PYTHON (default python3), CAFFE_ROOT (a built BVLC Caffe tree),
-#                                   LINFOOL_CACHE (default ~/.cache/linfool)
+#                                   LINFOOL_CACHE (default ~/.cache/linfool),
+#                                   LINFOOL_CUDA=1|0 (CUDA or CPU build of Caffe; `make setup GPU=1`;
+#                                   remembered in .venv, so later targets keep the choice),
+#                                   CUDA_HOME (a system CUDA toolkit for the CUDA build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$SECONDS
@@ -40,8 +43,11 @@ if [ -n "${CAFFE_ROOT:-}" ]; then
   step "using your Caffe at CAFFE_ROOT=$CAFFE_ROOT (no build)"
   TREE=$(cd "$CAFFE_ROOT" && pwd) || die "CAFFE_ROOT=$CAFFE_ROOT does not exist"
 else
-  step "Caffe (cached per machine in ${LINFOOL_CACHE:-~/.cache/linfool})"
-  TREE=$(tools/build_caffe.sh "$VENV/bin/python" | tail -n 1)
+  FLAVOR=$VENV/.linfool-caffe-cuda
+  CUDA=${LINFOOL_CUDA:-$(cat "$FLAVOR" 2>/dev/null || echo 0)}
+  step "Caffe, $([ "$CUDA" = 1 ] && echo "CUDA" || echo "CPU-only") build (cached per machine in ${LINFOOL_CACHE:-~/.cache/linfool})"
+  TREE=$(LINFOOL_CUDA=$CUDA tools/build_caffe.sh "$VENV/bin/python" | tail -n 1)
+  echo "$CUDA" > "$FLAVOR"
 fi
 [ -f "$TREE/python/caffe/_caffe.so" ] || die "no pycaffe at $TREE/python/caffe/_caffe.so; build it there with 'make pycaffe'"
 [ -x "$TREE/build/tools/caffe" ] || die "no caffe binary at $TREE/build/tools/caffe; build it there with 'make all'"

@@ -3,10 +3,13 @@
     python -m linfool.bench [--images 1000] [--iters 40]
 
 1. LMDB builder vs the built convert_imageset on the same list of ImageNet-like JPEGs.
-2. `caffe train` on the blog's full-size net (12288 -> 1000, batch 256) vs the GEMM-only roofline:
-   numpy's OpenBLAS on the two matrix products of a training step (forward X.W^T, backward dY^T.X).
+2. Where one training step of the blog's full-size net (12288 -> 1000) goes: forward, backward and the
+   solver update (pycaffe), against the GEMM roofline (the two matrix products of a step, forward
+   X.W^T and backward dTop^T.X, on the same OpenBLAS that Caffe links) and the update's memory floor.
+3. The real `caffe train` binary vs the roofline at batch 256 (shipped), one BLAS thread, 512, 1024.
 """
 import argparse
+import ctypes
 import os
 import re
 import resource
@@ -24,6 +27,7 @@ import numpy as np
 from linfool import caffe_env, datum, lmdb_checks, paths, synthetic
 
 IMAGENET_TRAIN = 1_281_167
+INPUTS, CLASSES = 3 * 64 * 64, 1000     # the blog's InnerProduct layer
 
 
 def _jpegs(folder, n):
@@ -73,42 +77,140 @@ def _train_lmdb(path, n):
     (path / "mean.binaryproto").write_bytes(datum.encode_mean(np.full((3, 64, 64), 127.5, np.float32)))
 
 
-def _ms_per_iter(log, first=10):
-    """Mean ms per iteration between the `first`-th and last 'Iteration N' lines of a glog log."""
-    stamps = [(int(m.group(2)), datetime.strptime(m.group(1), "%H:%M:%S.%f"))
-              for m in re.finditer(r"^I\d{8} (\S+) .*Iteration (\d+), loss", log, re.M)]
-    (i0, t0), (i1, t1) = stamps[first], stamps[-1]
-    return (t1 - t0).total_seconds() * 1000 / (i1 - i0)
+def _ms_per_iter(log, skip=5):
+    """Median ms between consecutive 'Iteration N, loss' lines of a glog log (display: 1), after
+    `skip` warm-up iterations; the median ignores the shared machine's occasional stalls."""
+    stamps = [datetime.strptime(m.group(1), "%H:%M:%S.%f")
+              for m in re.finditer(r"^I\d{8} (\S+) .*Iteration \d+, loss", log, re.M)][skip:]
+    return 1000 * float(np.median([(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]))
 
 
-def bench_train(iters, work):
-    batch = 256
-    _train_lmdb(work / "lmdb", 4 * batch)
+def _best_ms(fn, reps):
+    """Fastest of `reps` calls in ms (a roofline is the best the hardware does)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def _median_ms(fn, reps):
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def _cblas_sgemm():
+    """cblas_sgemm of the OpenBLAS that Caffe links (Debian's libopenblas.so.0), not numpy's own."""
+    sgemm = ctypes.CDLL("libopenblas.so.0").cblas_sgemm
+    ints, ptr, real = [ctypes.c_int] * 6, ctypes.c_void_p, ctypes.c_float
+    sgemm.argtypes = [*ints, real, ptr, ctypes.c_int, ptr, ctypes.c_int, real, ptr, ctypes.c_int]
+    return sgemm
+
+
+def gemm_roofline_ms(batch, reps=15):
+    """Best ms for the two products of one training step of the 12288 -> 1000 InnerProduct layer,
+    called exactly as Caffe calls them: forward top = X.W^T, backward dW += dTop^T.X."""
+    sgemm, (row_major, no_t, t) = _cblas_sgemm(), (101, 111, 112)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, INPUTS)).astype(np.float32)
+    w = rng.normal(size=(CLASSES, INPUTS)).astype(np.float32)
+    top = np.zeros((batch, CLASSES), np.float32)
+    dw = np.zeros_like(w)
+
+    def step():
+        sgemm(row_major, no_t, t, batch, CLASSES, INPUTS, 1.0, x.ctypes.data, INPUTS, w.ctypes.data,
+              INPUTS, 0.0, top.ctypes.data, CLASSES)
+        sgemm(row_major, t, no_t, CLASSES, INPUTS, batch, 1.0, top.ctypes.data, CLASSES, x.ctypes.data,
+              INPUTS, 1.0, dw.ctypes.data, INPUTS)
+    return _best_ms(step, reps)
+
+
+UPDATE_PASSES = 12   # Caffe's CPU SGD step streams the 12.3M-float weight/diff/history arrays 12 times:
+# clear diff 1, L2 decay axpy 3, momentum axpby 3, copy history->diff 2, update axpy 3
+
+
+def copy_bandwidth_gbs(reps=15):
+    """Best memory bandwidth of one large copy on this machine (read + write bytes per second)."""
+    a = np.ones(CLASSES * INPUTS, np.float32)
+    b = np.empty_like(a)
+    return 2 * a.nbytes / _best_ms(lambda: np.copyto(b, a), reps) / 1e6
+
+
+def _write_net(work, batch, iters=1_000_000):
     net = (paths.PROTOTXT / "train_val.prototxt").read_text()
     net = net.replace("data/synthetic/train_lmdb/mean.binaryproto", str(work / "lmdb" / "mean.binaryproto"))
     net = net.replace("data/synthetic/train_lmdb", str(work / "lmdb")).replace("data/synthetic/val_lmdb", str(work / "lmdb"))
-    (work / "net.prototxt").write_text(net)
-    (work / "solver.prototxt").write_text(
-        f'net: "{work / "net.prototxt"}"\nbase_lr: 1e-7 momentum: 0.9 weight_decay: 100 lr_policy: "fixed"\n'
-        f'max_iter: {iters} display: 1 snapshot_after_train: false solver_mode: CPU random_seed: 1\n')
-    run = subprocess.run([str(caffe_env.tool("caffe")), "train", f"--solver={work / 'solver.prototxt'}"],
-                         capture_output=True, text=True, env=caffe_env.tool_env(), check=True)
-    caffe_ms = _ms_per_iter(run.stderr)
-    x = np.random.default_rng(1).normal(size=(batch, 12288)).astype(np.float32)
-    w = np.random.default_rng(2).normal(size=(1000, 12288)).astype(np.float32)
-    dy = np.random.default_rng(3).normal(size=(batch, 1000)).astype(np.float32)
-    x @ w.T, dy.T @ x                                               # warm up
-    start = time.perf_counter()
-    for _ in range(iters):
-        x @ w.T
-        dy.T @ x
-    gemm_ms = (time.perf_counter() - start) * 1000 / iters
-    print(f"\ncaffe train, blog net 12288 -> 1000, batch {batch}, CPU ({os.cpu_count()} cores)")
-    print(f"{'what':<34} {'ms/iter':>8} {'images/s':>9}")
-    print(f"{'caffe train (whole step)':<34} {caffe_ms:>8.1f} {batch * 1000 / caffe_ms:>9.0f}")
-    print(f"{'GEMM roofline (2 products, numpy)':<34} {gemm_ms:>8.1f} {batch * 1000 / gemm_ms:>9.0f}")
-    print(f"caffe / roofline: {100 * gemm_ms / caffe_ms:.0f} %   projected ImageNet epoch on this machine: "
-          f"{IMAGENET_TRAIN / (batch * 1000 / caffe_ms) / 60:.0f} min")
+    net = net.replace("batch_size: 256", f"batch_size: {batch}")
+    solver = work / f"solver_{batch}.prototxt"
+    (work / f"net_{batch}.prototxt").write_text(net)
+    solver.write_text(
+        f'net: "{work / f"net_{batch}.prototxt"}"\nbase_lr: 1e-7 momentum: 0.9 weight_decay: 100 '
+        f'lr_policy: "fixed"\nmax_iter: {iters} display: 1 snapshot_after_train: false solver_mode: CPU '
+        f'random_seed: 1\n')
+    return solver
+
+
+def caffe_train_ms(work, batch, iters, threads=None):
+    """Median ms per iteration of the real `caffe train` binary on the blog's net."""
+    env = caffe_env.tool_env()
+    if threads:
+        env["OPENBLAS_NUM_THREADS"] = str(threads)
+    run = subprocess.run([str(caffe_env.tool("caffe")), "train", f"--solver={_write_net(work, batch, iters)}"],
+                         capture_output=True, text=True, env=env, check=True)
+    return _ms_per_iter(run.stderr)
+
+
+def step_parts_ms(work, batch, reps):
+    """Median ms of forward (data + fc + loss), backward, and the solver's update (a whole
+    solver.step(1) minus forward and backward), through pycaffe on the same net."""
+    caffe = caffe_env.import_caffe()
+    caffe.set_mode_cpu()
+    solver = caffe.SGDSolver(str(_write_net(work, batch)))
+    net = solver.net
+    forward = _median_ms(net.forward, reps)
+    backward = _median_ms(net.backward, reps)
+    step = _median_ms(lambda: solver.step(1), reps)
+    return forward, backward, step - forward - backward
+
+
+def bench_train(iters, work):
+    """Print where one training step's time goes and how close `caffe train` gets to the GEMM
+    roofline, for the shipped batch of 256 and for larger batches."""
+    _train_lmdb(work / "lmdb", 2048)
+    forward, backward, update = step_parts_ms(work, 256, reps=iters // 2)
+    print(f"\nOne training step of the blog's net (12288 -> 1000, batch 256), CPU, {os.cpu_count()} cores,"
+          f" pycaffe, median ms")
+    print(f"{'part':<44} {'ms':>7}")
+    print(f"{'forward (data copy + fc + softmax loss)':<44} {forward:>7.1f}")
+    print(f"{'backward (fc weight gradient)':<44} {backward:>7.1f}")
+    print(f"{'solver update (decay, momentum, copy, axpy)':<44} {update:>7.1f}")
+    streamed_gb = UPDATE_PASSES * CLASSES * INPUTS * 4 / 1e9
+    print(f"{'  = GB/s over its 12 passes of 49 MB':<44} {streamed_gb / update * 1000:>7.1f}"
+          f"   (best copy on this machine: {copy_bandwidth_gbs():.1f} GB/s)")
+    roof = gemm_roofline_ms(256)
+    print(f"{'GEMM roofline (the 2 products, same BLAS)':<44} {roof:>7.1f}")
+    gap = forward + backward + update - roof
+    print(f"gap to the roofline {gap:.0f} ms: solver update {100 * update / gap:.0f} %, forward+backward beyond "
+          f"the 2 GEMMs (data copy, loss, bias, BLAS sharing 2 cores with the prefetch thread) "
+          f"{100 * (forward + backward - roof) / gap:.0f} %")
+
+    print(f"\ncaffe train vs the GEMM roofline (Caffe's own OpenBLAS via cblas_sgemm), median of {iters} iterations")
+    print(f"{'run':<34} {'ms/iter':>8} {'images/s':>9} {'roofline ms':>12} {'of roofline':>12}")
+    rows = [("batch 256 (shipped)", 256, None), ("batch 256, OPENBLAS_NUM_THREADS=1", 256, 1),
+            ("batch 512", 512, None), ("batch 1024", 1024, None)]
+    for name, batch, threads in rows:
+        ms, roof = caffe_train_ms(work, batch, iters, threads), gemm_roofline_ms(batch)
+        print(f"{name:<34} {ms:>8.1f} {batch * 1000 / ms:>9.0f} {roof:>12.1f} {100 * roof / ms:>11.0f} %")
+        if name.endswith("(shipped)"):
+            epoch_min = IMAGENET_TRAIN / (batch * 1000 / ms) / 60
+    print(f"projected ImageNet epoch (1,281,167 images) at the shipped batch on this machine: {epoch_min:.0f} min")
 
 
 def main(argv=None) -> int:

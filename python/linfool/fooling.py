@@ -18,11 +18,16 @@ class Classifier:
         self.net = weights.load_net(run_dir)
         self.params = weights.load(run_dir)
 
-    def probs(self, images):
+    def forward(self, images):
+        """(scores, probs), each (n, classes): the InnerProduct output and the softmax."""
         images = np.asarray(images, dtype=np.float32)
         self.net.blobs["data"].reshape(*images.shape)
         self.net.blobs["data"].data[...] = images - self.params["mean"]
-        return self.net.forward()["prob"].copy()
+        probs = self.net.forward()["prob"].copy()
+        return self.net.blobs["fc"].data.copy(), probs
+
+    def probs(self, images):
+        return self.forward(images)[1]
 
 
 @dataclass
