@@ -20,11 +20,11 @@ IMAGENET ?=                       # ILSVRC2012 root (train/<wnid>/, val/) for ma
 TRAIN = $(PY) -m linfool.train --data $(strip $(DATA)) --solver $(SOLVER) --gpu $(strip $(GPU)) \
 	$(foreach o,$(OVERLAY),--overlay $(o)) $(if $(filter 1,$(strip $(RESUME))),--resume)
 
-.PHONY: help setup test demo data train sweep eval weights figures report bench clean
+.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background report bench docker-cpu docker-gpu clean
 
 help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (DATA=$(strip $(DATA)) RUN=$(strip $(RUN)) GPU=$(strip $(GPU)))"
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # make setup GPU=1 (or any device list, or all) switches to a CUDA build of Caffe, GPU=cpu back to
 # the CPU build; plain `make setup` keeps the current choice.
@@ -64,21 +64,52 @@ figures: ## the blog's figures from runs/$(RUN) into runs/$(RUN)/figures/ [LOW= 
 	@$(SETUP)
 	$(PY) -m linfool.figures --run $(strip $(RUN)) --low $(strip $(LOW)) --high $(strip $(HIGH))
 
+attack-curves: ## fooled fraction vs Linf budget, blog vs sign direction, for RUN, LOW, HIGH -> runs/$(RUN)/attacks/
+	@$(SETUP)
+	$(PY) -m linfool.attacks --run $(strip $(RUN)) --run $(strip $(LOW)) --run $(strip $(HIGH))
+
+transfer: ## fooling images made on each of RUN, LOW, HIGH, classified by the others -> runs/$(RUN)/attacks/
+	@$(SETUP)
+	$(PY) -m linfool.transfer --run $(strip $(RUN)) --run $(strip $(LOW)) --run $(strip $(HIGH))
+
+claims: ## the blog's claims measured on RUN, LOW, HIGH with verdicts -> runs/$(RUN)/claims.json
+	@$(SETUP)
+	$(PY) -m linfool.claims --run $(strip $(RUN)) --low $(strip $(LOW)) --high $(strip $(HIGH))
+
+background: ## background-class defence: rounds of fooling images + caffe fine-tuning (~3 min on the demo)
+	@$(SETUP)
+	$(PY) -m linfool.background --run $(strip $(RUN))
+
 report: ## one HTML page with every figure and number: runs/$(RUN)/report.html
 	@$(SETUP)
 	$(PY) -m linfool.report --run $(strip $(RUN)) --low $(strip $(LOW)) --high $(strip $(HIGH))
 
-demo: ## set up, then data -> train (3 regularizations) -> eval -> figures -> report, on the embedded set
+demo: ## set up, then data -> train x3 -> eval -> figures -> attack curves, transfer, background class, claims -> report
 	@$(MAKE) --no-print-directory data DATA=synthetic IMAGENET=
 	@$(MAKE) --no-print-directory sweep DATA=synthetic
 	@$(MAKE) --no-print-directory eval
 	@$(MAKE) --no-print-directory figures RUN=blog
+	@$(MAKE) --no-print-directory attack-curves RUN=blog
+	@$(MAKE) --no-print-directory transfer RUN=blog
+	@$(MAKE) --no-print-directory background RUN=blog
+	@$(MAKE) --no-print-directory claims RUN=blog
 	@$(MAKE) --no-print-directory report RUN=blog
 	@echo "Demo done. Open runs/blog/report.html"
 
 bench: ## speed tables: LMDB builder vs convert_imageset; training step breakdown and caffe train vs GEMM roofline (~3 min)
 	@$(SETUP)
 	$(PY) -m linfool.bench
+
+DOCKER = @command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "ERROR: no Docker engine \
+	reachable (docker info failed); install/start Docker Engine (https://docs.docker.com/engine/install/debian/)"; exit 1; }
+
+docker-cpu: ## build the CPU image linfool:cpu (Debian 12 + make setup); README "Docker" shows docker run
+	$(DOCKER)
+	docker build -f docker/cpu/Dockerfile -t linfool:cpu .
+
+docker-gpu: ## build the GPU image linfool:gpu (make setup GPU=1; run with --gpus all, driver >= 580)
+	$(DOCKER)
+	docker build -f docker/gpu/Dockerfile -t linfool:gpu .
 
 clean: ## remove generated data and runs (keeps .venv and the Caffe cache)
 	rm -rf data runs

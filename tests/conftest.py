@@ -1,4 +1,8 @@
-"""Shared fixtures: pycaffe, and tiny data made on the fly."""
+"""Shared fixtures: pycaffe, and tiny data and runs made on the fly."""
+import os
+import subprocess
+import sys
+
 import pytest
 
 from linfool import caffe_env
@@ -31,3 +35,15 @@ def tiny_data(tmp_path_factory):
     source = synthetic.generate(root / "tiny_jpeg", train_per_class=8, val_per_class=2, progress=False)
     data.build_dataset(source, root / "tiny", progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tiny_data, tmp_path_factory):
+    """Two short real Caffe runs on the tiny set (weak and strong weight decay)."""
+    runs = tmp_path_factory.mktemp("runs")
+    env = {**os.environ, "LINFOOL_DATA": str(tiny_data), "LINFOOL_RUNS": str(runs)}
+    for name, wd in (("low", "0.0005"), ("high", "10000")):
+        subprocess.run([sys.executable, "-m", "linfool.train", "--data", "tiny", "--run", name, "--set", "max_iter=60",
+                        "--set", "snapshot=60", "--set", "test_iter=1", "--set", f"weight_decay={wd}"],
+                       check=True, capture_output=True, env=env)
+    return runs, env

@@ -28,18 +28,6 @@ def test_toy_numbers_match_the_blog():
     assert "P(class 1) = 0.0474" in toy.describe() and "P(class 1) = 0.88" in toy.describe()
 
 
-@pytest.fixture(scope="module")
-def tiny_runs(tiny_data, tmp_path_factory):
-    """Two short real Caffe runs on the tiny set (weak and strong weight decay)."""
-    runs = tmp_path_factory.mktemp("runs")
-    env = {**os.environ, "LINFOOL_DATA": str(tiny_data), "LINFOOL_RUNS": str(runs)}
-    for name, wd in (("low", "0.0005"), ("high", "10000")):
-        subprocess.run([sys.executable, "-m", "linfool.train", "--data", "tiny", "--run", name, "--set", "max_iter=60",
-                        "--set", "snapshot=60", "--set", "test_iter=1", "--set", f"weight_decay={wd}"],
-                       check=True, capture_output=True, env=env)
-    return runs, env
-
-
 def test_fooling_reaches_99_percent_for_every_target_in_caffe(tiny_runs):
     runs, _ = tiny_runs
     classifier = fooling.Classifier(runs / "low")

@@ -78,7 +78,7 @@ NVCCFLAGS := -std=c++17
 LDFLAGS := -Wl,-rpath,$CUDA_DIR/lib64 -Wl,-rpath,$CUDA_DIR/lib"
   # CUDA 13 removed cudaDeviceProp::clockRate, deviceOverlap and kernelExecTimeoutEnabled, which
   # `caffe device_query` prints: read the same values through cudaDeviceGetAttribute instead.
-  perl -0pi -e 's/void Caffe::DeviceQuery\(\) \{/static int DeviceAttribute(cudaDeviceAttr attr, int device) {\n  int value = 0;\n  CUDA_CHECK(cudaDeviceGetAttribute(&value, attr, device));\n  return value;\n}\n\nvoid Caffe::DeviceQuery() {/;
+  perl -0pi -e 's/void Caffe::DeviceQuery\(\) \{\n  cudaDeviceProp prop;/static int DeviceAttribute(cudaDeviceAttr attr, int device) {\n  int value = 0;\n  CUDA_CHECK(cudaDeviceGetAttribute(&value, attr, device));\n  return value;\n}\n\nvoid Caffe::DeviceQuery() {\n  cudaDeviceProp prop;/;
     s/prop\.clockRate/DeviceAttribute(cudaDevAttrClockRate, device)/;
     s/prop\.deviceOverlap/DeviceAttribute(cudaDevAttrGpuOverlap, device)/;
     s/prop\.kernelExecTimeoutEnabled/DeviceAttribute(cudaDevAttrKernelExecTimeout, device)/' "$SRC/src/caffe/common.cpp"
@@ -86,7 +86,8 @@ LDFLAGS := -Wl,-rpath,$CUDA_DIR/lib64 -Wl,-rpath,$CUDA_DIR/lib"
   # have (it keeps Caffe rc3's multi-GPU trainer, P2PSync). Call P2PSync: `caffe train --gpu=0,1`
   # then trains data-parallel with Caffe's own code instead of aborting.
   perl -0pi -e 's/#ifdef USE_NCCL\n    caffe::NCCL<float> nccl\(solver\);\n    nccl\.Run\(gpus, FLAGS_snapshot\.size\(\) > 0 \? FLAGS_snapshot\.c_str\(\) : NULL\);/#ifndef CPU_ONLY\n    caffe::P2PSync<float> sync(solver, NULL, solver->param());\n    sync.Run(gpus);/' "$SRC/tools/caffe.cpp"
-  grep -q "DeviceAttribute(cudaDevAttrKernelExecTimeout" "$SRC/src/caffe/common.cpp" \
+  grep -q "^static int DeviceAttribute" "$SRC/src/caffe/common.cpp" \
+    && grep -q "DeviceAttribute(cudaDevAttrKernelExecTimeout" "$SRC/src/caffe/common.cpp" \
     && grep -q "P2PSync<float> sync" "$SRC/tools/caffe.cpp" || die "the CUDA source fixes did not apply"
 else
   GPU_CONFIG="CPU_ONLY := 1"

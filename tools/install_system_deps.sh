@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages that building Caffe needs, only those that are missing.
-# Usage: tools/install_system_deps.sh [--gpu]   (run as root, or as a user with sudo)
+# Usage: tools/install_system_deps.sh   (run as root, or as a user with sudo; the CUDA build needs no more:
+# its toolkit comes from PyPI, see tools/cuda_toolkit.sh)
 set -euo pipefail
 
 PACKAGES=(

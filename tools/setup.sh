@@ -47,13 +47,15 @@ else
   CUDA=${LINFOOL_CUDA:-$(cat "$FLAVOR" 2>/dev/null || echo 0)}
   step "Caffe, $([ "$CUDA" = 1 ] && echo "CUDA" || echo "CPU-only") build (cached per machine in ${LINFOOL_CACHE:-~/.cache/linfool})"
   TREE=$(LINFOOL_CUDA=$CUDA tools/build_caffe.sh "$VENV/bin/python" | tail -n 1)
-  echo "$CUDA" > "$FLAVOR"
+  [ "$(cat "$FLAVOR" 2>/dev/null)" = "$CUDA" ] || echo "$CUDA" > "$FLAVOR"
 fi
 [ -f "$TREE/python/caffe/_caffe.so" ] || die "no pycaffe at $TREE/python/caffe/_caffe.so; build it there with 'make pycaffe'"
 [ -x "$TREE/build/tools/caffe" ] || die "no caffe binary at $TREE/build/tools/caffe; build it there with 'make all'"
 
 # pycaffe becomes importable through a .pth file in the venv: no sys.path edits anywhere in the code.
+# Written only when it changes, so a read-only install (the Docker images, run as the calling user)
+# passes this step.
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "$TREE/python" > "$SITE/linfool_caffe.pth"
+[ "$(cat "$SITE/linfool_caffe.pth" 2>/dev/null)" = "$TREE/python" ] || echo "$TREE/python" > "$SITE/linfool_caffe.pth"
 CAFFE_PY=$("$VENV/bin/python" -m linfool.caffe_env --check) || die "pycaffe does not import; see the message above"
 step "ready: Caffe at $TREE; $VENV/bin/python imports pycaffe from $CAFFE_PY"

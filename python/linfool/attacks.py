@@ -94,12 +94,13 @@ def _median(values):
     return float(np.median(values))     # json writes inf as Infinity, which json.loads reads back
 
 
-def attack_curves(run_dir, n_images=30, targets_per_image=None):
-    """Measure both directions and the bound on the run's val sample; returns the json dict."""
+def attack_curves(run_dir, n_images=30, targets_per_image=None, num_classes=None):
+    """Measure both directions and the bound on the run's val sample; returns the json dict.
+    Targets are drawn from the first `num_classes` classes (default: all)."""
     classifier = fooling.Classifier(run_dir)
     W = classifier.params["W"]
     images, labels = evaluate.read_lmdb(weights.run_data_dir(run_dir) / "val_lmdb", limit=5000)
-    which, targets = sample_pairs(labels, len(W), n_images, targets_per_image)
+    which, targets = sample_pairs(labels, num_classes or len(W), n_images, targets_per_image)
     x, true = images[which].astype(np.float32), labels[which]
     result = {"run": run_dir.name, "confidence": CONFIDENCE, "pairs": len(targets), "images": n_images,
               "epsilons": EPSILONS.tolist(), "curves": {}, "median_epsilon": {}}

@@ -36,6 +36,61 @@ def _fmt(rows):
     return out
 
 
+def _json(path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _missing(what, command):
+    return f"<p><i>{html.escape(what)} not computed yet: run <code>{html.escape(command)}</code>.</i></p>"
+
+
+def beyond_the_blog(run_dir):
+    """HTML parts: claims table, attack curves, transfer matrix, background-class rounds, each with
+    the command that recomputes it (from the json the module wrote)."""
+    parts = ["<h2>The blog's claims, measured on these runs</h2>"]
+    claims = _json(run_dir / "claims.json")
+    if claims:
+        parts += [_table(claims["rows"], ["claim", "how", "blog", "value", "verdict", "why"]),
+                  f"<p>Recompute: <code>{html.escape(claims['command'])}</code></p>"]
+    else:
+        parts.append(_missing("The claims table", "make claims"))
+    parts.append("<h2>Fooling difficulty: fraction fooled vs the Linf budget</h2>")
+    curves = _json(run_dir / "attacks" / "attack_curves.json")
+    if curves:
+        parts += ["<p>Blog direction: epsilon * w_target / max|w_target|; sign direction: epsilon * "
+                  "sign(w_target - w_true), the Linf-optimal one for a linear model. Dashed: the closed form, "
+                  "no Linf perturbation can reach P = 0.99 below (s_true - s_target + ln 99) / "
+                  f"||w_target - w_true||_1 (median ||w_target - w_true||_1 here: {curves['median_l1_gap_norm']:.3g}).</p>",
+                  "<img src='attacks/attack_curves.png'><img src='attacks/attack_curves_runs.png'>",
+                  f"<p>Recompute: <code>{html.escape(curves['command'])}</code></p>"]
+    else:
+        parts.append(_missing("Attack curves", "make attack-curves"))
+    parts.append("<h2>Transfer between runs</h2>")
+    transfer = _json(run_dir / "attacks" / "transfer.json")
+    if transfer:
+        rows = [{"made on": src, "fooled on source": n, **{f"classified by {d}": f"{100 * v:.0f} %"
+                 for d, v in zip(transfer["runs"], row)}}
+                for src, n, row in zip(transfer["runs"], transfer["fooled_on_source"], transfer["matrix"])]
+        parts += ["<img src='attacks/transfer.png'>",
+                  _table(rows, ["made on", "fooled on source", *[f"classified by {d}" for d in transfer["runs"]]]),
+                  f"<p>Recompute: <code>{html.escape(transfer['command'])}</code></p>"]
+    else:
+        parts.append(_missing("The transfer matrix", "make transfer"))
+    parts.append("<h2>Does a background class of fooling images help? (the blog says no)</h2>")
+    background = _json(run_dir / "background" / "background.json")
+    if background:
+        rows = [{"round": r["round"], "background images": r["background_images"],
+                 "val top-1": f"{100 * r['val_top1']:.1f} %", "median Linf, blog": f"{r['median_epsilon']['blog']:.1f}",
+                 "median Linf, sign": f"{r['median_epsilon']['sign']:.1f}",
+                 "new fooling images now background": "" if r["caught"] is None else f"{100 * r['caught']:.0f} %"}
+                for r in background["rounds"]]
+        parts += ["<img src='background/background.png'>", _table(rows, list(rows[0])),
+                  f"<p>Recompute: <code>{html.escape(background['command'])}</code></p>"]
+    else:
+        parts.append(_missing("The background-class rounds", "make background"))
+    return parts
+
+
 def write_report(run, runs=()):
     """Write runs/<run>/report.html from figures.json, metrics.json and curves; returns its path."""
     run_dir = paths.run_dir(run)
@@ -68,6 +123,7 @@ def write_report(run, runs=()):
     toy = numbers["toy"]
     parts.append(f"<p>Toy: w.x = {toy['score']:g}, P = {toy['prob']:.4f}; after x + 0.5w: w.x = "
                  f"{toy['score_adv']:g}, P = {toy['prob_adv']:.2f} (blog: -3, 0.0474; 2, 0.88).</p>")
+    parts += beyond_the_blog(run_dir)
     parts.append("<h2>Training curves</h2>" + "".join(f"<img src='../{r}/curves.png'>" for r in all_runs))
     parts.append("<h2>Commands that made this</h2><pre>" + html.escape("\n".join(
         [json.loads((paths.run_dir(r) / "run.json").read_text())["command"] for r in all_runs]

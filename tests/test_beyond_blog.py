@@ -1,0 +1,120 @@
+"""Attack curves, transfer, claims and the background class: the measurement code on a hand-made
+linear model whose answers are computable on paper, and every module end to end on tiny Caffe runs."""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from linfool import attacks, claims, fooling
+
+INPUTS = 3 * 64 * 64
+C = 1e-4          # weight scale of the hand-made model
+GAP = 5.0         # score of class 0 minus class 1 on the start image
+
+
+@pytest.fixture(scope="module")
+def linear_run(caffe, tmp_path_factory):
+    """A 2-class Caffe model made by hand: W[0] = 0, W[1] = C * s * m with signs s and magnitudes
+    m in {1, 3} balanced so that W[1] . x = 0 on a grey image x = 128; b = (GAP, 0); mean 0.
+    On paper, moving the gap s1 - s0 from -GAP to ln 99 (P(class 1) = 0.99) needs
+      sign direction (d = s):        eps = (GAP + ln 99) / (C * sum m)           = 3.904
+      blog direction (d = s m / 3):  eps = (GAP + ln 99) / (C * sum m^2 / 3)     = 4.685"""
+    run = tmp_path_factory.mktemp("linear")
+    (run / "deploy.prototxt").write_text(
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 64 dim: 64 } } }\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 2 } }\n'
+        'layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }\n')
+    signs = np.tile([1, -1], INPUTS // 2)
+    magnitudes = np.repeat([1, 3], INPUTS // 2)
+    W = np.stack([np.zeros(INPUTS), C * signs * magnitudes]).astype(np.float32)
+    b = np.array([GAP, 0], np.float32)
+    net = caffe.Net(str(run / "deploy.prototxt"), caffe.TEST)
+    net.params["fc"][0].data[...] = W
+    net.params["fc"][1].data[...] = b
+    net.save(str(run / "snap_iter_1.caffemodel"))
+    np.savez(run / "weights.npz", W=W, b=b, mean=np.zeros((3, 64, 64), np.float32), wnids=np.array(["a", "b"]),
+             names=np.array(["a", "b"]), iteration=1)
+    return run
+
+
+def test_needed_epsilon_matches_the_closed_form_on_a_hand_made_linear_model(linear_run):
+    classifier = fooling.Classifier(linear_run)
+    x = np.full((1, 3, 64, 64), 128, np.float32)
+    true, target = np.array([0]), np.array([1])
+    paper_sign = (GAP + math.log(99)) / (C * INPUTS * 2)          # sum m = 2 * INPUTS
+    paper_blog = (GAP + math.log(99)) / (C * INPUTS * 5 / 3)      # sum m^2 = 5 * INPUTS
+    assert attacks.bound_epsilon(classifier, x, true, target)[0] == pytest.approx(paper_sign, rel=1e-3)
+    W = classifier.params["W"]
+    for kind, paper in (("sign", paper_sign), ("blog", paper_blog)):
+        fooled = attacks.fooled_at(classifier, x, target, attacks.directions(W, true, target, kind))
+        assert attacks.first_epsilon(fooled)[0] == math.ceil(paper), kind
+        assert not fooled[:math.ceil(paper), 0].any() and fooled[math.ceil(paper):, 0].all(), kind
+
+
+def test_sample_pairs_is_fixed_and_never_targets_the_true_class():
+    labels = np.arange(40) % 5
+    images, targets = attacks.sample_pairs(labels, 5, n_images=6)
+    again = attacks.sample_pairs(labels, 5, n_images=6)
+    assert len(images) == 6 * 4 and np.array_equal(images, again[0]) and np.array_equal(targets, again[1])
+    assert not np.any(labels[images] == targets)
+    few = attacks.sample_pairs(labels, 5, n_images=6, targets_per_image=2)
+    assert len(few[0]) == 12 and not np.any(labels[few[0]] == few[1])
+
+
+def _run(module, env, *args):
+    done = subprocess.run([sys.executable, "-m", f"linfool.{module}", *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_attack_curves_and_transfer_on_tiny_caffe_runs(tiny_runs):
+    runs, env = tiny_runs
+    _run("attacks", env, "--run", "low", "--run", "high", "--images", "3")
+    result = json.loads((runs / "low" / "attacks" / "attack_curves.json").read_text())
+    assert result["pairs"] == 3 * 17 and len(result["curves"]["sign"]) == 256
+    for kind in ("blog", "sign", "bound"):
+        curve = np.array(result["curves"][kind])
+        assert curve[0] == 0 and np.all((curve >= 0) & (curve <= 1))
+    # the closed form bounds every Linf attack: neither measured curve may exceed it
+    assert np.all(np.array(result["curves"]["sign"]) <= np.array(result["curves"]["bound"]) + 1e-9)
+    assert np.all(np.array(result["curves"]["blog"]) <= np.array(result["curves"]["bound"]) + 1e-9)
+    assert (runs / "low" / "attacks" / "attack_curves_runs.png").stat().st_size > 5_000
+    _run("transfer", env, "--run", "low", "--run", "high", "--images", "2")
+    transfer = json.loads((runs / "low" / "attacks" / "transfer.json").read_text())
+    matrix = np.array(transfer["matrix"])
+    assert matrix.shape == (2, 2) and np.all(np.diag(matrix) == 1.0)   # fooled on the source, by construction
+
+
+def test_every_claim_row_has_a_verdict(tiny_runs, monkeypatch):
+    runs, _ = tiny_runs
+    monkeypatch.setattr(claims.paths, "RUNS", runs)
+    rows = claims.check_claims("low", "low", "high")
+    assert len(rows) >= 9
+    assert all(r["verdict"] in (claims.HOLDS, claims.FAILS, claims.UNCHECKABLE) for r in rows)
+    assert all(r["why"] for r in rows if r["verdict"] == claims.UNCHECKABLE)
+    by_claim = {r["claim"].split(" ")[0]: r for r in rows}
+    assert by_claim["init"]["verdict"] == claims.HOLDS          # Caffe's forward at iteration 0
+    assert by_claim["toy:"]["verdict"] == claims.HOLDS
+    assert by_claim["~3.0"]["verdict"] == claims.UNCHECKABLE    # 18 classes, not ImageNet
+
+
+def test_background_rounds_fine_tune_with_caffe_and_the_report_shows_everything(tiny_runs):
+    runs, env = tiny_runs
+    out = _run("background", env, "--run", "low", "--rounds", "1", "--fool", "6", "--iters", "20")
+    assert "round 1:" in out
+    rounds = json.loads((runs / "low" / "background" / "background.json").read_text())["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["background_images"] > 0
+    assert (runs / "low_bg1" / "snap_iter_20.caffemodel").is_file()
+    assert "num_output: 19" in (runs / "low_bg1" / "deploy.prototxt").read_text()
+    _run("attacks", env, "--run", "low", "--run", "high", "--images", "2")
+    _run("transfer", env, "--run", "low", "--run", "high", "--images", "2")
+    _run("claims", env, "--run", "low", "--low", "low", "--high", "high")
+    _run("figures", env, "--run", "low", "--low", "low", "--high", "high")
+    _run("report", env, "--run", "low", "--low", "low", "--high", "high")
+    page = (runs / "low" / "report.html").read_text()
+    for part in ("python -m linfool.claims", "<th>verdict</th>", "toy: w.x = -3", "attacks/attack_curves.png", "attacks/transfer.png", "background/background.png",
+                 "python -m linfool.background"):
+        assert part in page, part
