@@ -20,7 +20,7 @@ IMAGENET ?=                       # ILSVRC2012 root (train/<wnid>/, val/) for ma
 TRAIN = $(PY) -m linfool.train --data $(strip $(DATA)) --solver $(SOLVER) --gpu $(strip $(GPU)) \
 	$(foreach o,$(OVERLAY),--overlay $(o)) $(if $(filter 1,$(strip $(RESUME))),--resume)
 
-.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background report bench docker-cpu docker-gpu clean
+.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background report bench test-gpu-build device-query docker-cpu docker-gpu clean
 
 help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (DATA=$(strip $(DATA)) RUN=$(strip $(RUN)) GPU=$(strip $(GPU)))"
@@ -36,6 +36,15 @@ setup: ## install apt packages, build Caffe once (cached in ~/.cache/linfool), c
 test: ## run the test suite (sets everything up first)
 	@$(SETUP)
 	$(PY) -m pytest
+
+test-gpu-build: ## build the CUDA Caffe (cached; ~40 min cold on 2 cores) and test it; no GPU needed
+	@$(SETUP)
+	tree=$$(LINFOOL_CUDA=1 tools/build_caffe.sh $(PY) | tail -n 1) && [ -n "$$tree" ] && \
+	LINFOOL_CUDA_TREE=$$tree $(PY) -m pytest -m gpu_build tests/test_gpu_build.py
+
+device-query: ## the GPUs Caffe sees (caffe device_query), or one line saying why none
+	@$(SETUP)
+	$(PY) -m linfool.caffe_env --device-query
 
 data: ## build train/val LMDBs + mean + labels: embedded synthetic set, or IMAGENET=/path
 	@$(SETUP)

@@ -92,7 +92,7 @@ def test_every_claim_row_has_a_verdict(tiny_runs, monkeypatch):
     runs, _ = tiny_runs
     monkeypatch.setattr(claims.paths, "RUNS", runs)
     rows = claims.check_claims("low", "low", "high")
-    assert len(rows) >= 9
+    assert len(rows) >= 10
     assert all(r["verdict"] in (claims.HOLDS, claims.FAILS, claims.UNCHECKABLE) for r in rows)
     assert all(r["why"] for r in rows if r["verdict"] == claims.UNCHECKABLE)
     by_claim = {r["claim"].split(" ")[0]: r for r in rows}
@@ -103,11 +103,13 @@ def test_every_claim_row_has_a_verdict(tiny_runs, monkeypatch):
 
 def test_background_rounds_fine_tune_with_caffe_and_the_report_shows_everything(tiny_runs):
     runs, env = tiny_runs
-    out = _run("background", env, "--run", "low", "--rounds", "1", "--fool", "6", "--iters", "20")
+    out = _run("background", env, "--run", "low", "--rounds", "1", "--fool", "6", "--iters", "20",
+               "--measure-images", "2")
     assert "round 1:" in out
     rounds = json.loads((runs / "low" / "background" / "background.json").read_text())["rounds"]
     assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["background_images"] > 0
-    assert (runs / "low_bg1" / "snap_iter_20.caffemodel").is_file()
+    assert (runs / "low_bg1" / "snap_iter_20.caffemodel").is_file() and (runs / "low_ctl1" / "snap_iter_20.caffemodel").is_file()
+    assert rounds[1]["control"]["run"] == "low_ctl1"
     assert "num_output: 19" in (runs / "low_bg1" / "deploy.prototxt").read_text()
     _run("attacks", env, "--run", "low", "--run", "high", "--images", "2")
     _run("transfer", env, "--run", "low", "--run", "high", "--images", "2")

@@ -1,6 +1,5 @@
 """The blog's figures: template orientation and channel order, fooling to >= 99 % with Caffe's
 probabilities, the toy numbers, and every file of make figures / make report."""
-import os
 import subprocess
 import sys
 

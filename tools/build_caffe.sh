@@ -86,7 +86,24 @@ LDFLAGS := -Wl,-rpath,$CUDA_DIR/lib64 -Wl,-rpath,$CUDA_DIR/lib"
   # have (it keeps Caffe rc3's multi-GPU trainer, P2PSync). Call P2PSync: `caffe train --gpu=0,1`
   # then trains data-parallel with Caffe's own code instead of aborting.
   perl -0pi -e 's/#ifdef USE_NCCL\n    caffe::NCCL<float> nccl\(solver\);\n    nccl\.Run\(gpus, FLAGS_snapshot\.size\(\) > 0 \? FLAGS_snapshot\.c_str\(\) : NULL\);/#ifndef CPU_ONLY\n    caffe::P2PSync<float> sync(solver, NULL, solver->param());\n    sync.Run(gpus);/' "$SRC/tools/caffe.cpp"
-  grep -q "^static int DeviceAttribute" "$SRC/src/caffe/common.cpp" \
+  # This source's ProposalLayer declares Backward_gpu without defining it and still instantiates it
+  # (gcc 12 refuses that in nvcc's host pass); the layer has no gradient (Backward_cpu is empty):
+  # give Backward_gpu the same empty body and instantiate only Forward_gpu.
+  perl -0pi -e 's/(virtual void Backward_gpu\(const vector<Blob<Dtype>\*>& top,\n      const vector<bool>& propagate_down, const vector<Blob<Dtype>\*>& bottom\));/$1 {}/' \
+    "$SRC/include/caffe/layers/proposal_layer.hpp"
+  sed -i 's/^INSTANTIATE_LAYER_GPU_FUNCS(ProposalLayer);/INSTANTIATE_LAYER_GPU_FORWARD(ProposalLayer);/' \
+    "$SRC/src/caffe/layers/proposal_layer.cu"
+  # Six layers this source added (HardSigmoid, HardSwish, MaxUnPool, PixelShuffle, ReLU6, Upsample)
+  # declare Forward_gpu/Backward_gpu but ship no CUDA code, so a CUDA libcaffe would not link. In a
+  # CUDA build their GPU functions run their CPU code (none of them is in the blog's net).
+  for cpp in "$SRC"/src/caffe/layers/*.cpp; do
+    [ -f "${cpp%.cpp}.cu" ] && continue
+    perl -0pi -e 's/#ifdef CPU_ONLY\s*\n\s*STUB_GPU\((\w+)\);\s*\n\s*#endif/#ifdef CPU_ONLY\nSTUB_GPU($1);\n#else  \/\/ linfool: no CUDA code for this layer, run the CPU code\ntemplate <typename Dtype>\nvoid $1<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,\n    const vector<Blob<Dtype>*>& top) {\n  Forward_cpu(bottom, top);\n}\ntemplate <typename Dtype>\nvoid $1<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,\n    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {\n  Backward_cpu(top, propagate_down, bottom);\n}\nINSTANTIATE_LAYER_GPU_FUNCS($1);\n#endif/' "$cpp"
+  done
+  [ "$(grep -l "linfool: no CUDA code" "$SRC"/src/caffe/layers/*.cpp | wc -l)" -eq 6 ] \
+    && grep -q "^static int DeviceAttribute" "$SRC/src/caffe/common.cpp" \
+    && grep -q "^INSTANTIATE_LAYER_GPU_FORWARD(ProposalLayer)" "$SRC/src/caffe/layers/proposal_layer.cu" \
+    && grep -q "bottom) {}" "$SRC/include/caffe/layers/proposal_layer.hpp" \
     && grep -q "DeviceAttribute(cudaDevAttrKernelExecTimeout" "$SRC/src/caffe/common.cpp" \
     && grep -q "P2PSync<float> sync" "$SRC/tools/caffe.cpp" || die "the CUDA source fixes did not apply"
 else

@@ -115,6 +115,19 @@ def attack_curves(run_dir, n_images=30, targets_per_image=None, num_classes=None
     return result
 
 
+def _finish(fig, ax, title, out):
+    """Shared axes of the attack plots (epsilon on a symlog axis over 0..255), then save."""
+    ax.set(xlabel="Linf budget epsilon (0..255 pixel units)", ylabel=f"fraction fooled to P >= {CONFIDENCE}",
+           ylim=(-0.02, 1.02), title=title)
+    ax.set_xscale("symlog", linthresh=4)
+    ax.set_xlim(0, 255)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def plot_run(result, out):
     """One run: fooled fraction vs epsilon for both directions and the closed-form bound."""
     fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -124,15 +137,7 @@ def plot_run(result, out):
     for kind, (label, line) in styles.items():
         med = result["median_epsilon"][kind]
         ax.plot(eps, result["curves"][kind], line, label=f"{label}  (median {med:.1f})")
-    ax.set(xlabel="Linf budget epsilon (0..255 pixel units)", ylabel=f"fraction fooled to P >= {CONFIDENCE}",
-           ylim=(-0.02, 1.02), title=f"Fooling difficulty, run {result['run']} ({result['pairs']} image-target pairs)")
-    ax.set_xscale("symlog", linthresh=4)
-    ax.set_xlim(0, 255)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _finish(fig, ax, f"Fooling difficulty, run {result['run']} ({result['pairs']} image-target pairs)", out)
 
 
 def plot_runs(results, out):
@@ -142,15 +147,7 @@ def plot_runs(results, out):
         for kind, line in (("blog", "-"), ("sign", ":")):
             ax.plot(result["epsilons"], result["curves"][kind], line, color=color,
                     label=f"{result['run']} {kind} (median {result['median_epsilon'][kind]:.1f})")
-    ax.set(xlabel="Linf budget epsilon (0..255 pixel units)", ylabel=f"fraction fooled to P >= {CONFIDENCE}",
-           ylim=(-0.02, 1.02), title="Fooling difficulty across runs")
-    ax.set_xscale("symlog", linthresh=4)
-    ax.set_xlim(0, 255)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _finish(fig, ax, "Fooling difficulty across runs", out)
 
 
 def make_attack_curves(runs, n_images=30, targets_per_image=None):

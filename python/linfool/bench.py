@@ -85,25 +85,24 @@ def _ms_per_iter(log, skip=5):
     return 1000 * float(np.median([(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]))
 
 
-def _best_ms(fn, reps):
-    """Fastest of `reps` calls in ms (a roofline is the best the hardware does)."""
+def _times_ms(fn, reps):
+    """ms of each of `reps` calls of fn, after one warm-up call."""
     fn()
     times = []
     for _ in range(reps):
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times)
+        times.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def _best_ms(fn, reps):
+    """Fastest call in ms (a roofline is the best the hardware does)."""
+    return min(_times_ms(fn, reps))
 
 
 def _median_ms(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return float(np.median(_times_ms(fn, reps)))
 
 
 def _cblas_sgemm():

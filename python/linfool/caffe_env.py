@@ -6,6 +6,7 @@ of the same Caffe tree (BVLC layout: <tree>/build/tools/<name>, <tree>/python/ca
 
     python -m linfool.caffe_env --check          # prints pycaffe's location, or says how to fix it
     python -m linfool.caffe_env --tool caffe     # prints the path of the caffe binary
+    python -m linfool.caffe_env --device-query   # Caffe's GPU report, or one line saying why not
 """
 import argparse
 import os
@@ -69,14 +70,32 @@ def tool_env() -> dict:
     return {**os.environ, "GLOG_minloglevel": "0", "GLOG_logtostderr": "1"}
 
 
+def device_query(gpu="all") -> str:
+    """Caffe's own `caffe device_query` report of the GPUs; CaffeNotFound with one line when the
+    build is CPU-only or no GPU is usable (Caffe itself aborts with a glog stack trace then)."""
+    if not caffe_has_cuda():
+        raise CaffeNotFound("this Caffe is CPU-only; build the CUDA one with `make setup GPU=1`")
+    done = subprocess.run([str(tool("caffe")), "device_query", f"--gpu={gpu}"], capture_output=True,
+                          text=True, env=tool_env())
+    if done.returncode != 0:
+        failed = [line.split("] ", 1)[-1] for line in done.stderr.splitlines() if "Check failed" in line]
+        raise CaffeNotFound(f"no usable GPU: {failed[0] if failed else done.stderr.strip()[-300:]} "
+                            "(check `nvidia-smi`; CUDA 13 builds need a driver >= 580)")
+    return "\n".join(line.split("] ", 1)[-1] for line in done.stderr.splitlines() if "common.cpp" in line)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--check", action="store_true", help="import pycaffe, print where from")
     group.add_argument("--tool", metavar="NAME", help="print the path of a Caffe tool binary")
+    group.add_argument("--device-query", action="store_true", help="report the GPUs Caffe sees")
     args = parser.parse_args(argv)
     try:
-        print(Path(import_caffe().__file__).parent if args.check else tool(args.tool))
+        if args.device_query:
+            print(device_query())
+        else:
+            print(Path(import_caffe().__file__).parent if args.check else tool(args.tool))
     except CaffeNotFound as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1

@@ -145,6 +145,23 @@ def claim_fooling(curve, figure_numbers):
                 _verdict(reached >= 0.95 and noise_ok == len(noise)))
 
 
+def claim_background(run_dir):
+    """The blog's closing claim, from `make background` (runs Caffe fine-tuning; not run here)."""
+    claim = "a background class of fooling images, added iteratively during training, is not effective"
+    how = ("last round of make background: val pairs still fooled within Linf 255 (blog direction), and its "
+           "median Linf vs the control fine-tuned as long without background; holds if >= 95 % are still "
+           "fooled and the median is below 1.5x the control's")
+    path = run_dir / "background" / "background.json"
+    if not path.is_file():
+        return _row(claim, how, "not effective", "not measured", UNCHECKABLE, "run `make background` first")
+    last = json.loads(path.read_text())["rounds"][-1]
+    still = last["curves"]["blog"][-1]
+    eps, control = last["median_epsilon"]["blog"], last["control"]["median_epsilon"]["blog"]
+    return _row(claim, how, "not effective",
+                f"round {last['round']}: {100 * still:.0f} % still fooled; median Linf {eps:.1f} vs control {control:.1f}",
+                _verdict(still >= 0.95 and eps < 1.5 * control))
+
+
 def claim_toy():
     n = toy.toy_numbers()
     ok = (round(n["score"]) == -3 and round(n["prob"], 4) == 0.0474 and round(n["score_adv"]) == 2
@@ -175,7 +192,7 @@ def check_claims(run, low, high):
     return [claim_init(run_dir), claim_learning_rate(run_dir), claim_weight_decay(low_dir, run_dir),
             claim_accuracy(_metrics(run_dir), len(weights.load(run_dir)["W"])),
             *claims_regularization(low_dir, high_dir, _attack_curves(low_dir), _attack_curves(high_dir)),
-            claim_fooling(curve, figure_numbers), claim_toy()]
+            claim_fooling(curve, figure_numbers), claim_background(run_dir), claim_toy()]
 
 
 def table(rows) -> str:

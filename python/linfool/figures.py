@@ -7,7 +7,6 @@ Writes runs/<name>/figures/<blog figure>.png and figures.json (every number show
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import matplotlib
 

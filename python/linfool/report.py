@@ -82,6 +82,8 @@ def beyond_the_blog(run_dir):
         rows = [{"round": r["round"], "background images": r["background_images"],
                  "val top-1": f"{100 * r['val_top1']:.1f} %", "median Linf, blog": f"{r['median_epsilon']['blog']:.1f}",
                  "median Linf, sign": f"{r['median_epsilon']['sign']:.1f}",
+                 "control: median Linf, blog": f"{r['control']['median_epsilon']['blog']:.1f}",
+                 "control: val top-1": f"{100 * r['control']['val_top1']:.1f} %",
                  "new fooling images now background": "" if r["caught"] is None else f"{100 * r['caught']:.0f} %"}
                 for r in background["rounds"]]
         parts += ["<img src='background/background.png'>", _table(rows, list(rows[0])),
