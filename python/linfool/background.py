@@ -106,7 +106,7 @@ def fine_tune(run, info, data, model, iterations):
     returns the new snapshot."""
     code = train.train(run, data, info["solver"], info["overlays"],
                        [*info["settings"], f"max_iter={iterations}", f"snapshot={iterations}"],
-                       gpu="cpu", extra=[f"--weights={model}"])
+                       gpu="auto", extra=[f"--weights={model}"])
     if code != 0:
         raise RuntimeError(f"caffe train exited with {code}; see {paths.run_dir(run) / 'train.log'}")
     return weights.newest_caffemodel(paths.run_dir(run))

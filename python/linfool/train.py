@@ -112,11 +112,15 @@ def newest_solverstate(run_dir):
 
 def gpu_flag(gpu):
     """Caffe's --gpu value for GPU=auto|cpu|N|list|all, or None for CPU; says which device."""
+    has_cuda = caffe_env.caffe_has_cuda()
+    if has_cuda and not caffe_env.gpu_visible():
+        # Caffe's data prefetch thread calls cudaGetDevice even in CPU mode and aborts without a GPU.
+        raise TrainConfigError("this Caffe is a CUDA build and no GPU is visible (nvidia-smi); a CUDA "
+                               "build needs a GPU even to train on the CPU: `make setup GPU=cpu` for the CPU build")
     if gpu == "cpu":
         return None
-    has_cuda = caffe_env.caffe_has_cuda()
     if gpu == "auto":
-        return "0" if has_cuda and caffe_env.gpu_visible() else None
+        return "0" if has_cuda else None
     if not has_cuda:
         raise TrainConfigError(f"GPU={gpu} asked, but this Caffe was built CPU-only; use GPU=cpu "
                                "or rebuild with `make setup GPU=1`")
