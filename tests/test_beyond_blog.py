@@ -110,6 +110,8 @@ def test_background_rounds_fine_tune_with_caffe_and_the_report_shows_everything(
     assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["background_images"] > 0
     assert (runs / "low_bg1" / "snap_iter_20.caffemodel").is_file() and (runs / "low_ctl1" / "snap_iter_20.caffemodel").is_file()
     assert rounds[1]["control"]["run"] == "low_ctl1"
+    for run in ("low_bg1", "low_ctl1"):              # caffe train --weights really fine-tuned
+        assert "Finetuning from" in (runs / run / "train.log").read_text()
     assert "num_output: 19" in (runs / "low_bg1" / "deploy.prototxt").read_text()
     _run("attacks", env, "--run", "low", "--run", "high", "--images", "2")
     _run("transfer", env, "--run", "low", "--run", "high", "--images", "2")

@@ -13,7 +13,7 @@ PYTHON=${1:?usage: build_caffe.sh PYTHON}
 SDIST_NAME=brocolli-caffe          # Caffe master (2020) + SSD-fork layers; see ../shared/CAFFE_BUILD.md
 SDIST_VERSION=9.0.2
 SDIST_SHA256=c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
-RECIPE_VERSION=1                   # bump when this script changes what it builds
+RECIPE_VERSION=2                   # bump when this script changes what it builds
 CACHE=${LINFOOL_CACHE:-$HOME/.cache/linfool}
 JOBS=${JOBS:-$(nproc)}
 START=$SECONDS
@@ -67,6 +67,12 @@ sed -i -e 's/arr\.tostring()/arr.tobytes()/' -e 's/np\.fromstring(/np.frombuffer
 # in this order (videoio.hpp first, else CV_FOURCC fails). See CAFFE_BUILD.md.
 CV_COMPAT="-include opencv2/videoio.hpp -include opencv2/imgproc/types_c.h -include opencv2/imgproc/imgproc_c.h"
 CV_COMPAT+=" -include opencv2/imgcodecs/legacy/constants_c.h -include opencv2/videoio/legacy/constants_c.h"
+# This source's `caffe train` accepts --weights but ignores it (BVLC's fine-tuning branch is missing):
+# put it back, so that `caffe train --weights=model.caffemodel` fine-tunes as Caffe documents
+# (linfool.background relies on it).
+perl -0pi -e 's/(    solver->Restore\(FLAGS_snapshot\.c_str\(\)\);\n  \})/$1 else if (FLAGS_weights.size()) {\n    LOG(INFO) << "Finetuning from " << FLAGS_weights;\n    solver->net()->CopyTrainedLayersFrom(FLAGS_weights);\n    for (int i = 0; i < solver->test_nets().size(); ++i) {\n      solver->test_nets()[i]->CopyTrainedLayersFrom(FLAGS_weights);\n    }\n  }/' "$SRC/tools/caffe.cpp"
+grep -q 'LOG(INFO) << "Finetuning from "' "$SRC/tools/caffe.cpp" || die "the --weights fix did not apply"
+
 if [ -n "$CUDA_DIR" ]; then
   # No cuDNN: the blog's net uses only Data, InnerProduct, Softmax(WithLoss) and Accuracy.
   # Caffe's default CUDA_ARCH starts at compute_20, which CUDA >= 11 rejects: name Ampere (sm_80)
