@@ -164,7 +164,7 @@ def plot_rounds(results, out):
                        label=f"{kind} direction, control (same fine-tuning, no background images)")
     ax_rounds.set(xlabel="round (fooling images added as background, then fine-tuned)",
                   ylabel="median Linf to fool (0..255)", title="Does a background class help?", xticks=rounds)
-    ax_rounds.legend(fontsize=8)
+    ax_rounds.legend(fontsize=7, loc="center left")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
