@@ -117,7 +117,7 @@ def claim_accuracy(metrics, num_classes):
 def claims_regularization(low_dir, high_dir, curves_low, curves_high):
     """Three rows: smoother templates, lower accuracy, harder to fool at higher regularization."""
     smooth = [figures.smoothness(weights.load(d)["W"]) for d in (low_dir, high_dir)]
-    metrics = [_metrics(d) for d in (low_dir, high_dir)]
+    metrics = [evaluate.load_metrics(d) for d in (low_dir, high_dir)]
     top1 = [m["val_top1"] for m in metrics]
     eps = [c["median_epsilon"]["blog"] for c in (curves_low, curves_high)]
     names = f"{low_dir.name} vs {high_dir.name}"
@@ -171,11 +171,6 @@ def claim_toy():
                 _verdict(ok))
 
 
-def _metrics(run_dir):
-    path = run_dir / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else evaluate.evaluate(run_dir)
-
-
 def _attack_curves(run_dir):
     path = run_dir / "attacks" / "attack_curves.json"
     return json.loads(path.read_text()) if path.is_file() else attacks.attack_curves(run_dir)
@@ -190,7 +185,7 @@ def check_claims(run, low, high):
     figure_numbers = json.loads(figure_path.read_text()) if figure_path.is_file() else {}
     curve = _attack_curves(run_dir)
     return [claim_init(run_dir), claim_learning_rate(run_dir), claim_weight_decay(low_dir, run_dir),
-            claim_accuracy(_metrics(run_dir), len(weights.load(run_dir)["W"])),
+            claim_accuracy(evaluate.load_metrics(run_dir), len(weights.load(run_dir)["W"])),
             *claims_regularization(low_dir, high_dir, _attack_curves(low_dir), _attack_curves(high_dir)),
             claim_fooling(curve, figure_numbers), claim_background(run_dir), claim_toy()]
 

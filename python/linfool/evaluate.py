@@ -5,6 +5,7 @@
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import lmdb
 import numpy as np
@@ -43,6 +44,12 @@ def evaluate(run_dir) -> dict:
         metrics[f"{split}_images"] = len(labels)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
+
+
+def load_metrics(run_dir) -> dict:
+    """The run's metrics.json, evaluating the run first when it has none."""
+    path = Path(run_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else evaluate(Path(run_dir))
 
 
 def table(rows) -> str:

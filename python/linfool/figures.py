@@ -132,8 +132,7 @@ def regularization_figure(runs, x, target_name, out):
         names = [str(n) for n in classifier.params["names"]]
         target = find_class(names, target_name)
         start_probs, results = fooling_rows(classifier, x, [target])
-        metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() \
-            else evaluate.evaluate(run_dir)
+        metrics = evaluate.load_metrics(run_dir)
         draw_fooling([row[:3]], names, x, start_probs, results, label=f"{label}: ")
         row[3].imshow(template_rgb(classifier.params["W"][target]), interpolation="nearest")
         row[3].set_title(f"{names[target]} template\nval top-1 {100 * metrics['val_top1']:.1f}%", fontsize=8)

@@ -98,8 +98,7 @@ def write_report(run, runs=()):
     run_dir = paths.run_dir(run)
     numbers = json.loads((run_dir / "figures" / "figures.json").read_text())
     all_runs = list(dict.fromkeys([run, *runs]))
-    metrics = [json.loads((paths.run_dir(r) / "metrics.json").read_text()) if (paths.run_dir(r) / "metrics.json").is_file()
-               else evaluate.evaluate(paths.run_dir(r)) for r in all_runs]
+    metrics = [evaluate.load_metrics(paths.run_dir(r)) for r in all_runs]
     for r in all_runs:
         curves.make_curves(paths.run_dir(r))
     data = json.loads((run_dir / "run.json").read_text())["data"]
