@@ -115,6 +115,10 @@ def attack_curves(run_dir, n_images=30, targets_per_image=None, num_classes=None
     return result
 
 
+def _median_text(value):
+    return f"median {value:.1f}" if np.isfinite(value) else "median not reached within 255"
+
+
 def _finish(fig, ax, title, out):
     """Shared axes of the attack plots (epsilon on a symlog axis over 0..255), then save."""
     ax.set(xlabel="Linf budget epsilon (0..255 pixel units)", ylabel=f"fraction fooled to P >= {CONFIDENCE}",
@@ -135,8 +139,7 @@ def plot_run(result, out):
     styles = {"blog": ("blog direction: eps * w_t / max|w_t|", "-"), "sign": ("sign(w_t - w_y)", "-"),
               "bound": ("bound: no Linf attack fools below eps*", "--")}
     for kind, (label, line) in styles.items():
-        med = result["median_epsilon"][kind]
-        ax.plot(eps, result["curves"][kind], line, label=f"{label}  (median {med:.1f})")
+        ax.plot(eps, result["curves"][kind], line, label=f"{label}  ({_median_text(result['median_epsilon'][kind])})")
     _finish(fig, ax, f"Fooling difficulty, run {result['run']} ({result['pairs']} image-target pairs)", out)
 
 
@@ -146,7 +149,7 @@ def plot_runs(results, out):
     for result, color in zip(results, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         for kind, line in (("blog", "-"), ("sign", ":")):
             ax.plot(result["epsilons"], result["curves"][kind], line, color=color,
-                    label=f"{result['run']} {kind} (median {result['median_epsilon'][kind]:.1f})")
+                    label=f"run {result['run']}, {kind} direction ({_median_text(result['median_epsilon'][kind])})")
     _finish(fig, ax, "Fooling difficulty across runs", out)
 
 
