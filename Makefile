@@ -6,19 +6,31 @@ PY := .venv/bin/python
 SETUP := tools/setup.sh
 
 DATA ?= synthetic                 # data set under data/ (make data IMAGENET=/path builds 'imagenet')
-RUN ?= blog                       # run under runs/
+# The run under runs/: 'blog' on the embedded set, else the data set's name (DATA=imagenet -> imagenet).
+RUN ?= $(if $(filter synthetic,$(strip $(DATA))),blog,$(strip $(DATA)))
 SOLVER ?= prototxt/solver.prototxt
 # On the small embedded set, the demo overlay shortens the run (iterations and test counts only).
 OVERLAY ?= $(if $(filter synthetic,$(strip $(DATA))),prototxt/solver_demo.prototxt)
+SET ?=                            # solver settings, e.g. SET="max_iter=1000 snapshot=500"
 GPU ?= auto                       # auto | cpu | 0 | 0,1 | all
-RESUME ?= 0                       # 1: continue from the run's newest .solverstate
+RESUME ?= 0                       # 1: continue from the run's newest .solverstate with its recorded solver
 ARGS ?=                           # extra flags for `caffe train`
-LOW ?= reg_low                    # runs compared in the regularization figure
-HIGH ?= reg_high
+# The runs compared with RUN: by default its sweep companions (reg_low/reg_high for blog,
+# <RUN>_reg_low/<RUN>_reg_high otherwise: linfool.runs.sweep_names), always of RUN's data set.
+LOW ?=
+HIGH ?=
 IMAGENET ?=                       # ILSVRC2012 root (train/<wnid>/, val/) for make data
+VAL_PER_CLASS ?=                  # make eval: a seeded class-balanced val subset instead of every record
+PAIRS ?=                          # attack-curves, transfer: (image, target) pairs sampled (default 510)
 
-TRAIN = $(PY) -m linfool.train --data $(strip $(DATA)) --solver $(SOLVER) --gpu $(strip $(GPU)) \
-	$(foreach o,$(OVERLAY),--overlay $(o)) $(if $(filter 1,$(strip $(RESUME))),--resume)
+# A resumed run keeps its recorded data set, solver and overlays (run.json); SET= or OVERLAY= given
+# with RESUME=1 are applied as a logged change.
+RESUMING = $(filter 1,$(strip $(RESUME)))
+CHANGED = $(strip $(SET))$(if $(filter command line,$(origin OVERLAY)),$(OVERLAY))
+TRAIN = $(PY) -m linfool.train --gpu $(strip $(GPU)) $(foreach s,$(SET),--set $(s)) \
+	$(if $(RESUMING),--resume $(if $(CHANGED),--change-solver $(if $(filter command line,$(origin OVERLAY)),$(foreach o,$(OVERLAY),--overlay $(o)))),\
+	--data $(strip $(DATA)) --solver $(SOLVER) $(foreach o,$(OVERLAY),--overlay $(o)))
+GROUP = --run $(strip $(RUN)) $(if $(strip $(LOW)),--low $(strip $(LOW))) $(if $(strip $(HIGH)),--high $(strip $(HIGH)))
 
 .PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background report bench test-gpu-build device-query docker-cpu docker-gpu clean
 
@@ -50,20 +62,18 @@ data: ## build train/val LMDBs + mean + labels: embedded synthetic set, or IMAGE
 	@$(SETUP)
 	$(PY) -m linfool.data $(if $(strip $(IMAGENET)),--imagenet $(strip $(IMAGENET)))
 
-train: ## caffe train into runs/$(RUN) [RUN= DATA= SOLVER= OVERLAY= GPU= RESUME=1 ARGS=]
+train: ## caffe train into runs/$(RUN) [RUN= DATA= SOLVER= OVERLAY= SET= GPU= RESUME=1 ARGS=]
 	@$(SETUP)
 	$(TRAIN) --run $(strip $(RUN)) -- $(ARGS)
 	$(PY) -m linfool.curves --run $(strip $(RUN))
 
-sweep: ## train the regularization runs: reg_low (wd 0.0005), blog (wd 100), reg_high (wd 10000)
+sweep: ## train RUN and its regularization companions: <low> (wd 0.0005), RUN (wd 100), <high> (wd 10000)
 	@$(SETUP)
-	$(TRAIN) --run $(strip $(LOW)) --overlay prototxt/solver_reg_low.prototxt -- $(ARGS)
-	$(TRAIN) --run blog -- $(ARGS)
-	$(TRAIN) --run $(strip $(HIGH)) --overlay prototxt/solver_reg_high.prototxt -- $(ARGS)
+	$(TRAIN) --sweep --run $(strip $(RUN)) -- $(ARGS)
 
-eval: ## top-1/top-5 of every run's newest snapshot -> runs/*/metrics.json, printed as a table
+eval: ## top-1/top-5 of RUN and its sweep over EVERY val record -> runs/*/metrics.json [VAL_PER_CLASS=N: a subset]
 	@$(SETUP)
-	$(PY) -m linfool.evaluate
+	$(PY) -m linfool.evaluate $(GROUP) $(if $(strip $(VAL_PER_CLASS)),--val-per-class $(strip $(VAL_PER_CLASS)))
 
 weights: ## save runs/$(RUN)/weights.npz (W, b, mean, labels) from the newest snapshot
 	@$(SETUP)
@@ -71,19 +81,19 @@ weights: ## save runs/$(RUN)/weights.npz (W, b, mean, labels) from the newest sn
 
 figures: ## the blog's figures from runs/$(RUN) into runs/$(RUN)/figures/ [LOW= HIGH=]
 	@$(SETUP)
-	$(PY) -m linfool.figures --run $(strip $(RUN)) --low $(strip $(LOW)) --high $(strip $(HIGH))
+	$(PY) -m linfool.figures $(GROUP)
 
-attack-curves: ## fooled fraction vs Linf budget, blog vs sign direction, for RUN, LOW, HIGH -> runs/$(RUN)/attacks/
+attack-curves: ## fooled fraction vs Linf budget, blog vs sign direction, RUN and its sweep [PAIRS=510] -> runs/$(RUN)/attacks/
 	@$(SETUP)
-	$(PY) -m linfool.attacks --run $(strip $(RUN)) --run $(strip $(LOW)) --run $(strip $(HIGH))
+	$(PY) -m linfool.attacks $(GROUP) $(if $(strip $(PAIRS)),--pairs $(strip $(PAIRS)))
 
-transfer: ## fooling images made on each of RUN, LOW, HIGH, classified by the others -> runs/$(RUN)/attacks/
+transfer: ## fooling images made on each run of RUN's sweep, classified by the others [PAIRS=510] -> runs/$(RUN)/attacks/
 	@$(SETUP)
-	$(PY) -m linfool.transfer --run $(strip $(RUN)) --run $(strip $(LOW)) --run $(strip $(HIGH))
+	$(PY) -m linfool.transfer $(GROUP) $(if $(strip $(PAIRS)),--pairs $(strip $(PAIRS)))
 
-claims: ## the blog's claims measured on RUN, LOW, HIGH with verdicts -> runs/$(RUN)/claims.json
+claims: ## the blog's claims measured on RUN and its sweep, with verdicts -> runs/$(RUN)/claims.json
 	@$(SETUP)
-	$(PY) -m linfool.claims --run $(strip $(RUN)) --low $(strip $(LOW)) --high $(strip $(HIGH))
+	$(PY) -m linfool.claims $(GROUP)
 
 background: ## background-class defence: rounds of fooling images + caffe fine-tuning (~3 min on the demo)
 	@$(SETUP)
@@ -91,12 +101,12 @@ background: ## background-class defence: rounds of fooling images + caffe fine-t
 
 report: ## one HTML page with every figure and number: runs/$(RUN)/report.html
 	@$(SETUP)
-	$(PY) -m linfool.report --run $(strip $(RUN)) --low $(strip $(LOW)) --high $(strip $(HIGH))
+	$(PY) -m linfool.report $(GROUP)
 
 demo: ## set up, then data -> train x3 -> eval -> figures -> attack curves, transfer, background class, claims -> report
 	@$(MAKE) --no-print-directory data DATA=synthetic IMAGENET=
 	@$(MAKE) --no-print-directory sweep DATA=synthetic
-	@$(MAKE) --no-print-directory eval
+	@$(MAKE) --no-print-directory eval RUN=blog
 	@$(MAKE) --no-print-directory figures RUN=blog
 	@$(MAKE) --no-print-directory attack-curves RUN=blog
 	@$(MAKE) --no-print-directory transfer RUN=blog

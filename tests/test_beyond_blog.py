@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from linfool import attacks, claims, fooling
+from linfool import attacks, claims, datum, fooling, records
 
 INPUTS = 3 * 64 * 64
 C = 1e-4          # weight scale of the hand-made model
@@ -54,14 +54,19 @@ def test_needed_epsilon_matches_the_closed_form_on_a_hand_made_linear_model(line
         assert not fooled[:math.ceil(paper), 0].any() and fooled[math.ceil(paper):, 0].all(), kind
 
 
-def test_sample_pairs_is_fixed_and_never_targets_the_true_class():
-    labels = np.arange(40) % 5
-    images, targets = attacks.sample_pairs(labels, 5, n_images=6)
-    again = attacks.sample_pairs(labels, 5, n_images=6)
-    assert len(images) == 6 * 4 and np.array_equal(images, again[0]) and np.array_equal(targets, again[1])
-    assert not np.any(labels[images] == targets)
-    few = attacks.sample_pairs(labels, 5, n_images=6, targets_per_image=2)
-    assert len(few[0]) == 12 and not np.any(labels[few[0]] == few[1])
+def test_pair_sample_is_seeded_reads_only_its_images_and_never_targets_the_true_class(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (40, 3, 64, 64), dtype=np.uint8)
+    records.write(tmp_path / "val", ((f"{i:08d}".encode(), datum.encode_datum(pixels[i], i % 5)) for i in range(40)), 40)
+    images, labels, which, targets, about = attacks.pair_sample(tmp_path / "val", 5, n_images=6, pairs=24)
+    again = attacks.pair_sample(tmp_path / "val", 5, n_images=6, pairs=24)
+    assert len(targets) == about["pairs"] == 6 * 4 and about["possible_pairs"] == 24 and about["val_records"] == 40
+    assert np.array_equal(which, again[2]) and np.array_equal(targets, again[3]) and np.array_equal(images, again[0])
+    assert not np.any(labels[which] == targets)
+    originals = [int(np.flatnonzero((pixels == image.astype(np.uint8)).all(axis=(1, 2, 3)))[0]) for image in images]
+    assert [i % 5 for i in originals] == list(labels)          # each image read with its own label
+    few = attacks.pair_sample(tmp_path / "val", 5, n_images=6, pairs=12)
+    assert few[4]["targets_per_image"] == 2 and len(few[3]) == 12 and not np.any(few[1][few[2]] == few[3])
 
 
 def _run(module, env, *args):
@@ -72,7 +77,7 @@ def _run(module, env, *args):
 
 def test_attack_curves_and_transfer_on_tiny_caffe_runs(tiny_runs):
     runs, env = tiny_runs
-    _run("attacks", env, "--run", "low", "--run", "high", "--images", "3")
+    _run("attacks", env, "--run", "low", "--high", "high", "--images", "3")
     result = json.loads((runs / "low" / "attacks" / "attack_curves.json").read_text())
     assert result["pairs"] == 3 * 17 and len(result["curves"]["sign"]) == 256
     for kind in ("blog", "sign", "bound"):
@@ -82,7 +87,7 @@ def test_attack_curves_and_transfer_on_tiny_caffe_runs(tiny_runs):
     assert np.all(np.array(result["curves"]["sign"]) <= np.array(result["curves"]["bound"]) + 1e-9)
     assert np.all(np.array(result["curves"]["blog"]) <= np.array(result["curves"]["bound"]) + 1e-9)
     assert (runs / "low" / "attacks" / "attack_curves_runs.png").stat().st_size > 5_000
-    _run("transfer", env, "--run", "low", "--run", "high", "--images", "2")
+    _run("transfer", env, "--run", "low", "--high", "high", "--images", "2")
     transfer = json.loads((runs / "low" / "attacks" / "transfer.json").read_text())
     matrix = np.array(transfer["matrix"])
     assert matrix.shape == (2, 2) and np.all(np.diag(matrix) == 1.0)   # fooled on the source, by construction
@@ -113,8 +118,8 @@ def test_background_rounds_fine_tune_with_caffe_and_the_report_shows_everything(
     for run in ("low_bg1", "low_ctl1"):              # caffe train --weights really fine-tuned
         assert "Finetuning from" in (runs / run / "train.log").read_text()
     assert "num_output: 19" in (runs / "low_bg1" / "deploy.prototxt").read_text()
-    _run("attacks", env, "--run", "low", "--run", "high", "--images", "2")
-    _run("transfer", env, "--run", "low", "--run", "high", "--images", "2")
+    _run("attacks", env, "--run", "low", "--high", "high", "--images", "2")
+    _run("transfer", env, "--run", "low", "--high", "high", "--images", "2")
     _run("claims", env, "--run", "low", "--low", "low", "--high", "high")
     _run("figures", env, "--run", "low", "--low", "low", "--high", "high")
     _run("report", env, "--run", "low", "--low", "low", "--high", "high")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from linfool import caffe_env, data, datasets, datum, lmdb_builder, lmdb_checks, synthetic
+from linfool import caffe_env, data, datasets, datum, lmdb_builder, records, synthetic
 
 
 def _photo(seed, w=500, h=375):
@@ -55,9 +55,9 @@ def test_records_and_mean_match_convert_imageset_and_compute_image_mean(tmp_path
     subprocess.run([str(caffe_env.tool("convert_imageset")), "--resize_height=64", "--resize_width=64",
                     f"{root}/", str(list_file), str(tmp_path / "caffe")],
                    check=True, capture_output=True, env=caffe_env.tool_env())
-    theirs = lmdb_checks.raw_records(tmp_path / "caffe")
-    assert [k for k, _ in lmdb_checks.raw_records(tmp_path / "ours")] == [k for k, _ in theirs]
-    for (key, mine), (_, caffes) in zip(lmdb_checks.raw_records(tmp_path / "ours"), theirs):
+    theirs = list(records.raw(tmp_path / "caffe"))
+    assert [k for k, _ in list(records.raw(tmp_path / "ours"))] == [k for k, _ in theirs]
+    for (key, mine), (_, caffes) in zip(list(records.raw(tmp_path / "ours")), theirs):
         assert mine == caffes, f"record {key!r} differs from convert_imageset's"
     subprocess.run([str(caffe_env.tool("compute_image_mean")), str(tmp_path / "caffe"), str(tmp_path / "mean.binaryproto")],
                    check=True, capture_output=True, env=caffe_env.tool_env())
@@ -91,7 +91,7 @@ def test_bad_inputs_are_skipped_with_reasons_and_good_ones_kept(tmp_path):
     for name, why in bad.items():
         assert why in reasons[name]
     assert "outside 0..4" in reasons["ok_2.JPEG"] and "no integer label" in reasons["ok_3.JPEG"]
-    written = lmdb_checks.raw_records(tmp_path / "out")
+    written = list(records.raw(tmp_path / "out"))
     assert result.written == len(written) == 3
     assert [key.split(b"_", 1)[1].decode() for key, _ in written] == ["ok_0.JPEG", "ok_1.JPEG", "ok_0.JPEG"]
     for _, value in written:
@@ -128,7 +128,7 @@ def test_sigkill_leaves_nothing_finished_and_the_rerun_is_identical(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True)
     reference = lmdb_builder.build_lmdb(lmdb_builder.read_list(list_file), root, tmp_path / "ref",
                                         shuffle_seed=5, progress=False)
-    assert lmdb_checks.raw_records(out) == lmdb_checks.raw_records(tmp_path / "ref") and reference.written == 400
+    assert list(records.raw(out)) == list(records.raw(tmp_path / "ref")) and reference.written == 400
     again = lmdb_builder.build_lmdb(lmdb_builder.read_list(list_file), root, out, shuffle_seed=5, progress=False)
     assert again.up_to_date
 
@@ -138,7 +138,7 @@ def test_shuffle_is_seeded(tmp_path, odd_images):
     keys = []
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         lmdb_builder.build_lmdb(items, root, tmp_path / name, shuffle_seed=seed, progress=False)
-        keys.append([k for k, _ in lmdb_checks.raw_records(tmp_path / name)])
+        keys.append([k for k, _ in list(records.raw(tmp_path / name))])
     assert keys[0] == keys[1] and keys[0] != keys[2]
     assert sorted(k.split(b"_", 1)[1] for k in keys[0]) == sorted(p.encode() for p, _ in items)
 
@@ -161,7 +161,7 @@ def test_ilsvrc2012_layout_with_official_val_labels(tmp_path):
         cv2.imwrite(str(src / "val" / name), _photo(k))
     results = data.build_dataset(src, tmp_path / "built", progress=False)
     assert results["train"].written == 6 and results["val"].written == 4
-    val_labels = sorted(datum.decode_datum(v)[1] for _, v in lmdb_checks.raw_records(tmp_path / "built" / "val_lmdb"))
+    val_labels = sorted(datum.decode_datum(v)[1] for _, v in list(records.raw(tmp_path / "built" / "val_lmdb")))
     assert val_labels == [0, 0, 1, 1]
     assert datasets.read_labels(tmp_path / "built" / "labels.txt") == [("n01443537", "goldfish"), ("n02119789", "kit fox")]
 

@@ -62,7 +62,7 @@ def test_resume_from_an_epoch_boundary_equals_the_uninterrupted_run(caffe, tiny_
     assert _train(tiny_data, tmp_path, "--run", "whole", *SHORT).returncode == 0
     first = _train(tiny_data, tmp_path, "--run", "split", *SHORT, "--set", "max_iter=9")
     assert first.returncode == 0
-    resumed = _train(tiny_data, tmp_path, "--run", "split", *SHORT, "--resume")
+    resumed = _train(tiny_data, tmp_path, "--run", "split", *SHORT, "--resume", "--change-solver")
     assert resumed.returncode == 0 and "Resuming from snap_iter_9.solverstate" in resumed.stdout
     nets = [caffe.Net(str(tmp_path / name / "deploy.prototxt"), str(tmp_path / name / "snap_iter_18.caffemodel"),
                       caffe.TEST) for name in ("whole", "split")]

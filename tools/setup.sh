@@ -16,8 +16,13 @@ VENV=.venv
 step() { printf '[setup %4ds] %s\n' $((SECONDS - START)) "$*"; }
 die() { echo "ERROR: $*" >&2; exit 1; }
 
-step "system packages"
-tools/install_system_deps.sh
+if [ -n "${CAFFE_ROOT:-}" ]; then
+  # Your own Caffe brings its libraries: no build packages, no apt, no root (clusters).
+  step "system packages: none needed with CAFFE_ROOT (your Caffe brings its own libraries)"
+else
+  step "system packages"
+  tools/install_system_deps.sh      # needs no root or apt when every package is already present
+fi
 
 PY_VER=$("$PYTHON" -c 'import sys; print("%d%d" % sys.version_info[:2])') \
   || die "no Python interpreter '$PYTHON'; install python3 or set PYTHON=/path/to/python3"

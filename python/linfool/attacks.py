@@ -1,8 +1,11 @@
 """`make attack-curves`: how hard fooling is, measured on each run's Caffe model.
 
-    python -m linfool.attacks --run blog [--run reg_low --run reg_high] [--images 30]
+    python -m linfool.attacks --run blog [--low reg_low --high reg_high] [--images 30] [--pairs 510]
 
-For a fixed sample of (val image, target) pairs, the fraction fooled to P(target) >= 0.99 as a
+For a fixed sample of (val image, target) pairs (seeded: --images val images drawn from all val
+records, and for each min(K - 1, pairs / images) target classes drawn from the other classes; on
+the 18-class demo that is every other class, at 1000 classes a sample, stated in the output), the
+fraction fooled to P(target) >= 0.99 as a
 function of the Linf budget epsilon (0..255 in steps of 1, i.e. 1/255 of the pixel range), for two
 directions of the same Linf size:
   blog:  epsilon * w_target / max|w_target|     (the blog's "add a multiple of the template")
@@ -13,11 +16,16 @@ epsilon moves the score gap s_target - s_true by at most epsilon * ||w_target - 
 direction reaches it), and P(target) >= 0.99 needs that gap >= ln 99, so no attack can fool a pair
 below epsilon* = (s_true - s_target + ln 99) / ||w_target - w_true||_1: the "bound" curve.
 
-Writes runs/<run>/attacks/attack_curves.json and .png, and (first run) attack_curves_runs.png.
+Cost: pairs x 256 budgets x 2 directions pycaffe forwards (510 pairs: 261,120), printed with an
+estimated time before it starts. Runs: --run and its sweep companions (linfool.runs.group: --low and
+--high default to runs.sweep_names), those trained so far, all on one data set. Writes
+runs/<run>/attacks/attack_curves.json and .png for each, and attack_curves_runs.png under --run.
 """
 import argparse
 import json
+import math
 import sys
+import time
 
 import matplotlib
 
@@ -25,7 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool import evaluate, fooling, paths, weights  # noqa: E402
+from linfool import fooling, records, runs  # noqa: E402
 
 CONFIDENCE = 0.99
 EPSILONS = np.arange(256)            # Linf budgets in 0..255 pixel units
@@ -34,19 +42,53 @@ SAMPLE_SEED = 1701
 CHUNK = 1024                         # images per pycaffe forward
 
 
-def sample_pairs(labels, num_classes, n_images, targets_per_image=None, seed=SAMPLE_SEED):
-    """A fixed sample of (image index, target) pairs: n_images val images, and for each all other
-    classes (or `targets_per_image` of them at random). Returns two (n_pairs,) int arrays."""
-    rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(len(labels), size=min(n_images, len(labels)), replace=False))
-    images, targets = [], []
-    for i in chosen:
-        others = np.delete(np.arange(num_classes), labels[i])
+IMAGES = 30                          # val images in the sample
+PAIRS = 510                          # (image, target) pairs: 30 x 17 = every other class on the demo
+
+
+def sample_pairs(image_labels, num_classes, targets_per_image=None, rng=None):
+    """For each sampled image, all other classes (or `targets_per_image` of them at random):
+    (which image, target) as two (n_pairs,) int arrays; never the image's own class."""
+    rng = rng if rng is not None else np.random.default_rng(SAMPLE_SEED)
+    which, targets = [], []
+    for i, label in enumerate(image_labels):
+        others = np.delete(np.arange(num_classes), label)
         if targets_per_image is not None and targets_per_image < len(others):
             others = np.sort(rng.choice(others, size=targets_per_image, replace=False))
-        images += [i] * len(others)
+        which += [i] * len(others)
         targets += list(others)
-    return np.array(images, dtype=int), np.array(targets, dtype=int)
+    return np.array(which, dtype=int), np.array(targets, dtype=int)
+
+
+def pair_sample(val_lmdb, num_classes, n_images=IMAGES, pairs=PAIRS, seed=SAMPLE_SEED):
+    """The fixed sample: n_images val records drawn uniformly from the whole LMDB (seeded), then
+    targets per image. Returns (images (n, 3, 64, 64) float32 0..255 BGR, labels (n,), which, targets,
+    description dict)."""
+    rng = np.random.default_rng(seed)
+    n_records = records.count(val_lmdb)
+    positions = np.sort(rng.choice(n_records, size=min(n_images, n_records), replace=False))
+    images, labels = records.read(val_lmdb, positions)
+    per_image = min(num_classes - 1, math.ceil(pairs / max(len(positions), 1)))
+    which, targets = sample_pairs(labels, num_classes, per_image, rng)
+    about = {"images": len(positions), "targets_per_image": per_image, "pairs": len(targets),
+             "possible_pairs": len(positions) * (num_classes - 1), "val_records": n_records, "seed": seed}
+    return images.astype(np.float32), labels, which, targets, about
+
+
+def describe(about, forwards, seconds_per_forward):
+    """One line: the sample and its cost before the work starts."""
+    return (f"{about['images']} val images (of {about['val_records']}) x {about['targets_per_image']} targets = "
+            f"{about['pairs']} pairs (of {about['possible_pairs']} possible; seed {about['seed']}): {forwards:,} pycaffe "
+            f"forwards, about {forwards * seconds_per_forward / 60:.1f} min at {1 / seconds_per_forward:,.0f} images/s")
+
+
+def seconds_per_forward(classifier, batch=CHUNK):
+    """Measured seconds per image of a pycaffe forward at `batch` images (after one warm-up)."""
+    x = np.full((batch, 3, 64, 64), 128, np.float32)
+    classifier.probs(x)
+    start = time.perf_counter()
+    classifier.probs(x)
+    return (time.perf_counter() - start) / batch
 
 
 def directions(W, true, targets, kind):
@@ -94,16 +136,20 @@ def _median(values):
     return float(np.median(values))     # json writes inf as Infinity, which json.loads reads back
 
 
-def attack_curves(run_dir, n_images=30, targets_per_image=None, num_classes=None):
+def attack_curves(run_dir, n_images=IMAGES, pairs=PAIRS, num_classes=None, quiet=False):
     """Measure both directions and the bound on the run's val sample; returns the json dict.
     Targets are drawn from the first `num_classes` classes (default: all)."""
     classifier = fooling.Classifier(run_dir)
     W = classifier.params["W"]
-    images, labels = evaluate.read_lmdb(weights.run_data_dir(run_dir) / "val_lmdb", limit=5000)
-    which, targets = sample_pairs(labels, num_classes or len(W), n_images, targets_per_image)
-    x, true = images[which].astype(np.float32), labels[which]
-    result = {"run": run_dir.name, "confidence": CONFIDENCE, "pairs": len(targets), "images": n_images,
-              "epsilons": EPSILONS.tolist(), "curves": {}, "median_epsilon": {}}
+    val = runs.data_dir(run_dir) / "val_lmdb"
+    images, labels, which, targets, about = pair_sample(val, num_classes or len(W), n_images, pairs)
+    x, true = images[which], labels[which]
+    forwards = len(targets) * (len(EPSILONS) * len(KINDS) + 1)
+    if not quiet:
+        print(f"attack curves, run {run_dir.name}: " + describe(about, forwards, seconds_per_forward(classifier)),
+              flush=True)
+    result = {"run": run_dir.name, "data": runs.info(run_dir)["data"], "confidence": CONFIDENCE, **about,
+              "forwards": forwards, "epsilons": EPSILONS.tolist(), "curves": {}, "median_epsilon": {}}
     for kind in KINDS:
         fooled = fooled_at(classifier, x, targets, directions(W, true, targets, kind))
         result["curves"][kind] = fooled.mean(axis=1).tolist()
@@ -140,7 +186,8 @@ def plot_run(result, out):
               "bound": ("bound: no Linf attack fools below eps*", "--")}
     for kind, (label, line) in styles.items():
         ax.plot(eps, result["curves"][kind], line, label=f"{label}  ({_median_text(result['median_epsilon'][kind])})")
-    _finish(fig, ax, f"Fooling difficulty, run {result['run']} ({result['pairs']} image-target pairs)", out)
+    _finish(fig, ax, f"Fooling difficulty, run {result['run']} ({result['pairs']} image-target pairs: "
+                     f"{result['images']} images x {result['targets_per_image']} targets)", out)
 
 
 def plot_runs(results, out):
@@ -153,34 +200,37 @@ def plot_runs(results, out):
     _finish(fig, ax, "Fooling difficulty across runs", out)
 
 
-def make_attack_curves(runs, n_images=30, targets_per_image=None):
+def make_attack_curves(run_dirs, n_images=IMAGES, pairs=PAIRS, command=""):
     """attack_curves.json/.png for each run, and the comparison plot in the first run's folder."""
     results = []
-    for run in runs:
-        out = paths.run_dir(run) / "attacks"
+    for run_dir in run_dirs:
+        out = run_dir / "attacks"
         out.mkdir(parents=True, exist_ok=True)
-        result = attack_curves(paths.run_dir(run), n_images, targets_per_image)
-        result["command"] = "python -m linfool.attacks " + " ".join(f"--run {r}" for r in runs)
+        result = attack_curves(run_dir, n_images, pairs)
+        result["command"] = command
         (out / "attack_curves.json").write_text(json.dumps(result, indent=1) + "\n")
         plot_run(result, out / "attack_curves.png")
         results.append(result)
-        print(f"{run}: median epsilon to fool to {CONFIDENCE}: " + ", ".join(
+        print(f"{run_dir.name}: median epsilon to fool to {CONFIDENCE}: " + ", ".join(
             f"{k} {v:.1f}" for k, v in result["median_epsilon"].items()), flush=True)
-    plot_runs(results, paths.run_dir(runs[0]) / "attacks" / "attack_curves_runs.png")
+    plot_runs(results, run_dirs[0] / "attacks" / "attack_curves_runs.png")
     return results
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", required=True, help="run name (repeat to compare)")
-    parser.add_argument("--images", type=int, default=30, help="val images in the sample")
-    parser.add_argument("--targets-per-image", type=int, help="default: every other class")
+    parser.add_argument("--run", required=True, help="the run with the blog's settings")
+    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
+    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")
+    parser.add_argument("--images", type=int, default=IMAGES, help="val images in the sample")
+    parser.add_argument("--pairs", type=int, default=PAIRS, help="(image, target) pairs in the sample")
     args = parser.parse_args(argv)
-    runs = [r for r in dict.fromkeys(args.run) if any(paths.run_dir(r).glob("*.caffemodel"))]
-    if not runs:
-        print(f"ERROR: none of {args.run} has a snapshot; run `make train` first", file=sys.stderr)
+    try:
+        make_attack_curves(runs.group(args.run, args.low, args.high), args.images, args.pairs,
+                           "python -m linfool.attacks " + " ".join(sys.argv[1:] if argv is None else argv))
+    except (runs.RunMismatch, FileNotFoundError, records.LmdbError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
         return 2
-    make_attack_curves(runs, args.images, args.targets_per_image)
     return 0
 
 

@@ -21,10 +21,9 @@ from datetime import datetime
 from pathlib import Path
 
 import cv2
-import lmdb
 import numpy as np
 
-from linfool import caffe_env, datum, lmdb_checks, paths, synthetic
+from linfool import caffe_env, datum, paths, records, synthetic
 
 IMAGENET_TRAIN = 1_281_167
 INPUTS, CLASSES = 3 * 64 * 64, 1000     # the blog's InnerProduct layer
@@ -57,7 +56,7 @@ def bench_builder(n_images, work):
     t_caffe = _timed(convert, caffe_env.tool_env())
     t_ours = _timed(ours)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    identical = lmdb_checks.raw_records(work / "caffe_lmdb") == lmdb_checks.raw_records(work / "our_lmdb")
+    identical = list(records.raw(work / "caffe_lmdb")) == list(records.raw(work / "our_lmdb"))
     print(f"\nLMDB build, {n_images} JPEGs (~500x375) -> 64x64, {os.cpu_count()} cores")
     print(f"{'tool':<28} {'seconds':>8} {'images/s':>9}")
     print(f"{'convert_imageset (Caffe)':<28} {t_caffe:>8.2f} {n_images / t_caffe:>9.0f}")
@@ -68,12 +67,8 @@ def bench_builder(n_images, work):
 
 def _train_lmdb(path, n):
     rng = np.random.default_rng(0)
-    env = lmdb.open(str(path), map_size=1 << 30)
-    with env.begin(write=True) as txn:
-        for i in range(n):
-            image = rng.integers(0, 256, (3, 64, 64), dtype=np.uint8)
-            txn.put(f"{i:08d}".encode(), datum.encode_datum(image, int(rng.integers(1000))))
-    env.close()
+    records.write(path, ((f"{i:08d}".encode(), datum.encode_datum(rng.integers(0, 256, (3, 64, 64), dtype=np.uint8),
+                                                                  int(rng.integers(1000)))) for i in range(n)), n)
     (path / "mean.binaryproto").write_bytes(datum.encode_mean(np.full((3, 64, 64), 127.5, np.float32)))
 
 

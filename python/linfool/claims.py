@@ -1,6 +1,9 @@
 """`make claims`: the blog's claims, each measured on the user's own Caffe runs, with a verdict.
 
-    python -m linfool.claims --run blog --low reg_low --high reg_high     # runs/<run>/claims.json
+    python -m linfool.claims --run blog [--low reg_low --high reg_high]     # runs/<run>/claims.json
+
+--low/--high default to the run's sweep companions (linfool.runs.sweep_names); all three must be
+trained on one data set.
 
 One row per claim: the blog's words, how we measure it, the blog's value, this run's value, and a
 verdict: "holds", "does not hold", or "cannot be checked" (with why). The init and learning-rate rows
@@ -18,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from linfool import attacks, caffe_env, curves, evaluate, figures, paths, toy, train, weights
+from linfool import attacks, caffe_env, curves, evaluate, figures, paths, runs, toy, train, weights
 
 HOLDS, FAILS, UNCHECKABLE = "holds", "does not hold", "cannot be checked"
 LR_ITERATIONS = 100                     # "a few hundred iterations at most"
@@ -105,8 +108,9 @@ def claim_weight_decay(low_dir, blog_dir):
 
 
 def claim_accuracy(metrics, num_classes):
-    value = f"top-1 {100 * metrics['val_top1']:.1f} %, top-5 {100 * metrics['val_top5']:.1f} %"
-    how = "make eval on the val LMDB; holds within a factor 2 of the blog's numbers"
+    value = (f"top-1 {100 * metrics['val_top1']:.1f} %, top-5 {100 * metrics['val_top5']:.1f} % "
+             f"({metrics['val_images']} val images)")
+    how = f"make eval on the val LMDB ({metrics['val_subset']}); holds within a factor 2 of the blog's numbers"
     if num_classes != 1000:
         return _row("~3.0 % top-1 and ~10 % top-5 on ImageNet", how, "3.0 % / 10 %", value, UNCHECKABLE,
                     f"the data has {num_classes} classes, not ImageNet's 1000 (chance {100 / num_classes:.1f} %)")
@@ -178,9 +182,13 @@ def _attack_curves(run_dir):
 
 def check_claims(run, low, high):
     """Every claim row for `run` (the blog's settings) compared with `low` and `high`."""
-    run_dir, low_dir, high_dir = (paths.run_dir(r) for r in (run, low, high))
-    for d in (run_dir, low_dir, high_dir):
-        weights.newest_caffemodel(d)                   # a clear error when a run is missing
+    low, high = low or runs.sweep_names(run)[0], high or runs.sweep_names(run)[1]
+    trained = {d.name: d for d in runs.group(run, low, high)}
+    missing = [name for name in (low, high) if name not in trained]
+    if missing:
+        raise FileNotFoundError(f"the claims compare {run} with {low} and {high}; {' and '.join(missing)} "
+                                f"not trained yet: `make sweep` (DATA= the data set of {run})")
+    run_dir, low_dir, high_dir = trained[run], trained[low], trained[high]
     figure_path = run_dir / "figures" / "figures.json"
     figure_numbers = json.loads(figure_path.read_text()) if figure_path.is_file() else {}
     curve = _attack_curves(run_dir)
@@ -199,15 +207,15 @@ def table(rows) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="blog", help="the run with the blog's settings")
-    parser.add_argument("--low", default="reg_low")
-    parser.add_argument("--high", default="reg_high")
+    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
+    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")
     args = parser.parse_args(argv)
     try:
         rows = check_claims(args.run, args.low, args.high)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, runs.RunMismatch) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
-    command = f"python -m linfool.claims --run {args.run} --low {args.low} --high {args.high}"
+    command = "python -m linfool.claims " + " ".join(sys.argv[1:] if argv is None else argv)
     (paths.run_dir(args.run) / "claims.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
     print(table(rows))
     return 0

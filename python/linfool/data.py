@@ -7,7 +7,9 @@ Output (data/<name>/): train_lmdb/ and val_lmdb/ (each with manifest.json, list.
 mean.binaryproto), labels.txt ('wnid name' per label, label order = sorted wnids).
 """
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 
 from linfool import datasets, lmdb_builder, paths, synthetic
@@ -16,20 +18,32 @@ TRAIN_SHUFFLE_SEED = 1701     # create_imagenet.sh shuffles train; we do it with
 
 
 def build_dataset(source_root, out_dir, *, val_txt=None, size=64, workers=None, progress=True):
-    """Build data/<name>/ from an ILSVRC2012-style tree. Returns {split: BuildResult}."""
+    """Build data/<name>/ from an ILSVRC2012-style tree. Returns {split: BuildResult}.
+    Before writing anything: one scan of the tree, the builds planned (inputs fingerprinted), the
+    disk checked for the LMDBs' page-rounded size (DiskError, one line), and an ETA printed."""
+    start = time.perf_counter()
+    print(f"Scanning {source_root}...", flush=True)
     splits = datasets.imagenet_splits(source_root, val_txt)
+    workers = workers or os.cpu_count()
     out_dir = Path(out_dir)
+    plans = {split: lmdb_builder.plan(splits[split][1], splits[split][0], out_dir / f"{split}_lmdb", size=size,
+                                      num_classes=len(splits["wnids"]),
+                                      shuffle_seed=TRAIN_SHUFFLE_SEED if split == "train" else None)
+             for split in ("train", "val") if split in splits}
+    print(f"{len(splits['wnids'])} classes; " + ", ".join(f"{s} {len(p.items):,} images" for s, p in plans.items())
+          + f" (scanned in {time.perf_counter() - start:.1f} s)", flush=True)
+    need = lmdb_builder.check_disk(plans.values(), out_dir)
+    todo = [p for p in plans.values() if p.done is None]
+    if todo:
+        eta = sum(lmdb_builder.seconds_estimate(p, workers) for p in todo)
+        print(f"Writing about {need / 1e9:.2f} GB of LMDB; ETA about {eta / 60:.1f} min on {workers} processes "
+              "(decode speed sampled here; the bars show the live rate)", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
-    for split in ("train", "val"):
-        if split not in splits:
-            continue
-        root, items = splits[split]
-        print(f"Creating {split} lmdb from {root} ({len(items)} images)...", flush=True)
-        results[split] = lmdb_builder.build_lmdb(
-            items, root, out_dir / f"{split}_lmdb", size=size, num_classes=len(splits["wnids"]),
-            shuffle_seed=TRAIN_SHUFFLE_SEED if split == "train" else None, workers=workers,
-            source=str(Path(root).resolve()), progress=progress)
+    for split, build in plans.items():
+        print(f"Creating {split} lmdb from {build.root} ({len(build.items)} images)...", flush=True)
+        results[split] = lmdb_builder.execute(build, workers=workers, source=str(Path(build.root).resolve()),
+                                              progress=progress)
         print(lmdb_builder.summary(results[split]), flush=True)
     datasets.write_labels(out_dir / "labels.txt", splits["wnids"])
     return results
@@ -52,7 +66,7 @@ def main(argv=None) -> int:
         synthetic.generate(source, train_per_class=args.train_per_class, val_per_class=args.val_per_class)
     try:
         results = build_dataset(source, paths.dataset_dir(name), val_txt=args.val_txt)
-    except datasets.DatasetError as err:
+    except (datasets.DatasetError, lmdb_builder.DiskError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     if any(r.written == 0 for r in results.values()):

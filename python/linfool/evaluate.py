@@ -1,76 +1,110 @@
-"""`make eval`: top-1 / top-5 on the val LMDB for each run's newest snapshot, with pycaffe.
+"""`make eval`: top-1 / top-5 of each run's newest snapshot with pycaffe, over EVERY val record.
 
-    python -m linfool.evaluate [--run NAME ...]     # writes runs/<name>/metrics.json, prints a table
+    python -m linfool.evaluate --run NAME [--low RUN --high RUN] [--val-per-class N] [--train-sample 10000]
+    python -m linfool.evaluate --all               # every trained run under runs/
+
+Val: every record of the val LMDB (ImageNet: all 50,000, as the blog's 3.0 % / 10 % are), or, only
+when --val-per-class is given, a seeded class-balanced subset, said so in metrics.json and the
+table. Train: a seeded uniform random sample of --train-sample records (the whole set when smaller),
+its size stated. Records stream in batches (linfool.records): memory does not grow with the LMDB.
+Writes runs/<name>/metrics.json and prints a table.
 """
 import argparse
 import json
 import sys
 from pathlib import Path
 
-import lmdb
 import numpy as np
+from tqdm import tqdm
 
-from linfool import datum, fooling, paths, weights
+from linfool import fooling, paths, records, runs
 
-BATCH = 256
-
-
-def read_lmdb(path, limit=None):
-    """All (or the first `limit`) records: ((n, 3, 64, 64) uint8 BGR, (n,) labels)."""
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    images, labels = [], []
-    with env.begin() as txn:
-        for i, (_, value) in enumerate(txn.cursor()):
-            if limit is not None and i >= limit:
-                break
-            image, label = datum.decode_datum(value)
-            images.append(image)
-            labels.append(label)
-    env.close()
-    return np.stack(images), np.array(labels)
+TRAIN_SAMPLE = 10_000        # train records whose accuracy is measured (seeded uniform sample)
+SEED = 1701
 
 
-def evaluate(run_dir) -> dict:
-    """Top-1 and top-5 accuracy of the run's newest snapshot on its val (and train) LMDB."""
+def accuracy(classifier, lmdb_path, positions=None, desc="") -> dict:
+    """Top-1 / top-5 of pycaffe's forward over the LMDB's records (or those at `positions`):
+    {'top1', 'top5', 'images'}. Streams batches of records.BATCH."""
+    total = records.count(lmdb_path) if positions is None else len(np.unique(positions))
+    hits1 = hits5 = seen = 0
+    bar = tqdm(total=total, unit="img", desc=desc, disable=not desc or not sys.stderr.isatty())
+    for images, labels in records.batches(lmdb_path, positions=positions):
+        top5 = np.argsort(-classifier.probs(images), axis=1)[:, :5]
+        hits1 += int((top5[:, 0] == labels).sum())
+        hits5 += int((top5 == labels[:, None]).any(axis=1).sum())
+        seen += len(labels)
+        bar.update(len(labels))
+    bar.close()
+    return {"top1": hits1 / max(seen, 1), "top5": hits5 / max(seen, 1), "images": seen}
+
+
+def evaluate(run_dir, val_per_class=None, train_sample=TRAIN_SAMPLE, seed=SEED) -> dict:
+    """Accuracy of the run's newest snapshot on all of val (or a class-balanced subset) and on a
+    seeded train sample; writes and returns metrics.json's dict."""
+    run_dir = Path(run_dir)
     classifier = fooling.Classifier(run_dir)
-    data_dir = weights.run_data_dir(run_dir)
-    metrics = {"run": run_dir.name, "iteration": int(classifier.params["iteration"])}
-    for split in ("val", "train"):
-        images, labels = read_lmdb(data_dir / f"{split}_lmdb", limit=5000)
-        probs = np.concatenate([classifier.probs(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
-        top5 = np.argsort(-probs, axis=1)[:, :5]
-        metrics[f"{split}_top1"] = float((top5[:, 0] == labels).mean())
-        metrics[f"{split}_top5"] = float((top5 == labels[:, None]).any(axis=1).mean())
-        metrics[f"{split}_images"] = len(labels)
+    data_dir = runs.data_dir(run_dir)
+    val, train = data_dir / "val_lmdb", data_dir / "train_lmdb"
+    metrics = {"run": run_dir.name, "data": runs.info(run_dir)["data"],
+               "iteration": int(classifier.params["iteration"]), "val_records": records.count(val),
+               "train_records": records.count(train), "seed": seed}
+    val_positions = None
+    if val_per_class:
+        val_positions = records.balanced_positions(records.labels(val), val_per_class, seed)
+    metrics["val_subset"] = (f"class-balanced subset, {val_per_class} per class, seed {seed}" if val_per_class
+                             else "all val records")
+    result = accuracy(classifier, val, val_positions, desc=f"eval {run_dir.name} val")
+    metrics.update(val_top1=result["top1"], val_top5=result["top5"], val_images=result["images"])
+    train_positions = records.random_positions(metrics["train_records"], train_sample, seed)
+    result = accuracy(classifier, train, train_positions, desc=f"eval {run_dir.name} train sample")
+    metrics.update(train_top1=result["top1"], train_top5=result["top5"], train_images=result["images"],
+                   train_subset=f"seeded uniform sample of {result['images']} of {metrics['train_records']} records")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
 
 
 def load_metrics(run_dir) -> dict:
-    """The run's metrics.json, evaluating the run first when it has none."""
+    """The run's metrics.json, evaluating the run first when it has none or it predates the snapshot."""
     path = Path(run_dir) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else evaluate(Path(run_dir))
+    if path.is_file():
+        metrics = json.loads(path.read_text())
+        model = runs.newest(run_dir, ".caffemodel")
+        if model is None or metrics.get("iteration") == runs.iteration(model):
+            return metrics
+    return evaluate(Path(run_dir))
 
 
 def table(rows) -> str:
-    lines = [f"{'run':<16} {'iter':>6} {'val top-1':>9} {'val top-5':>9} {'train top-1':>11}"]
+    lines = [f"{'run':<22} {'data':<12} {'iter':>6} {'val top-1':>9} {'val top-5':>9} {'val images':>11} "
+             f"{'train top-1':>11} {'train sample':>12}"]
     for m in rows:
-        lines.append(f"{m['run']:<16} {m['iteration']:>6} {100 * m['val_top1']:>8.1f}% "
-                     f"{100 * m['val_top5']:>8.1f}% {100 * m['train_top1']:>10.1f}%")
+        lines.append(f"{m['run']:<22} {m['data']:<12} {m['iteration']:>6} {100 * m['val_top1']:>8.1f}% "
+                     f"{100 * m['val_top5']:>8.1f}% {m['val_images']:>11} {100 * m['train_top1']:>10.1f}% "
+                     f"{m['train_images']:>12}")
+    subsets = {m["val_subset"] for m in rows}
+    lines.append(f"val: {'; '.join(sorted(subsets))}; train: seeded uniform sample (seed {rows[0]['seed']})")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", help="run name (default: every run with a snapshot)")
+    parser.add_argument("--run", help="run name; evaluated with its sweep companions (linfool.runs.group)")
+    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
+    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")
+    parser.add_argument("--all", action="store_true", help="every trained run under runs/")
+    parser.add_argument("--val-per-class", type=int, help="evaluate a seeded class-balanced val subset instead of all")
+    parser.add_argument("--train-sample", type=int, default=TRAIN_SAMPLE, help="train records measured")
     args = parser.parse_args(argv)
-    names = args.run or sorted(p.parent.name for p in paths.RUNS.glob("*/*_iter_*.caffemodel"))
-    if not names:
-        print("ERROR: no trained run in runs/; run `make train` first", file=sys.stderr)
-        return 2
+    if not args.run and not args.all:
+        parser.error("give --run NAME or --all")
     try:
-        rows = [evaluate(paths.run_dir(name)) for name in dict.fromkeys(names)]
-    except FileNotFoundError as err:
+        run_dirs = (sorted({p.parent for p in paths.RUNS.glob("*/*_iter_*.caffemodel") if (p.parent / "run.json").is_file()})
+                    if args.all else runs.group(args.run, args.low, args.high))
+        if not run_dirs:
+            raise FileNotFoundError("no trained run in runs/; run `make train` first")
+        rows = [evaluate(run_dir, args.val_per_class, args.train_sample) for run_dir in run_dirs]
+    except (FileNotFoundError, records.LmdbError, runs.RunMismatch) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     print(table(rows))

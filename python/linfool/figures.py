@@ -1,22 +1,30 @@
 """`make figures`: the blog's figures from a run's Caffe snapshot, one function per figure.
 
-    python -m linfool.figures --run NAME [--low RUN --high RUN] [--start kit_fox] [--targets goldfish,school_bus]
+    python -m linfool.figures --run NAME [--low RUN --high RUN] [--start n02119789] [--targets n01443537,n04146614]
 
+Classes are given by wnid or name: the blog's kit fox (n02119789) fooled into goldfish (n01443537)
+and school bus (n04146614) by default. The regularization figure compares --low and --high (default:
+the run's sweep companions, linfool.runs.sweep_names), which must be trained on the run's data set.
 Writes runs/<name>/figures/<blog figure>.png and figures.json (every number shown).
 """
 import argparse
 import json
 import sys
+from pathlib import Path
 
+import cv2
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool import evaluate, fooling, paths, toy, weights  # noqa: E402
+from linfool import evaluate, fooling, paths, records, runs, toy, weights  # noqa: E402
 
 SELECTED = ("Granny Smith apple", "goldfish", "school bus", "kit fox", "strawberry", "zebra", "volcano", "daisy")
+START, TARGETS = "n02119789", ("n01443537", "n04146614")      # kit fox -> goldfish, school bus (the blog's)
+TITLED_GRID_MAX = 100        # up to this many classes the all-templates grid has a title per tile
+MOSAIC_COLS = 40             # 1000 classes: a 40 x 25 mosaic of 64 px tiles
 
 
 def to_rgb(chw):
@@ -38,13 +46,16 @@ def smoothness(W):
     return float((np.abs(np.diff(t, axis=1)).mean() + np.abs(np.diff(t, axis=2)).mean()) / 2)
 
 
-def find_class(names, query):
-    """Label of a class given by name (case/underscore-insensitive) or wnid."""
+def find_class(params, query):
+    """Label of a class given by wnid or by name (case/underscore-insensitive); KeyError naming the
+    query and a few classes the run does have."""
     wanted = query.replace("_", " ").lower()
-    for i, name in enumerate(names):
-        if wanted in (str(name).lower(), str(name).lower().replace(" apple", "")):
+    for i, (wnid, name) in enumerate(zip(params["wnids"], params["names"])):
+        if wanted in (str(wnid).lower(), str(name).lower(), str(name).lower().replace(" apple", "")):
             return i
-    raise KeyError(f"no class named {query!r}")
+    some = ", ".join(f"{w} {n}" for w, n in list(zip(params["wnids"], params["names"]))[:3])
+    raise KeyError(f"class {query!r} is not among this run's {len(params['names'])} classes (labels.txt: {some}, ...); "
+                   "give --start/--targets with a wnid or name it has")
 
 
 def templates_selected(params, out):
@@ -62,9 +73,28 @@ def templates_selected(params, out):
     plt.close(fig)
 
 
+def template_mosaic(W, cols=MOSAIC_COLS, gap=1):
+    """Every template at its native 64x64 in one (rows * 65 + 1, cols * 65 + 1, 3) uint8 RGB image,
+    grey 1-pixel gaps, class i at row i // cols, column i % cols."""
+    rows = int(np.ceil(len(W) / cols))
+    tile = 64 + gap
+    mosaic = np.full((rows * tile + gap, cols * tile + gap, 3), 128, np.uint8)
+    for i, w in enumerate(W):
+        r, c = divmod(i, cols)
+        mosaic[gap + r * tile:gap + r * tile + 64, gap + c * tile:gap + c * tile + 64] = \
+            np.rint(255 * template_rgb(w)).astype(np.uint8)
+    return mosaic
+
+
 def templates_all(params, out):
-    """Blog: 'the learned templates for all imagenet classes' as one grid."""
+    """Blog: 'the learned templates for all imagenet classes' as one grid. Up to TITLED_GRID_MAX
+    classes a titled matplotlib grid; beyond (ImageNet's 1000), a native-resolution mosaic PNG of
+    MOSAIC_COLS columns that can be zoomed, the report adding per-class tiles with names. Returns
+    the grid's layout (None for the titled grid)."""
     names = [str(n) for n in params["names"]]
+    if len(names) > TITLED_GRID_MAX:
+        cv2.imwrite(str(out), template_mosaic(params["W"])[:, :, ::-1])
+        return {"cols": MOSAIC_COLS, "tile": 64, "gap": 1, "names": names, "wnids": [str(w) for w in params["wnids"]]}
     cols = int(np.ceil(np.sqrt(len(names) * 1.5)))
     rows = int(np.ceil(len(names) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows))
@@ -72,11 +102,12 @@ def templates_all(params, out):
         ax.axis("off")
         if i < len(names):
             ax.imshow(template_rgb(params["W"][i]), interpolation="nearest")
-            ax.set_title(names[i][:18], fontsize=7 if len(names) < 100 else 4)
+            ax.set_title(names[i][:18], fontsize=7)
     fig.suptitle(f"Templates of all {len(names)} classes", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+    return None
 
 
 def fooling_rows(classifier, x, targets):
@@ -130,7 +161,7 @@ def regularization_figure(runs, x, target_name, out):
     for row, (label, run_dir) in zip(axes, runs):
         classifier = fooling.Classifier(run_dir)
         names = [str(n) for n in classifier.params["names"]]
-        target = find_class(names, target_name)
+        target = find_class(classifier.params, target_name)
         start_probs, results = fooling_rows(classifier, x, [target])
         metrics = evaluate.load_metrics(run_dir)
         draw_fooling([row[:3]], names, x, start_probs, results, label=f"{label}: ")
@@ -164,39 +195,48 @@ def toy_figure(out):
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in n.items()}
 
 
-def start_image(run_dir, class_name):
-    """The first val image of `class_name` in the run's data: (3, 64, 64) float32 0..255 BGR."""
-    images, labels = evaluate.read_lmdb(weights.run_data_dir(run_dir) / "val_lmdb", limit=5000)
-    names = [str(n) for n in weights.load(run_dir)["names"]]
-    label = find_class(names, class_name)
-    hits = np.flatnonzero(labels == label)
-    return images[hits[0] if len(hits) else 0].astype(np.float32)
+def start_image(run_dir, params, query):
+    """The first val record of class `query` (wnid or name) in the run's val LMDB: (3, 64, 64)
+    float32 0..255 BGR. Streams the LMDB until it finds one."""
+    label = find_class(params, query)
+    for images, labels in records.batches(runs.data_dir(run_dir) / "val_lmdb"):
+        hits = np.flatnonzero(labels == label)
+        if len(hits):
+            return images[hits[0]].astype(np.float32)
+    raise KeyError(f"the val LMDB of run {Path(run_dir).name} has no image of {params['names'][label]} "
+                   f"({params['wnids'][label]}); give --start with another class")
 
 
-def make_figures(run, low=None, high=None, start="kit fox", targets=("goldfish", "school bus")):
+def make_figures(run, low=None, high=None, start=START, targets=TARGETS):
     """Every figure for `run` into runs/<run>/figures/; returns the numbers (also figures.json)."""
-    run_dir = paths.run_dir(run)
+    group = runs.group(run, low, high)
+    run_dir = group[0]
     out = run_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     params = weights.load(run_dir)
     classifier = fooling.Classifier(run_dir)
-    names = [str(n) for n in params["names"]]
-    target_ids = [find_class(names, t) for t in targets]
-    x = start_image(run_dir, start)
-    numbers = {"run": run, "iteration": int(params["iteration"]), "smoothness": smoothness(params["W"])}
+    target_ids = [find_class(params, t) for t in targets]
+    x = start_image(run_dir, params, start)
+    start_name = str(params["names"][find_class(params, start)])
+    numbers = {"run": run, "data": runs.info(run_dir)["data"], "iteration": int(params["iteration"]),
+               "smoothness": smoothness(params["W"])}
     templates_selected(params, out / "blog_templates_selected.png")
-    templates_all(params, out / "blog_templates_all.png")
+    numbers["templates_grid"] = templates_all(params, out / "blog_templates_all.png")
     numbers["fooling_image"] = fooling_figure(classifier, x, target_ids, out / "blog_fooling_image.png",
-                                              f"Fooling a {start} image (run {run})")
+                                              f"Fooling a {start_name} image (run {run})")
     numbers["fooling_noise"] = fooling_figure(classifier, fooling.noise_image(), target_ids,
                                               out / "blog_fooling_noise.png", f"Fooling random noise (run {run})")
     numbers["toy"] = toy_figure(out / "blog_toy_example.png")
-    if low and high and all(any(paths.run_dir(r).glob("*.caffemodel")) for r in (low, high)):
+    low_name, high_name = low or runs.sweep_names(run)[0], high or runs.sweep_names(run)[1]
+    trained = {d.name: d for d in group}
+    if low_name in trained and high_name in trained:
         numbers["regularization"] = regularization_figure(
-            [("low reg", paths.run_dir(low)), ("high reg", paths.run_dir(high))], x, targets[0],
+            [("low reg", trained[low_name]), ("high reg", trained[high_name])], x, targets[0],
             out / "blog_regularization.png")
     else:
-        print(f"(no regularization figure: train runs {low} and {high} first, e.g. `make sweep`)")
+        (out / "blog_regularization.png").unlink(missing_ok=True)
+        print(f"(no regularization figure: runs {low_name} and {high_name} are not both trained on "
+              f"'{numbers['data']}'; `make sweep` trains them)")
     (out / "figures.json").write_text(json.dumps(numbers, indent=1) + "\n")
     return numbers
 
@@ -204,15 +244,15 @@ def make_figures(run, low=None, high=None, start="kit fox", targets=("goldfish",
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="default")
-    parser.add_argument("--low", help="weakly regularized run for the comparison figure")
-    parser.add_argument("--high", help="strongly regularized run for the comparison figure")
-    parser.add_argument("--start", default="kit fox", help="class of the val image to fool")
-    parser.add_argument("--targets", default="goldfish,school bus", help="comma-separated target classes")
+    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
+    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")
+    parser.add_argument("--start", default=START, help="class (wnid or name) of the val image to fool")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated target classes")
     args = parser.parse_args(argv)
     try:
         make_figures(args.run, args.low, args.high, args.start, tuple(args.targets.split(",")))
-    except (FileNotFoundError, KeyError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
+    except (FileNotFoundError, KeyError, runs.RunMismatch, records.LmdbError) as err:
+        print(f"ERROR: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
     print(f"Figures in {paths.run_dir(args.run) / 'figures'}")
     return 0

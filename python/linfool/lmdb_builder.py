@@ -15,19 +15,22 @@ import os
 import random
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import cv2
-import lmdb
 import numpy as np
 from tqdm import tqdm
 
-from linfool import datum, images
+from linfool import datum, images, records
 
 BUILDER_VERSION = 1
-COMMIT_EVERY = 1000          # convert_imageset commits every 1000 records
+
+
+class DiskError(OSError):
+    """Not enough free disk for the LMDBs; the message gives the sizes and how to fix it."""
 
 
 @dataclass
@@ -81,53 +84,45 @@ def _init_worker():
     cv2.setNumThreads(1)     # one process per core already; results do not depend on threads
 
 
-class _Writer:
-    """Writes records in order, commits every COMMIT_EVERY, grows the map when it is full, and
-    accumulates the mean image in float32 in LMDB order (as compute_image_mean does)."""
+class _MeanWriter(records.Writer):
+    """records.Writer that also accumulates the mean image in float32 in LMDB order, as
+    compute_image_mean does."""
 
     def __init__(self, path, n_items, size):
-        self.env = lmdb.open(str(path), map_size=max(1 << 26, int(n_items * (3 * size * size + 256) * 1.2)),
-                             subdir=True, meminit=False, map_async=True)
-        self.pending = []
+        super().__init__(path, n_items, (3, size, size))
         self.sum = np.zeros(3 * size * size, dtype=np.float32)
-        self.count = 0
 
     def put(self, key, value):
-        self.pending.append((key, value))
-        self.count += 1
-        pixels = np.frombuffer(datum.Datum.FromString(value).data, dtype=np.uint8)
-        self.sum += pixels.astype(np.float32)
-        if len(self.pending) == COMMIT_EVERY:
-            self.commit()
-
-    def commit(self):
-        while True:
-            try:
-                with self.env.begin(write=True) as txn:
-                    for key, value in self.pending:
-                        txn.put(key, value)
-                break
-            except lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
-        self.pending = []
-
-    def close(self):
-        self.commit()
-        self.env.sync(True)
-        self.env.close()
+        super().put(key, value)
+        self.sum += np.frombuffer(datum.Datum.FromString(value).data, dtype=np.uint8).astype(np.float32)
 
     def mean(self, size):
         return (self.sum / np.float32(max(self.count, 1))).reshape(3, size, size)
 
 
-def build_lmdb(items, root, out, *, size=64, shuffle_seed=None, num_classes=None,
-               workers=None, source="", progress=True) -> BuildResult:
-    """Build OUT (a directory) from `items` [(path relative to root, label or None)].
+@dataclass
+class Plan:
+    """One LMDB build decided but not done: the (shuffled) items, the options, the inputs' fingerprint,
+    and the records an identical finished build already holds (None when it must be built)."""
+    items: list
+    root: str
+    out: Path
+    options: dict
+    fingerprint: str
+    done: int = None
 
-    shuffle_seed: shuffle the list first with random.Random(seed) (create_imagenet.sh shuffles
-    train), so two builds are identical. num_classes: labels outside 0..num_classes-1 are skipped.
-    A complete OUT with the same inputs and options is left alone (result.up_to_date).
-    """
+    @property
+    def disk_bytes(self) -> int:
+        """LMDB bytes this build will write (page-rounded records); 0 when already done."""
+        size = self.options["size"]
+        return 0 if self.done is not None else len(self.items) * records.record_bytes((3, size, size))
+
+
+def plan(items, root, out, *, size=64, shuffle_seed=None, num_classes=None) -> Plan:
+    """Decide a build of OUT from `items` [(path relative to root, label or None)]: shuffle_seed
+    shuffles the list first with random.Random(seed) (create_imagenet.sh shuffles train), so two
+    builds are identical; labels outside 0..num_classes-1 will be skipped. Stats each input file
+    once (the fingerprint: a finished OUT with the same inputs and options is left alone)."""
     out = Path(out)
     items = list(items)
     if shuffle_seed is not None:
@@ -136,36 +131,77 @@ def build_lmdb(items, root, out, *, size=64, shuffle_seed=None, num_classes=None
                "builder_version": BUILDER_VERSION}
     fingerprint = _fingerprint(items, root, options)
     manifest_path = out / "manifest.json"
+    done = None
     if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("fingerprint") == fingerprint:
-        return BuildResult(out, written=json.loads(manifest_path.read_text())["written"], up_to_date=True)
+        done = json.loads(manifest_path.read_text())["written"]
+    return Plan(items, str(root), out, options, fingerprint, done)
 
+
+def check_disk(plans, where):
+    """Raise DiskError (one line) unless the file system holding `where` has room for the plans'
+    LMDBs (an older build being replaced stays until the new one is whole, so it does not count)."""
+    need = sum(p.disk_bytes for p in plans)
+    where = Path(where)
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if need > 0.95 * free:
+        raise DiskError(f"the LMDBs need about {need / 1e9:.1f} GB ({sum(len(p.items) for p in plans if p.done is None)} "
+                        f"records of {records.record_bytes() / 1024:.0f} KiB in LMDB pages) but {where} has "
+                        f"{free / 1e9:.1f} GB free; free space or point LINFOOL_DATA at a larger disk")
+    return need
+
+
+def seconds_estimate(build, workers, sample=32) -> float:
+    """Projected decode time of the build: `sample` of its images decoded here, in one process,
+    scaled to all items over `workers` processes (the bar shows the live rate)."""
+    chosen = build.items[:: max(1, len(build.items) // sample)][:sample]
+    start = time.perf_counter()
+    for path, _ in chosen:
+        images.load_chw(os.path.join(build.root, path), build.options["size"])
+    return (time.perf_counter() - start) / max(len(chosen), 1) * len(build.items) / max(workers, 1)
+
+
+def execute(build, *, workers=None, source="", progress=True) -> BuildResult:
+    """Do a planned build: parallel decode, in-order writes, verified, renamed into place."""
+    out, size, num_classes = build.out, build.options["size"], build.options["num_classes"]
+    if build.done is not None:
+        return BuildResult(out, written=build.done, up_to_date=True)
     partial_dir = out.with_name(f".{out.name}.partial")      # never mistaken for a finished LMDB
     shutil.rmtree(partial_dir, ignore_errors=True)
     partial_dir.mkdir(parents=True)
     result = BuildResult(out)
-    writer = _Writer(partial_dir, len(items), size)
-    load = partial(_load, root=str(root), size=size, num_classes=num_classes)
+    writer = _MeanWriter(partial_dir, len(build.items), size)
+    load = partial(_load, root=build.root, size=size, num_classes=num_classes)
     with images.worker_pool(workers or os.cpu_count(), _init_worker) as pool:
-        results = pool.imap(load, items, chunksize=8)
-        bar = tqdm(results, total=len(items), unit="img", desc=f"LMDB {out.name}",
+        results = pool.imap(load, build.items, chunksize=8)
+        bar = tqdm(results, total=len(build.items), unit="img", desc=f"LMDB {out.name}",
                    disable=not progress, smoothing=0.1)
-        for line_id, ((path, _), (record, reason)) in enumerate(zip(items, bar)):
+        for line_id, ((path, _), (record, reason)) in enumerate(zip(build.items, bar)):
             if record is None:
                 result.skipped.append((path, reason))
                 continue
             writer.put(f"{line_id:08d}_{path}".encode(), record)
-    writer.close()
-    result.written = writer.count
+    result.written = writer.close()
+    records.verify(partial_dir, result.written, (3, size, size), num_classes)
     (partial_dir / "mean.binaryproto").write_bytes(datum.encode_mean(writer.mean(size)))
-    (partial_dir / "list.txt").write_text("".join(f"{p} {label}\n" for p, label in items))
+    (partial_dir / "list.txt").write_text("".join(f"{p} {label}\n" for p, label in build.items))
     (partial_dir / "skipped.txt").write_text("".join(f"{p}\t{r}\n" for p, r in result.skipped))
     channel_mean = writer.mean(size).mean(axis=(1, 2))
-    manifest = {"source": source, "options": options, "fingerprint": fingerprint,
-                "items": len(items), "written": result.written, "skipped": len(result.skipped),
+    manifest = {"source": source, "options": build.options, "fingerprint": build.fingerprint,
+                "items": len(build.items), "written": result.written, "skipped": len(result.skipped),
                 "mean_bgr": [round(float(v), 4) for v in channel_mean]}
     (partial_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     _swap_into_place(partial_dir, out)
     return result
+
+
+def build_lmdb(items, root, out, *, size=64, shuffle_seed=None, num_classes=None,
+               workers=None, source="", progress=True) -> BuildResult:
+    """Plan and execute one build of OUT (see plan and execute); result.up_to_date when a finished
+    OUT with the same inputs and options was left alone."""
+    build = plan(items, root, out, size=size, shuffle_seed=shuffle_seed, num_classes=num_classes)
+    return execute(build, workers=workers, source=source, progress=progress)
 
 
 def _swap_into_place(partial_dir, out):

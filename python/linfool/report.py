@@ -1,13 +1,16 @@
 """`make report`: one self-contained HTML page with every figure and the numbers behind it.
 
     python -m linfool.report --run NAME [--low RUN --high RUN]    # runs/<name>/report.html
+
+The page covers the run and its sweep companions (--low/--high, default linfool.runs.sweep_names)
+that are trained, all on one data set; a run of another data set is refused, never shown.
 """
 import argparse
 import html
 import json
 import sys
 
-from linfool import curves, evaluate, paths
+from linfool import curves, evaluate, runs
 
 BLOG = "http://karpathy.github.io/2015/03/30/breaking-convnets/"
 FIGURES = (
@@ -93,15 +96,34 @@ def beyond_the_blog(run_dir):
     return parts
 
 
-def write_report(run, runs=()):
+def template_tiles(grid):
+    """The all-templates mosaic as one tile per class with its name (CSS crops of the one PNG), so
+    that 1000 templates can be browsed and found with the browser's search."""
+    step = grid["tile"] + grid["gap"]
+    tiles = "".join(
+        f"<figure title='{html.escape(wnid)}'><div style='background-position:-{grid['gap'] + (i % grid['cols']) * step}px "
+        f"-{grid['gap'] + (i // grid['cols']) * step}px'></div><figcaption>{html.escape(name)}</figcaption></figure>"
+        for i, (name, wnid) in enumerate(zip(grid["names"], grid["wnids"])))
+    style = ("<style>.tiles{display:flex;flex-wrap:wrap;gap:4px}.tiles figure{margin:0;width:80px;font-size:10px;"
+             "text-align:center}.tiles div{width:64px;height:64px;margin:auto;background-image:"
+             "url('figures/blog_templates_all.png')}</style>")
+    return (f"{style}<h2>Every class's template (search by name with the browser's find)</h2>"
+            f"<div class='tiles'>{tiles}</div>")
+
+
+def write_report(run, low=None, high=None):
     """Write runs/<run>/report.html from figures.json, metrics.json and curves; returns its path."""
-    run_dir = paths.run_dir(run)
-    numbers = json.loads((run_dir / "figures" / "figures.json").read_text())
-    all_runs = list(dict.fromkeys([run, *runs]))
-    metrics = [evaluate.load_metrics(paths.run_dir(r)) for r in all_runs]
-    for r in all_runs:
-        curves.make_curves(paths.run_dir(r))
-    data = json.loads((run_dir / "run.json").read_text())["data"]
+    group = runs.group(run, low, high)
+    run_dir = group[0]
+    figures_json = run_dir / "figures" / "figures.json"
+    if not figures_json.is_file():
+        raise FileNotFoundError(f"no {figures_json}; run `make figures RUN={run}` first")
+    numbers = json.loads(figures_json.read_text())
+    all_runs = [d.name for d in group]
+    metrics = [evaluate.load_metrics(d) for d in group]
+    for d in group:
+        curves.make_curves(d)
+    data = runs.info(run_dir)["data"]
     source = "the embedded synthetic set (18 ImageNet classes drawn by linfool.synthetic)" if data == "synthetic" \
         else f"data set '{data}'"
     fool_cols = ["start_class", "start_prob", "target", "target_prob", "alpha", "l2", "linf", "fooled",
@@ -112,7 +134,9 @@ def write_report(run, runs=()):
              "run's deploy net; L2 and Linf are in 0..255 pixel units. See also Szegedy et al. 2013, "
              "<i>Intriguing properties of neural networks</i>, and Goodfellow et al. 2014, <i>Explaining and "
              "harnessing adversarial examples</i>.</p>",
-             "<h2>Accuracy per run</h2>", _table(_fmt(metrics), ["run", "iteration", "val_top1", "val_top5", "train_top1"])]
+             "<h2>Accuracy per run</h2>",
+             _table(_fmt(metrics), ["run", "data", "iteration", "val_top1", "val_top5", "val_images", "val_subset",
+                                    "train_top1", "train_images"])]
     for name, caption in FIGURES:
         if (run_dir / "figures" / name).is_file():
             parts.append(f"<h2>{html.escape(caption)}</h2><img src='figures/{name}'>")
@@ -121,13 +145,15 @@ def write_report(run, runs=()):
             if key and key in numbers:
                 cols = (["run", "val_top1", "smoothness"] if key == "regularization" else []) + fool_cols
                 parts.append(_table(_fmt(numbers[key]), cols))
+    if numbers.get("templates_grid"):
+        parts.append(template_tiles(numbers["templates_grid"]))
     toy = numbers["toy"]
     parts.append(f"<p>Toy: w.x = {toy['score']:g}, P = {toy['prob']:.4f}; after x + 0.5w: w.x = "
                  f"{toy['score_adv']:g}, P = {toy['prob_adv']:.2f} (blog: -3, 0.0474; 2, 0.88).</p>")
     parts += beyond_the_blog(run_dir)
     parts.append("<h2>Training curves</h2>" + "".join(f"<img src='../{r}/curves.png'>" for r in all_runs))
     parts.append("<h2>Commands that made this</h2><pre>" + html.escape("\n".join(
-        [json.loads((paths.run_dir(r) / "run.json").read_text())["command"] for r in all_runs]
+        [runs.info(d)["command"] for d in group]
         + [" ".join(["python -m linfool.report", *sys.argv[1:]])])) + "</pre>")
     style = "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}" \
             "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;padding:3px 6px;font-size:13px}</style>"
@@ -144,9 +170,9 @@ def main(argv=None) -> int:
     parser.add_argument("--high")
     args = parser.parse_args(argv)
     try:
-        out = write_report(args.run, [r for r in (args.low, args.high) if r])
-    except FileNotFoundError as err:
-        print(f"ERROR: {err}; run `make figures` first", file=sys.stderr)
+        out = write_report(args.run, args.low, args.high)
+    except (FileNotFoundError, runs.RunMismatch) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
         return 2
     print(f"Report: {out}")
     return 0

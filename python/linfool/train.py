@@ -1,13 +1,17 @@
 """`make train`: run the real `caffe train` on the blog's prototxt into runs/<name>/.
 
     python -m linfool.train --run blog --data synthetic [--overlay prototxt/solver_demo.prototxt]
-                            [--set max_iter=100] [--gpu auto|cpu|0|0,1|all] [--resume] [-- caffe flags]
+                            [--set max_iter=100] [--gpu auto|cpu|0|0,1|all] [-- caffe flags]
+    python -m linfool.train --run blog --resume [--change-solver --set max_iter=6000]
+    python -m linfool.train --sweep --run blog --data synthetic ...   # reg_low, blog, reg_high
 
 runs/<name>/ receives the exact solver.prototxt, train_val.prototxt and deploy.prototxt used,
-run.json (data, overlays, command), train.log (Caffe's full log) and snap_iter_N.caffemodel /
-.solverstate snapshots. Ctrl-C makes Caffe snapshot and stop; --resume continues from the newest
-.solverstate (Caffe does not store its position in the LMDB, so the resumed run re-reads the
-data from the start: it equals an uninterrupted run when the stop falls on an epoch boundary).
+run.json (data set, solver, overlays, settings, command, resume history), train.log (Caffe's full
+log) and snap_iter_N.caffemodel / .solverstate snapshots. Ctrl-C makes Caffe snapshot and stop.
+--resume continues from the newest .solverstate with the run's recorded data set, solver, overlays
+and settings (run.json); changing them needs --change-solver and is logged in run.json and train.log.
+Caffe does not store its position in the LMDB, so a resumed run re-reads the data from the start:
+it equals an uninterrupted run when the stop falls on an epoch boundary.
 """
 import argparse
 import json
@@ -19,9 +23,9 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from linfool import caffe_env, datasets, lmdb_checks, paths
+from linfool import caffe_env, datasets, paths, records, runs
 
-SNAPSHOT_PREFIX = "snap"
+SWEEP_OVERLAYS = ("prototxt/solver_reg_low.prototxt", "prototxt/solver_reg_high.prototxt")
 
 
 class TrainConfigError(ValueError):
@@ -73,20 +77,20 @@ def _fc_layer(net):
 
 
 def write_run_files(run_dir, data_dir, solver, gpu_mode):
-    """Write the run's solver, train_val and deploy prototxt (paths and num_output for this data)."""
+    """Write the run's solver, train_val and deploy prototxt (paths and num_output for this data).
+    Each Data layer reads the LMDB of the same folder name (train_lmdb, val_lmdb, ...) in data_dir."""
     pb2 = _caffe_pb2()
     net = text_format.Parse(Path(solver.net).read_text(), pb2.NetParameter())
     num_classes = len(datasets.read_labels(data_dir / "labels.txt"))
     for layer in net.layer:
-        if layer.type == "Data":
-            split = "train" if layer.include[0].phase == pb2.TRAIN else "val"
-            layer.data_param.source = str(data_dir / f"{split}_lmdb")
+        if layer.type == "Data":        # the template names each LMDB by its folder name in the data set
+            layer.data_param.source = str(data_dir / Path(layer.data_param.source).name)
             layer.transform_param.mean_file = str(data_dir / "train_lmdb" / "mean.binaryproto")
     _fc_layer(net).inner_product_param.num_output = num_classes
     deploy = text_format.Parse((paths.PROTOTXT / "deploy.prototxt").read_text(), pb2.NetParameter())
     _fc_layer(deploy).inner_product_param.num_output = num_classes
     solver.net = str(run_dir / "train_val.prototxt")
-    solver.snapshot_prefix = str(run_dir / SNAPSHOT_PREFIX)
+    solver.snapshot_prefix = str(run_dir / runs.SNAPSHOT_PREFIX)
     solver.solver_mode = pb2.SolverParameter.GPU if gpu_mode else pb2.SolverParameter.CPU
     (run_dir / "train_val.prototxt").write_text(text_format.MessageToString(net))
     (run_dir / "deploy.prototxt").write_text(text_format.MessageToString(deploy))
@@ -99,15 +103,9 @@ def preflight(net, data_dir):
     num_output = _fc_layer(net).inner_product_param.num_output
     for layer in net.layer:
         if layer.type == "Data":
-            lmdb_checks.check_lmdb(layer.data_param.source, num_output, channels=3, size=64)
+            records.check(layer.data_param.source, num_output)
             if not Path(layer.transform_param.mean_file).is_file():
                 raise TrainConfigError(f"no mean file {layer.transform_param.mean_file}; run `make data`")
-
-
-def newest_solverstate(run_dir):
-    """The .solverstate with the highest iteration in run_dir, or None."""
-    states = list(Path(run_dir).glob(f"{SNAPSHOT_PREFIX}_iter_*.solverstate"))
-    return max(states, key=lambda p: int(re.search(r"_iter_(\d+)", p.name).group(1)), default=None)
 
 
 def gpu_flag(gpu):
@@ -133,9 +131,7 @@ def run_caffe(run_dir, gpu, resume, extra):
     if gpu:
         cmd.append(f"--gpu={gpu}")
     if resume:
-        state = newest_solverstate(run_dir)
-        if state is None:
-            raise TrainConfigError(f"RESUME=1 but {run_dir} has no .solverstate; train without RESUME first")
+        state = runs.newest(run_dir, ".solverstate")
         cmd.append(f"--snapshot={state}")
         print(f"Resuming from {state.name}", flush=True)
     cmd += list(extra)
@@ -155,8 +151,45 @@ def run_caffe(run_dir, gpu, resume, extra):
         signal.signal(signal.SIGINT, previous)
 
 
-def train(run, data, solver_file, overlays=(), settings=(), gpu="auto", resume=False, extra=()):
-    """Prepare runs/<run>/ and train; returns Caffe's exit code. Raises TrainConfigError."""
+def _resume_config(run_dir, data, solver_file, overlays, settings, change_solver):
+    """The recorded (data, solver, overlays, settings, changes) of a run to resume; new overlays
+    or settings are laid over the recorded ones only with change_solver."""
+    recorded = runs.info(run_dir)
+    if data not in (None, recorded["data"]):
+        raise TrainConfigError(f"{run_dir.name} was trained on '{recorded['data']}', not '{data}'; "
+                               "a resumed run keeps its data set (train a new RUN instead)")
+    changes = ([f"solver {solver_file}"] if solver_file not in (None, recorded["solver"]) else []) \
+        + [f"overlay {o}" for o in overlays] + [f"set {s}" for s in settings]
+    if changes and not change_solver:
+        raise TrainConfigError(f"RESUME=1 continues {run_dir.name} with its recorded solver ({recorded['solver']}"
+                               f" + {recorded['overlays'] + recorded['settings']}); to change it give CHANGE_SOLVER=1 "
+                               f"(--change-solver) with {', '.join(changes)}")
+    return (recorded["data"], solver_file or recorded["solver"], [*recorded["overlays"], *overlays],
+            [*recorded["settings"], *settings], changes)
+
+
+def _record(run_dir, data, data_dir, solver_file, overlays, settings, flag, history):
+    (run_dir / "run.json").write_text(json.dumps({
+        "data": data, "data_dir": str(data_dir.resolve()), "solver": str(solver_file),
+        "overlays": [str(o) for o in overlays], "settings": list(settings), "gpu": flag,
+        "command": "python -m linfool.train " + " ".join(sys.argv[1:]), "history": history}, indent=1) + "\n")
+
+
+def train(run, data=None, solver_file=None, overlays=(), settings=(), gpu="auto", resume=False, extra=(),
+          change_solver=False):
+    """Prepare runs/<run>/ and train; returns Caffe's exit code. Raises TrainConfigError.
+    A fresh run defaults to the embedded data set and the blog's solver; a resumed one uses its
+    run.json (see _resume_config)."""
+    run_dir = paths.run_dir(run)
+    history, changes = [], []
+    if resume:
+        if runs.newest(run_dir, ".solverstate") is None:
+            raise TrainConfigError(f"RESUME=1 but {run_dir} has no .solverstate; train without RESUME first")
+        data, solver_file, overlays, settings, changes = _resume_config(
+            run_dir, data, solver_file, overlays, settings, change_solver)
+        history = runs.info(run_dir).get("history", [])
+    data = data or "synthetic"
+    solver_file = solver_file or str(paths.PROTOTXT / "solver.prototxt")
     data_dir = paths.dataset_dir(data)
     if not (data_dir / "labels.txt").is_file():
         raise TrainConfigError(f"no data set '{data}' in {paths.DATA} (no labels.txt); run `make data`")
@@ -165,34 +198,53 @@ def train(run, data, solver_file, overlays=(), settings=(), gpu="auto", resume=F
     if not Path(solver.net).is_file():
         raise TrainConfigError(f"the solver's net {solver.net} does not exist")
     flag = gpu_flag(gpu)
-    run_dir = paths.run_dir(run)
     run_dir.mkdir(parents=True, exist_ok=True)
     net = write_run_files(run_dir, data_dir, solver, flag is not None)
     preflight(net, data_dir)
-    (run_dir / "run.json").write_text(json.dumps({
-        "data": data, "solver": str(solver_file), "overlays": [str(o) for o in overlays],
-        "settings": list(settings), "gpu": flag, "command": "python -m linfool.train " + " ".join(sys.argv[1:])}, indent=1) + "\n")
     if not resume:
-        for old in list(run_dir.glob(f"{SNAPSHOT_PREFIX}_iter_*")) + [run_dir / "train.log"]:
+        for old in list(run_dir.glob(f"{runs.SNAPSHOT_PREFIX}_iter_*")) + [run_dir / "train.log"]:
             old.unlink(missing_ok=True)
+    elif changes:
+        history.append({"resumed_from": runs.newest(run_dir, ".solverstate").name, "changes": changes})
+        with open(run_dir / "train.log", "a") as log:
+            log.write(f"linfool: resuming with solver changes: {'; '.join(changes)}\n")
+        print(f"Resuming with solver changes: {'; '.join(changes)}", flush=True)
+    _record(run_dir, data, data_dir, solver_file, overlays, settings, flag, history)
     return run_caffe(run_dir, flag, resume, extra)
+
+
+def sweep(run, data, solver_file, overlays=(), settings=(), gpu="auto", extra=()):
+    """The regularization sweep: runs.sweep_names(run)[0] (weight decay 0.0005), `run` (the blog's
+    100) and [1] (10,000), each a fresh `caffe train`. Returns the first non-zero exit code, or 0."""
+    low, high = runs.sweep_names(run)
+    for name, extra_overlays in ((low, [SWEEP_OVERLAYS[0]]), (run, []), (high, [SWEEP_OVERLAYS[1]])):
+        print(f"== sweep: run {name}", flush=True)
+        code = train(name, data, solver_file, [*overlays, *extra_overlays], settings, gpu, extra=extra)
+        if code != 0:
+            return code
+    return 0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="default", help="run name: runs/<run>/")
-    parser.add_argument("--data", default="synthetic", help="data set name under data/")
-    parser.add_argument("--solver", default=str(paths.PROTOTXT / "solver.prototxt"))
+    parser.add_argument("--data", help="data set name under data/ (default: synthetic; resume: the run's)")
+    parser.add_argument("--solver", help="solver prototxt (default: prototxt/solver.prototxt; resume: the run's)")
     parser.add_argument("--overlay", action="append", default=[], help="solver prototxt merged over --solver")
     parser.add_argument("--set", dest="settings", action="append", default=[], help="solver key=value")
     parser.add_argument("--gpu", default="auto", help="auto (GPU if built with CUDA and visible), cpu, N, list, all")
     parser.add_argument("--resume", action="store_true", help="continue from the newest .solverstate")
+    parser.add_argument("--change-solver", action="store_true", help="with --resume: apply new --overlay/--set")
+    parser.add_argument("--sweep", action="store_true", help="train RUN's sweep: <low>, RUN, <high> (runs.sweep_names)")
     parser.add_argument("extra", nargs="*", help="more flags for `caffe train` (after --)")
     args = parser.parse_args(argv)
     try:
-        code = train(args.run, args.data, args.solver, args.overlay, args.settings, args.gpu,
-                     args.resume, args.extra)
-    except (TrainConfigError, lmdb_checks.LmdbError, caffe_env.CaffeNotFound) as err:
+        if args.sweep:
+            code = sweep(args.run, args.data, args.solver, args.overlay, args.settings, args.gpu, args.extra)
+        else:
+            code = train(args.run, args.data, args.solver, args.overlay, args.settings, args.gpu,
+                         args.resume, args.extra, args.change_solver)
+    except (TrainConfigError, records.LmdbError, caffe_env.CaffeNotFound, FileNotFoundError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     if code == 0:

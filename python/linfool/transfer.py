@@ -1,12 +1,13 @@
 """`make transfer`: do fooling images made on one run fool the others?
 
-    python -m linfool.transfer --run blog --run reg_low --run reg_high [--images 30]
+    python -m linfool.transfer --run blog [--low reg_low --high reg_high] [--images 30] [--pairs 510]
 
 For each source run, the blog's attack (linfool.fooling.fool: the smallest multiple of the target's
-template giving P(target) >= 0.99 on the source) on a fixed sample of val images and all other
-targets (linfool.attacks.sample_pairs). Every image fooled on the source is then classified by every
-run (pycaffe). Matrix entry [source, dest] = fraction whose top-1 class on dest is the target.
-The runs must share their classes (same data set). Writes runs/<first run>/attacks/transfer.json/.png.
+template giving P(target) >= 0.99 on the source) on the attack curves' fixed sample of (val image,
+target) pairs (linfool.attacks.pair_sample; its size and cost are printed first). Every image fooled
+on the source is then classified by every run (pycaffe). Matrix entry [source, dest] = fraction
+whose top-1 class on dest is the target. The runs (linfool.runs.group) must be trained on the same
+data set. Writes runs/<run>/attacks/transfer.json/.png.
 """
 import argparse
 import json
@@ -18,37 +19,37 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool import attacks, evaluate, fooling, paths, weights  # noqa: E402
+from linfool import attacks, fooling, records, runs  # noqa: E402
 
 
-def fooled_images(classifier, images, labels, n_images):
-    """The blog attack on the fixed sample: ((m, 3, 64, 64) float32 0..255 BGR, (m,) targets),
+def fooled_images(classifier, images, which, targets):
+    """The blog attack on the sample's pairs: ((m, 3, 64, 64) float32 0..255 BGR, (m,) targets),
     only the pairs that reached P(target) >= 0.99 on this classifier."""
-    which, targets = attacks.sample_pairs(labels, len(classifier.params["W"]), n_images)
     made, made_targets = [], []
     for i in np.unique(which):
-        for result in fooling.fool(classifier, images[i].astype(np.float32), targets[which == i]):
+        for result in fooling.fool(classifier, images[i], targets[which == i]):
             if result.fooled:
                 made.append(result.image)
                 made_targets.append(result.target)
     return np.array(made, np.float32).reshape(-1, 3, 64, 64), np.array(made_targets, int)
 
 
-def transfer_matrix(runs, n_images=30):
+def transfer_matrix(run_dirs, n_images=attacks.IMAGES, pairs=attacks.PAIRS):
     """Dict with the runs, the matrix (sources x dests) of target hit rates and the counts."""
-    classifiers = {run: fooling.Classifier(paths.run_dir(run)) for run in runs}
-    names = [list(c.params["names"]) for c in classifiers.values()]
-    if any(n != names[0] for n in names):
-        raise ValueError(f"runs {runs} were trained on different classes; transfer needs the same data set")
-    images, labels = evaluate.read_lmdb(weights.run_data_dir(paths.run_dir(runs[0])) / "val_lmdb", limit=5000)
+    classifiers = {d.name: fooling.Classifier(d) for d in run_dirs}
+    first = classifiers[run_dirs[0].name]
+    images, _, which, targets, about = attacks.pair_sample(runs.data_dir(run_dirs[0]) / "val_lmdb",
+                                                           len(first.params["W"]), n_images, pairs)
+    forwards = len(run_dirs) * len(targets) * (fooling.BISECTION_STEPS + 3 + len(run_dirs))
+    print("transfer: " + attacks.describe(about, forwards, attacks.seconds_per_forward(first)), flush=True)
     matrix, counts = [], []
-    for source in runs:
-        made, targets = fooled_images(classifiers[source], images, labels, n_images)
-        counts.append(len(targets))
-        matrix.append([float((classifiers[dest].probs(made).argmax(axis=1) == targets).mean()) if len(targets)
-                       else float("nan") for dest in runs])
-    return {"runs": list(runs), "matrix": matrix, "fooled_on_source": counts, "images": n_images,
-            "command": "python -m linfool.transfer " + " ".join(f"--run {r}" for r in runs)}
+    for source in classifiers.values():
+        made, made_targets = fooled_images(source, images, which, targets)
+        counts.append(len(made_targets))
+        matrix.append([float((dest.probs(made).argmax(axis=1) == made_targets).mean()) if len(made_targets)
+                       else float("nan") for dest in classifiers.values()])
+    return {"runs": list(classifiers), "data": runs.info(run_dirs[0])["data"], "matrix": matrix,
+            "fooled_on_source": counts, **about}
 
 
 def plot_transfer(result, out):
@@ -69,24 +70,28 @@ def plot_transfer(result, out):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", required=True, help="run name (repeat)")
-    parser.add_argument("--images", type=int, default=30)
+    parser.add_argument("--run", required=True, help="the run with the blog's settings")
+    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
+    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")
+    parser.add_argument("--images", type=int, default=attacks.IMAGES, help="val images in the sample")
+    parser.add_argument("--pairs", type=int, default=attacks.PAIRS, help="(image, target) pairs in the sample")
     args = parser.parse_args(argv)
-    runs = [r for r in dict.fromkeys(args.run) if any(paths.run_dir(r).glob("*.caffemodel"))]
-    if len(runs) < 2:
-        print(f"ERROR: transfer needs at least two trained runs of {args.run}; run `make sweep` first", file=sys.stderr)
-        return 2
     try:
-        result = transfer_matrix(runs, args.images)
-    except ValueError as err:
+        run_dirs = runs.group(args.run, args.low, args.high)
+        if len(run_dirs) < 2:
+            raise FileNotFoundError(f"transfer needs at least two trained runs of one data set, {args.run} has "
+                                    f"no trained sweep companion; run `make sweep` first")
+        result = transfer_matrix(run_dirs, args.images, args.pairs)
+    except (runs.RunMismatch, FileNotFoundError, records.LmdbError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
-    out = paths.run_dir(runs[0]) / "attacks"
+    result["command"] = "python -m linfool.transfer " + " ".join(sys.argv[1:] if argv is None else argv)
+    out = run_dirs[0] / "attacks"
     out.mkdir(parents=True, exist_ok=True)
     (out / "transfer.json").write_text(json.dumps(result, indent=1) + "\n")
     plot_transfer(result, out / "transfer.png")
-    for run, row in zip(runs, result["matrix"]):
-        print(f"made on {run:<12} " + "  ".join(f"{d}: {100 * v:5.1f} %" for d, v in zip(runs, row)))
+    for run, row in zip(result["runs"], result["matrix"]):
+        print(f"made on {run:<12} " + "  ".join(f"{d}: {100 * v:5.1f} %" for d, v in zip(result["runs"], row)))
     return 0
 
 

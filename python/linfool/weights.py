@@ -8,21 +8,20 @@ stores InnerProduct weights; b (num_classes,); mean (3, 64, 64) float32 BGR 0..2
 images before the net); wnids, names (label order); iteration.
 """
 import argparse
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from linfool import caffe_env, datasets, datum, paths
+from linfool import caffe_env, datasets, datum, paths, runs
 
 
 def newest_caffemodel(run_dir) -> Path:
-    """The run's .caffemodel with the highest iteration (Caffe's _iter_N naming)."""
-    models = list(Path(run_dir).glob("*_iter_*.caffemodel"))
-    if not models:
+    """The run's .caffemodel with the highest iteration; FileNotFoundError saying how to make one."""
+    model = runs.newest(run_dir, ".caffemodel")
+    if model is None:
         raise FileNotFoundError(f"no .caffemodel in {run_dir}; run `make train RUN={Path(run_dir).name}` first")
-    return max(models, key=lambda p: int(re.search(r"_iter_(\d+)", p.name).group(1)))
+    return model
 
 
 def load_net(run_dir, batch=1):
@@ -34,24 +33,18 @@ def load_net(run_dir, batch=1):
     return net
 
 
-def run_data_dir(run_dir) -> Path:
-    """The data set folder the run trained on (from its train_val.prototxt's mean file)."""
-    text = (Path(run_dir) / "train_val.prototxt").read_text()
-    return Path(re.search(r'mean_file: "([^"]+)"', text).group(1)).parents[1]
-
-
 def extract(run_dir) -> Path:
     """Write run_dir/weights.npz from the newest snapshot; returns its path."""
     run_dir = Path(run_dir)
     model = newest_caffemodel(run_dir)
     net = load_net(run_dir)
-    data_dir = run_data_dir(run_dir)
+    data_dir = runs.data_dir(run_dir)
     labels = datasets.read_labels(data_dir / "labels.txt")
     mean = datum.decode_mean((data_dir / "train_lmdb" / "mean.binaryproto").read_bytes())
     out = run_dir / "weights.npz"
     np.savez(out, W=net.params["fc"][0].data.copy(), b=net.params["fc"][1].data.copy(), mean=mean,
              wnids=np.array([w for w, _ in labels]), names=np.array([n for _, n in labels]),
-             iteration=int(re.search(r"_iter_(\d+)", model.name).group(1)))
+             iteration=runs.iteration(model))
     return out
 
 

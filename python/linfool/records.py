@@ -1,0 +1,259 @@
+"""The data layer: the one place that opens a Caffe LMDB, to read records or to write them.
+
+Reading streams: memory is bounded by one batch, never by the LMDB's size (ImageNet's train LMDB
+is 1.28M records, ~21 GB). Every image is (3, 64, 64) uint8, BGR, channel-major, 0..255, as
+convert_imageset stores it; labels are int64.
+
+    count(path) -> N
+    raw(path)                      -> iterator of (key, value) bytes in key (= Caffe's read) order
+    batches(path, batch=256)       -> iterator of ((n, 3, 64, 64) uint8, (n,) labels), every record once
+    batches(path, positions=[...]) -> the same, only the records at those positions (keys walked, not pixels)
+    read(path, positions)          -> ((k, 3, 64, 64) uint8, (k,) labels): a sample that fits in memory
+    labels(path)                   -> (N,) labels in record order (one streaming pass)
+    random_positions(N, k, seed)   -> k sorted positions, a seeded uniform sample
+    balanced_positions(labels, per_class, seed) -> a seeded class-balanced sample
+    Writer(path, n_records, record_bytes) -> put(key, value) ...; close() -> records written
+    write(path, records)           -> a small LMDB from (key, value) pairs, verified, appearing atomically
+"""
+import json
+import math
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import lmdb
+import numpy as np
+
+from linfool import datum
+
+BATCH = 256                  # records per batch: Caffe's ImageNet batch; ~3 MB of pixels
+COMMIT_EVERY = 1000          # convert_imageset commits every 1000 records
+PAGE = 4096                  # LMDB page size on x86-64 Linux
+_PAGE_HEADER = 16            # an overflow run starts with one page header
+_NODE = 16                   # leaf-node header + overflow page number, per record
+
+
+class LmdbError(ValueError):
+    """The LMDB cannot be read as Caffe Datum records; the message says what is wrong and how to fix it."""
+
+
+@contextmanager
+def _reader(path):
+    path = Path(path)
+    if not (path / "data.mdb").is_file():
+        raise LmdbError(f"no LMDB at {path}; run `make data` (or give DATA=<name> of a built set)")
+    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
+    try:
+        with env.begin() as txn:
+            yield txn
+    finally:
+        env.close()
+
+
+def count(path) -> int:
+    """Number of records."""
+    with _reader(path) as txn:
+        return txn.stat()["entries"]
+
+
+def raw(path):
+    """Every (key, value) byte pair in key order, streamed (one record in memory at a time)."""
+    with _reader(path) as txn:
+        for key, value in txn.cursor():
+            yield key, value
+
+
+class _Batcher:
+    """Collects decoded records into one preallocated (batch, C, H, W) uint8 array."""
+
+    def __init__(self, path, size):
+        self.path, self.size = path, size
+        self.images, self.labels, self.n = None, np.zeros(size, np.int64), 0
+
+    def add(self, value):
+        image, label = datum.decode_datum(value)
+        if self.images is None:
+            self.images = np.empty((self.size, *image.shape), np.uint8)
+        elif image.shape != self.images.shape[1:]:
+            raise LmdbError(f"{self.path} mixes record shapes {self.images.shape[1:]} and {image.shape}; "
+                            "rebuild it with `make data`")
+        self.images[self.n], self.labels[self.n] = image, label
+        self.n += 1
+        return self.n == self.size
+
+    def take(self):
+        out = (self.images[:self.n].copy(), self.labels[:self.n].copy())
+        self.n = 0
+        return out
+
+
+def batches(path, batch=BATCH, positions=None):
+    """Every record once (or only those at `positions`, 0-based in key order), in key order, as
+    ((n, 3, 64, 64) uint8 BGR, (n,) labels) with n <= batch. Picking positions walks the keys
+    only: the pixels of records not chosen are never read."""
+    batcher = _Batcher(path, batch)
+    with _reader(path) as txn:
+        if positions is None:
+            for _, value in txn.cursor():
+                if batcher.add(value):
+                    yield batcher.take()
+        else:
+            yield from _picked(txn, batcher, np.unique(np.asarray(positions, np.int64)), path)
+    if batcher.n:
+        yield batcher.take()
+
+
+def _picked(txn, batcher, wanted, path):
+    entries = txn.stat()["entries"]
+    if len(wanted) and (wanted[0] < 0 or wanted[-1] >= entries):
+        raise LmdbError(f"{path} has {entries} records; asked for position {wanted[-1]}")
+    cursor, k = txn.cursor(), 0
+    for position, _ in enumerate(cursor.iternext(keys=True, values=False)):
+        if k == len(wanted):
+            break
+        if position == wanted[k]:
+            k += 1
+            if batcher.add(cursor.value()):
+                yield batcher.take()
+
+
+def read(path, positions):
+    """The records at `positions` (0-based, in key order; any order, repeats allowed), returned in
+    that order: ((k, 3, 64, 64) uint8, (k,) labels). For samples that fit in memory."""
+    positions = np.asarray(positions, dtype=np.int64)
+    wanted = np.unique(positions)
+    parts = list(batches(path, max(len(wanted), 1), wanted))
+    if not parts:
+        return np.zeros((0, 3, 64, 64), np.uint8), np.zeros(0, np.int64)
+    images, labels_ = parts[0]
+    order = np.searchsorted(wanted, positions)
+    return images[order], labels_[order]
+
+
+def labels(path) -> np.ndarray:
+    """(N,) int64 labels in record order, from one streaming pass."""
+    out = []
+    with _reader(path) as txn:
+        for _, value in txn.cursor():
+            out.append(datum.Datum.FromString(value).label)
+    return np.array(out, np.int64)
+
+
+def random_positions(n_records, k, seed) -> np.ndarray:
+    """k (at most n_records) distinct positions, uniform, seeded, sorted."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_records, size=min(k, n_records), replace=False))
+
+
+def balanced_positions(record_labels, per_class, seed) -> np.ndarray:
+    """Up to `per_class` positions of each label present, seeded, sorted."""
+    rng = np.random.default_rng(seed)
+    record_labels = np.asarray(record_labels)
+    chosen = [rng.choice(np.flatnonzero(record_labels == c), size=min(per_class, int((record_labels == c).sum())),
+                         replace=False) for c in np.unique(record_labels)]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+
+
+def record_bytes(shape=(3, 64, 64), path_len=40) -> int:
+    """Bytes one Datum record of `shape` takes in an LMDB: its value rounded up to whole overflow
+    pages (a 64x64 record is 12,3xx bytes = 4 pages of 4,096) plus its key in a leaf node."""
+    value = int(np.prod(shape)) + 64                     # pixels + Datum fields
+    pages = math.ceil((_PAGE_HEADER + value) / PAGE)
+    return pages * PAGE + 2 * (path_len + 10 + _NODE)    # leaf pages are about half full
+
+
+def map_size(n_records, shape=(3, 64, 64)) -> int:
+    """An LMDB map size that holds n_records with room to spare (LMDB files are sparse on Linux,
+    so room that is never used costs no disk)."""
+    return int(1.25 * n_records * record_bytes(shape)) + (64 << 20)
+
+
+class Writer:
+    """Writes records in order, commits every COMMIT_EVERY; the map is sized up front from the
+    page-rounded record size, and doubled (the fallback) if it fills anyway."""
+
+    def __init__(self, path, n_records, shape=(3, 64, 64), initial_map=None):
+        self.path = Path(path)
+        self.env = lmdb.open(str(path), map_size=initial_map or map_size(n_records, shape), subdir=True,
+                             meminit=False, map_async=True)
+        self.pending, self.count, self.grown = [], 0, 0
+
+    def put(self, key, value):
+        self.pending.append((key, value))
+        self.count += 1
+        if len(self.pending) == COMMIT_EVERY:
+            self.commit()
+
+    def commit(self):
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    for key, value in self.pending:
+                        txn.put(key, value)
+                break
+            except lmdb.MapFullError:           # the transaction was aborted: grow and redo it
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+                self.grown += 1
+        self.pending = []
+
+    def close(self) -> int:
+        """Commit, sync and close; returns the number of records written."""
+        self.commit()
+        self.env.sync(True)
+        self.env.close()
+        return self.count
+
+
+def verify(path, expected, shape=(3, 64, 64), num_classes=None):
+    """Raise LmdbError unless the LMDB at `path` holds `expected` records and its first and last
+    records decode to `shape` with a label in range: checked before a build is renamed into place."""
+    with _reader(path) as txn:
+        entries = txn.stat()["entries"]
+        if entries != expected:
+            raise LmdbError(f"{path} holds {entries} records, {expected} were written")
+        if not entries:
+            return
+        cursor = txn.cursor()
+        ends = [cursor.first() and cursor.value(), cursor.last() and cursor.value()]
+    for value in ends:
+        image, label = datum.decode_datum(value)
+        if image.shape != tuple(shape) or label < 0 or (num_classes is not None and label >= num_classes):
+            raise LmdbError(f"{path}: a record decodes to {image.shape} label {label}; the build is broken")
+
+
+def write(path, records, n_records, num_classes=None):
+    """Write (key, value) `records` (n_records of them) to a new LMDB at `path`, verified, appearing
+    atomically (built as .<name>.partial, then renamed). Returns `path`."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    writer = Writer(partial, n_records)
+    for key, value in records:
+        writer.put(key, value)
+    verify(partial, writer.close(), num_classes=num_classes)
+    shutil.rmtree(path, ignore_errors=True)
+    partial.rename(path)
+    return path
+
+
+LABEL_SCAN = 2000        # records scanned for labels when the LMDB has no manifest of ours
+
+
+def check(path, num_output, shape=(3, 64, 64)) -> int:
+    """Raise LmdbError unless `path` is a non-empty LMDB of `shape` records with labels in
+    0..num_output-1 (what Caffe aborts on with a glog stack trace). Returns the number of records."""
+    path = Path(path)
+    entries = count(path)
+    if entries == 0:
+        raise LmdbError(f"the LMDB {path} is empty; rebuild it with `make data`")
+    images, first_labels = next(batches(path, batch=min(LABEL_SCAN, entries)))
+    if images.shape[1:] != tuple(shape):
+        raise LmdbError(f"{path} holds {images.shape[1:]} records, the net needs {tuple(shape)}; "
+                        f"rebuild it with `make data`")
+    manifest = path / "manifest.json"
+    classes = json.loads(manifest.read_text())["options"].get("num_classes") if manifest.is_file() else None
+    top = int(first_labels.max()) if classes is None else classes - 1
+    if top >= num_output or first_labels.min() < 0:
+        raise LmdbError(f"{path} has labels up to {top} but the net has num_output {num_output}")
+    return entries
