@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,6 +119,16 @@ def test_background_rounds_fine_tune_with_caffe_and_the_report_shows_everything(
     for run in ("low_bg1", "low_ctl1"):              # caffe train --weights really fine-tuned
         assert "Finetuning from" in (runs / run / "train.log").read_text()
     assert "num_output: 19" in (runs / "low_bg1" / "deploy.prototxt").read_text()
+    # the round's data set links the train and val LMDBs (never a copy) and adds a small background LMDB,
+    # mixed into each TRAIN batch by a second Caffe Data layer and Concat layers
+    round_data = Path(env["LINFOOL_DATA"]) / "tiny_bg1"
+    assert (round_data / "train_lmdb").is_symlink() and (round_data / "val_lmdb").is_symlink()
+    background = records.labels(round_data / "background_lmdb")
+    assert len(background) == rounds[1]["background_images"] and set(background) == {18}
+    net = (runs / "low_bg1" / "train_val.prototxt").read_text()
+    assert net.count('type: "Data"') == 3 and net.count('type: "Concat"') == 2
+    assert str(round_data / "background_lmdb") in net and str(round_data / "train_lmdb") in net
+    assert "data_mix" in (runs / "low_bg1" / "train.log").read_text()
     _run("attacks", env, "--run", "low", "--high", "high", "--images", "2")
     _run("transfer", env, "--run", "low", "--high", "high", "--images", "2")
     _run("claims", env, "--run", "low", "--low", "low", "--high", "high")

@@ -145,7 +145,7 @@ def test_shuffle_is_seeded(tmp_path, odd_images):
 
 def _official_val_names(wnid_index, count):
     """`count` official ILSVRC2012 val file names whose label is `wnid_index` (1k numbering)."""
-    official = datasets._imagenet_json("val_image_to_1k_label.json")
+    official = datasets.imagenet_table("val_image_to_1k_label.json")
     return sorted(name for name, label in official.items() if label == wnid_index)[:count]
 
 

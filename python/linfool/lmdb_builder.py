@@ -146,9 +146,9 @@ def check_disk(plans, where):
         where = where.parent
     free = shutil.disk_usage(where).free
     if need > 0.95 * free:
-        raise DiskError(f"the LMDBs need about {need / 1e9:.1f} GB ({sum(len(p.items) for p in plans if p.done is None)} "
+        raise DiskError(f"the LMDBs need about {need / 1e9:.2f} GB ({sum(len(p.items) for p in plans if p.done is None)} "
                         f"records of {records.record_bytes() / 1024:.0f} KiB in LMDB pages) but {where} has "
-                        f"{free / 1e9:.1f} GB free; free space or point LINFOOL_DATA at a larger disk")
+                        f"{free / 1e9:.2f} GB free; free space or point LINFOOL_DATA at a larger disk")
     return need
 
 

@@ -54,8 +54,8 @@ def devkit_ids(classes) -> dict:
 
 def val_names(classes, per_class) -> dict:
     """{official val file name: wnid}: the first `per_class` official val images of each class."""
-    official = datasets._imagenet_json("val_image_to_1k_label.json")
-    to_wnid = datasets._imagenet_json("imagenet1k_to_21k.json")
+    official = datasets.imagenet_table("val_image_to_1k_label.json")
+    to_wnid = datasets.imagenet_table("imagenet1k_to_21k.json")
     chosen, counts = {}, {}
     for name in sorted(official):
         wnid = to_wnid[str(official[name])]
@@ -69,13 +69,15 @@ def _write(path, image):
     cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def write_devkit(folder, val, classes):
-    """The devkit's ground truth (one devkit id per line, val files in number order) and a meta.mat
-    with the devkit's synsets fields (ILSVRC2012_ID, WNID, words)."""
+def write_devkit(folder, classes):
+    """The devkit's ground truth (50,000 lines: the devkit id of ILSVRC2012_val_<n>'s official class,
+    n = 1, 2, ...) and a meta.mat with the devkit's synsets fields (ILSVRC2012_ID, WNID, words)."""
     folder.mkdir(parents=True, exist_ok=True)
     ids = devkit_ids(classes)
-    numbered = sorted(val, key=lambda name: int(name.split("_")[-1].split(".")[0]))
-    (folder / "ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{ids[val[n]]}\n" for n in numbered))
+    official = datasets.imagenet_table("val_image_to_1k_label.json")
+    to_wnid = datasets.imagenet_table("imagenet1k_to_21k.json")
+    (folder / "ILSVRC2012_validation_ground_truth.txt").write_text(
+        "".join(f"{ids[to_wnid[str(official[name])]]}\n" for name in sorted(official)))
     names = datasets.imagenet_names()
     synsets = np.array([(ids[w], w, names[w]) for w in sorted(classes, key=ids.get)],
                        dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O")])
@@ -101,7 +103,7 @@ def generate(out, train_per_class=4, val_per_class=2) -> Path:
     for name, wnid in val.items():
         (out / "folders" / "val" / wnid).mkdir(exist_ok=True)
         os.link(out / "flat" / "val" / name, out / "folders" / "val" / wnid / name)
-    write_devkit(out / "folders" / "ILSVRC2012_devkit_t12" / "data", val, classes)
+    write_devkit(out / "folders" / "ILSVRC2012_devkit_t12" / "data", classes)
     (out / "DONE").write_text(stamp)
     return out
 
