@@ -22,6 +22,10 @@ HIGH ?=
 IMAGENET ?=                       # ILSVRC2012 root (train/<wnid>/, val/) for make data
 VAL_PER_CLASS ?=                  # make eval: a seeded class-balanced val subset instead of every record
 PAIRS ?=                          # attack-curves, transfer: (image, target) pairs sampled (default 510)
+ROUNDS ?= 3                       # make background: rounds, fooling images per round, fine-tuning
+FOOL ?= 300                       #   iterations per round, val images per measurement
+ITERS ?= 1000
+MEASURE ?= 10
 
 # A resumed run keeps its recorded data set, solver and overlays (run.json); SET= or OVERLAY= given
 # with RESUME=1 are applied as a logged change.
@@ -32,7 +36,7 @@ TRAIN = $(PY) -m linfool.train --gpu $(strip $(GPU)) $(foreach s,$(SET),--set $(
 	--data $(strip $(DATA)) --solver $(SOLVER) $(foreach o,$(OVERLAY),--overlay $(o)))
 GROUP = --run $(strip $(RUN)) $(if $(strip $(LOW)),--low $(strip $(LOW))) $(if $(strip $(HIGH)),--high $(strip $(HIGH)))
 
-.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background report bench test-gpu-build device-query docker-cpu docker-gpu clean
+.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background report bench rehearse test-gpu-build device-query docker-cpu docker-gpu clean
 
 help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (DATA=$(strip $(DATA)) RUN=$(strip $(RUN)) GPU=$(strip $(GPU)))"
@@ -48,6 +52,10 @@ setup: ## install apt packages, build Caffe once (cached in ~/.cache/linfool), c
 test: ## run the test suite (sets everything up first)
 	@$(SETUP)
 	$(PY) -m pytest
+
+rehearse: ## the README's ImageNet recipe end to end on a generated 1000-class ILSVRC2012-shaped tree (~15 min)
+	@$(SETUP)
+	$(PY) -m pytest -m rehearsal tests/test_rehearsal.py
 
 test-gpu-build: ## build the CUDA Caffe (cached; ~40 min cold on 2 cores) and test it; no GPU needed
 	@$(SETUP)
@@ -95,9 +103,10 @@ claims: ## the blog's claims measured on RUN and its sweep, with verdicts -> run
 	@$(SETUP)
 	$(PY) -m linfool.claims $(GROUP)
 
-background: ## background-class defence: rounds of fooling images + caffe fine-tuning (~3 min on the demo)
+background: ## background-class defence: rounds of fooling images + caffe fine-tuning [ROUNDS= FOOL= ITERS= MEASURE=]
 	@$(SETUP)
-	$(PY) -m linfool.background --run $(strip $(RUN))
+	$(PY) -m linfool.background --run $(strip $(RUN)) --rounds $(strip $(ROUNDS)) --fool $(strip $(FOOL)) \
+		--iters $(strip $(ITERS)) --measure-images $(strip $(MEASURE))
 
 report: ## one HTML page with every figure and number: runs/$(RUN)/report.html
 	@$(SETUP)
@@ -115,7 +124,7 @@ demo: ## set up, then data -> train x3 -> eval -> figures -> attack curves, tran
 	@$(MAKE) --no-print-directory report RUN=blog
 	@echo "Demo done. Open runs/blog/report.html"
 
-bench: ## speed tables: LMDB builder vs convert_imageset; training step breakdown and caffe train vs GEMM roofline (~3 min)
+bench: ## speed tables: LMDB builder vs convert_imageset; training step vs GEMM roofline; ImageNet-scale RSS per stage (~12 min)
 	@$(SETUP)
 	$(PY) -m linfool.bench
 

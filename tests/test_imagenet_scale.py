@@ -24,8 +24,11 @@ def _lmdb(path, n, label=lambda i: i % 7):
     return pixels
 
 
-def test_records_stream_in_batches_and_read_chosen_positions(tmp_path):
+@pytest.mark.parametrize("remap", [records.REMAP_EVERY, 7])     # 7: the map is re-opened mid-batch, often
+def test_records_stream_in_batches_and_read_chosen_positions(tmp_path, monkeypatch, remap):
+    monkeypatch.setattr(records, "REMAP_EVERY", remap)
     pixels = _lmdb(tmp_path / "db", 600)
+    assert [key for key, _ in records.raw(tmp_path / "db")] == [f"{i:08d}".encode() for i in range(600)]
     parts = list(records.batches(tmp_path / "db", batch=256))
     assert [len(labels) for _, labels in parts] == [256, 256, 88]
     assert np.array_equal(np.concatenate([images for images, _ in parts]), pixels)

@@ -105,14 +105,17 @@ def fooled_at(classifier, images, targets, direction, epsilons=EPSILONS):
     """(len(epsilons), n) bool: P(target | clip(x + eps * d)) >= CONFIDENCE, from pycaffe.
     images: (n, 3, 64, 64) float32 0..255 BGR; direction: (n, 12288)."""
     flat = images.reshape(len(images), -1)
+    epsilons = np.asarray(epsilons, np.float32)
     fooled = np.zeros((len(epsilons), len(images)), dtype=bool)
     for start in range(0, len(images), CHUNK):
         part = slice(start, start + CHUNK)
-        rows = np.arange(len(flat[part]))
-        for e, eps in enumerate(epsilons):
-            batch = np.clip(flat[part] + np.float32(eps) * direction[part], 0, 255)
-            probs = classifier.probs(batch.reshape(-1, 3, 64, 64))
-            fooled[e, part] = probs[rows, targets[part]] >= CONFIDENCE
+        n = len(flat[part])
+        group = max(1, CHUNK // n)          # several budgets per forward: batches of about CHUNK images
+        for e in range(0, len(epsilons), group):
+            eps = epsilons[e:e + group, None, None]
+            batch = np.clip(flat[part][None] + eps * direction[part][None], 0, 255)
+            probs = classifier.probs(batch.reshape(-1, 3, 64, 64)).reshape(len(eps), n, -1)
+            fooled[e:e + group, part] = probs[:, np.arange(n), targets[part]] >= CONFIDENCE
     return fooled
 
 

@@ -1,12 +1,14 @@
 """`make bench`: speed tables with ratios measured in the same run (never timed tests).
 
-    python -m linfool.bench [--images 1000] [--iters 40]
+    python -m linfool.bench [--images 1000] [--iters 40] [--scale-train 200000] [--parts builder,train,scale]
 
 1. LMDB builder vs the built convert_imageset on the same list of ImageNet-like JPEGs.
 2. Where one training step of the blog's full-size net (12288 -> 1000) goes: forward, backward and the
    solver update (pycaffe), against the GEMM roofline (the two matrix products of a step, forward
    X.W^T and backward dTop^T.X, on the same OpenBLAS that Caffe links) and the update's memory floor.
 3. The real `caffe train` binary vs the roofline at batch 256 (shipped), one BLAS thread, 512, 1024.
+4. ImageNet scale (linfool.bench_scale): peak RSS and records/s of each stage on a 200,000-record
+   train / 50,000-record val LMDB of 1000 classes, projected to ImageNet.
 """
 import argparse
 import ctypes
@@ -23,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from linfool import caffe_env, datum, paths, records, synthetic
+from linfool import bench_scale, caffe_env, datum, paths, records, synthetic
 
 IMAGENET_TRAIN = 1_281_167
 INPUTS, CLASSES = 3 * 64 * 64, 1000     # the blog's InnerProduct layer
@@ -211,12 +213,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--iters", type=int, default=40)
+    parser.add_argument("--scale-train", type=int, default=200_000, help="train records of the scale part")
+    parser.add_argument("--parts", default="builder,train,scale", help="comma-separated: builder, train, scale")
     args = parser.parse_args(argv)
+    parts = args.parts.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "builder").mkdir()
-        (Path(tmp) / "train").mkdir()
-        bench_builder(args.images, Path(tmp) / "builder")
-        bench_train(args.iters, Path(tmp) / "train")
+        for name in parts:
+            (Path(tmp) / name).mkdir()
+        if "builder" in parts:
+            bench_builder(args.images, Path(tmp) / "builder")
+        if "train" in parts:
+            bench_train(args.iters, Path(tmp) / "train")
+        if "scale" in parts:
+            bench_scale.bench_scale(Path(tmp) / "scale", args.scale_train, bench_scale.IMAGENET_VAL)
     return 0
 
 

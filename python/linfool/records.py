@@ -1,7 +1,8 @@
 """The data layer: the one place that opens a Caffe LMDB, to read records or to write them.
 
 Reading streams: memory is bounded by one batch, never by the LMDB's size (ImageNet's train LMDB
-is 1.28M records, ~21 GB). Every image is (3, 64, 64) uint8, BGR, channel-major, 0..255, as
+is 1.28M records, ~21 GB); the memory map is re-opened every REMAP_EVERY records, so that the file
+pages a reader keeps mapped (which count in its RSS) stay bounded too. Every image is (3, 64, 64) uint8, BGR, channel-major, 0..255, as
 convert_imageset stores it; labels are int64.
 
     count(path) -> N
@@ -12,12 +13,18 @@ convert_imageset stores it; labels are int64.
     labels(path)                   -> (N,) labels in record order (one streaming pass)
     random_positions(N, k, seed)   -> k sorted positions, a seeded uniform sample
     balanced_positions(labels, per_class, seed) -> a seeded class-balanced sample
-    Writer(path, n_records, record_bytes) -> put(key, value) ...; close() -> records written
-    write(path, records)           -> a small LMDB from (key, value) pairs, verified, appearing atomically
+    Writer(path, n_records) -> put(key, value) ...; close() -> records written
+    write(path, records, n)        -> an LMDB from (key, value) pairs, verified, appearing atomically
+    check(path, num_output)        -> what Caffe would abort on, said in one line (LmdbError)
+
+    python -m linfool.records LMDB    # stream it once: count, shape, labels, records/s
 """
+import argparse
 import json
 import math
 import shutil
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,6 +35,7 @@ from linfool import datum
 
 BATCH = 256                  # records per batch: Caffe's ImageNet batch; ~3 MB of pixels
 COMMIT_EVERY = 1000          # convert_imageset commits every 1000 records
+REMAP_EVERY = 8192           # records between re-opening the map: at most ~128 MB of file pages mapped
 PAGE = 4096                  # LMDB page size on x86-64 Linux
 _PAGE_HEADER = 16            # an overflow run starts with one page header
 _NODE = 16                   # leaf-node header + overflow page number, per record
@@ -50,6 +58,29 @@ def _reader(path):
         env.close()
 
 
+def _walk(path):
+    """Yield (position, cursor) on every record in key order (read cursor.key() / .value() at once:
+    the cursor moves on). The map is closed and re-opened every REMAP_EVERY records, resuming after
+    the last key seen."""
+    position, last = 0, None
+    while True:
+        with _reader(path) as txn:
+            cursor = txn.cursor()
+            found = cursor.first() if last is None else cursor.set_range(last)
+            if found and last is not None and cursor.key() == last:
+                found = cursor.next()
+            steps = 0
+            while found:
+                yield position, cursor
+                position, steps = position + 1, steps + 1
+                if steps == REMAP_EVERY:
+                    last = cursor.key()
+                    break
+                found = cursor.next()
+            else:
+                return
+
+
 def count(path) -> int:
     """Number of records."""
     with _reader(path) as txn:
@@ -58,9 +89,8 @@ def count(path) -> int:
 
 def raw(path):
     """Every (key, value) byte pair in key order, streamed (one record in memory at a time)."""
-    with _reader(path) as txn:
-        for key, value in txn.cursor():
-            yield key, value
+    for _, cursor in _walk(path):
+        yield cursor.key(), cursor.value()
 
 
 class _Batcher:
@@ -92,29 +122,21 @@ def batches(path, batch=BATCH, positions=None):
     ((n, 3, 64, 64) uint8 BGR, (n,) labels) with n <= batch. Picking positions walks the keys
     only: the pixels of records not chosen are never read."""
     batcher = _Batcher(path, batch)
-    with _reader(path) as txn:
-        if positions is None:
-            for _, value in txn.cursor():
-                if batcher.add(value):
-                    yield batcher.take()
-        else:
-            yield from _picked(txn, batcher, np.unique(np.asarray(positions, np.int64)), path)
+    wanted = None if positions is None else np.unique(np.asarray(positions, np.int64))
+    if wanted is not None and len(wanted) and (wanted[0] < 0 or wanted[-1] >= count(path)):
+        raise LmdbError(f"{path} has {count(path)} records; asked for position {wanted[-1]}")
+    k = 0
+    for position, cursor in _walk(path):
+        if wanted is not None:
+            if k == len(wanted):
+                break
+            if position != wanted[k]:
+                continue
+            k += 1
+        if batcher.add(cursor.value()):
+            yield batcher.take()
     if batcher.n:
         yield batcher.take()
-
-
-def _picked(txn, batcher, wanted, path):
-    entries = txn.stat()["entries"]
-    if len(wanted) and (wanted[0] < 0 or wanted[-1] >= entries):
-        raise LmdbError(f"{path} has {entries} records; asked for position {wanted[-1]}")
-    cursor, k = txn.cursor(), 0
-    for position, _ in enumerate(cursor.iternext(keys=True, values=False)):
-        if k == len(wanted):
-            break
-        if position == wanted[k]:
-            k += 1
-            if batcher.add(cursor.value()):
-                yield batcher.take()
 
 
 def read(path, positions):
@@ -132,11 +154,7 @@ def read(path, positions):
 
 def labels(path) -> np.ndarray:
     """(N,) int64 labels in record order, from one streaming pass."""
-    out = []
-    with _reader(path) as txn:
-        for _, value in txn.cursor():
-            out.append(datum.Datum.FromString(value).label)
-    return np.array(out, np.int64)
+    return np.array([datum.Datum.FromString(cursor.value()).label for _, cursor in _walk(path)], np.int64)
 
 
 def random_positions(n_records, k, seed) -> np.ndarray:
@@ -257,3 +275,26 @@ def check(path, num_output, shape=(3, 64, 64)) -> int:
     if top >= num_output or first_labels.min() < 0:
         raise LmdbError(f"{path} has labels up to {top} but the net has num_output {num_output}")
     return entries
+
+
+def main(argv=None) -> int:
+    """`python -m linfool.records LMDB`: stream every record once; print count, shape, labels, speed."""
+    parser = argparse.ArgumentParser(description="Stream a Caffe LMDB once and describe it.")
+    parser.add_argument("lmdb")
+    args = parser.parse_args(argv)
+    start, n, shape, low, high = time.perf_counter(), 0, None, None, None
+    try:
+        for images, batch_labels in batches(args.lmdb):
+            n, shape = n + len(batch_labels), images.shape[1:]
+            low = min(low, int(batch_labels.min())) if low is not None else int(batch_labels.min())
+            high = max(high, int(batch_labels.max())) if high is not None else int(batch_labels.max())
+    except LmdbError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - start
+    print(f"{args.lmdb}: {n} records of {shape} uint8, labels {low}..{high}; streamed at {n / seconds:,.0f} records/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
