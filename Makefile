@@ -13,6 +13,8 @@ SOLVER ?= prototxt/solver.prototxt
 OVERLAY ?= $(if $(filter synthetic,$(strip $(DATA))),prototxt/solver_demo.prototxt)
 SET ?=                            # solver settings, e.g. SET="max_iter=1000 snapshot=500"
 GPU ?= auto                       # auto | cpu | 0 | 0,1 | all
+# GPU= also decides where pycaffe computes (eval, figures, attacks, ...: linfool.caffe_env.use_device).
+export LINFOOL_GPU = $(strip $(GPU))
 RESUME ?= 0                       # 1: continue from the run's newest .solverstate with its recorded solver
 ARGS ?=                           # extra flags for `caffe train`
 # The runs compared with RUN: by default its sweep companions (reg_low/reg_high for blog,
@@ -36,7 +38,7 @@ TRAIN = $(PY) -m linfool.train --gpu $(strip $(GPU)) $(foreach s,$(SET),--set $(
 	--data $(strip $(DATA)) --solver $(SOLVER) $(foreach o,$(OVERLAY),--overlay $(o)))
 GROUP = --run $(strip $(RUN)) $(if $(strip $(LOW)),--low $(strip $(LOW))) $(if $(strip $(HIGH)),--high $(strip $(HIGH)))
 
-.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background report bench rehearse test-gpu-build device-query docker-cpu docker-gpu clean
+.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background report bench rehearse test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
 
 help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (DATA=$(strip $(DATA)) RUN=$(strip $(RUN)) GPU=$(strip $(GPU)))"
@@ -61,6 +63,10 @@ test-gpu-build: ## build the CUDA Caffe (cached; ~40 min cold on 2 cores) and te
 	@$(SETUP)
 	tree=$$(LINFOOL_CUDA=1 tools/build_caffe.sh $(PY) | tail -n 1) && [ -n "$$tree" ] && \
 	LINFOOL_CUDA_TREE=$$tree $(PY) -m pytest -m gpu_build tests/test_gpu_build.py
+
+gpu-check: ## on a GPU box: device query, caffe time, GPU vs CPU training and pycaffe, images/s -> runs/gpu_check.txt
+	@$(SETUP)
+	$(PY) -m linfool.gpu_check
 
 device-query: ## the GPUs Caffe sees (caffe device_query), or one line saying why none
 	@$(SETUP)

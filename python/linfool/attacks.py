@@ -33,7 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool import fooling, records, runs  # noqa: E402
+from linfool import caffe_env, fooling, records, runs  # noqa: E402
 
 CONFIDENCE = 0.99
 EPSILONS = np.arange(256)            # Linf budgets in 0..255 pixel units
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     try:
         make_attack_curves(runs.group(args.run, args.low, args.high), args.images, args.pairs,
                            "python -m linfool.attacks " + " ".join(sys.argv[1:] if argv is None else argv))
-    except (runs.RunMismatch, FileNotFoundError, records.LmdbError) as err:
+    except (runs.RunMismatch, FileNotFoundError, records.LmdbError, caffe_env.DeviceError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     return 0

@@ -115,7 +115,7 @@ def mixed_net(run_dir, background, out):
 
 def surgery_weights(run_dir, out):
     """A .caffemodel for the K + 1 output net: the run's W, b and a zero background row."""
-    caffe = caffe_env.import_caffe()
+    caffe = caffe_env.use_device()
     params = weights.load(run_dir)
     deploy = text_format.Parse((run_dir / "deploy.prototxt").read_text(), caffe.proto.caffe_pb2.NetParameter())
     next(layer for layer in deploy.layer if layer.type == "InnerProduct").inner_product_param.num_output = len(params["W"]) + 1
@@ -223,7 +223,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         results = run_rounds(args.run, args.rounds, args.fool, args.iters, args.measure_images)
-    except (FileNotFoundError, RuntimeError, train.TrainConfigError, records.LmdbError) as err:
+    except (FileNotFoundError, RuntimeError, train.TrainConfigError, records.LmdbError, caffe_env.DeviceError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     out = paths.run_dir(args.run) / "background"

@@ -9,6 +9,8 @@
 3. The real `caffe train` binary vs the roofline at batch 256 (shipped), one BLAS thread, 512, 1024.
 4. ImageNet scale (linfool.bench_scale): peak RSS and records/s of each stage on a 200,000-record
    train / 50,000-record val LMDB of 1000 classes, projected to ImageNet.
+5. With a CUDA build and a visible GPU: `caffe train` and pycaffe images/s on the GPU against the
+   CPU in the same run (linfool.gpu_check).
 """
 import argparse
 import ctypes
@@ -25,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from linfool import bench_scale, caffe_env, datum, paths, records, synthetic
+from linfool import bench_scale, caffe_env, datum, gpu_check, paths, records, synthetic
 
 IMAGENET_TRAIN = 1_281_167
 INPUTS, CLASSES = 3 * 64 * 64, 1000     # the blog's InnerProduct layer
@@ -209,14 +211,30 @@ def bench_train(iters, work):
     print(f"projected ImageNet epoch (1,281,167 images) at the shipped batch on this machine: {epoch_min:.0f} min")
 
 
+def bench_gpu(work, iters):
+    """GPU against CPU in the same run: `caffe train` of the blog's net and pycaffe forwards."""
+    net = gpu_check.write_data(work)
+    rates = {name: gpu_check.images_per_second(gpu_check.train_log(work, net, iters, device))
+             for name, device in (("GPU", "0"), ("CPU", None))}
+    _, py_gpu, py_cpu = gpu_check.pycaffe_compare("0")
+    print(f"\nGPU vs CPU, blog's net (12288 -> 1000, batch 256), images/s, {iters} training iterations")
+    print(f"{'what':<28} {'GPU':>10} {'CPU':>10} {'ratio':>7}")
+    print(f"{'caffe train':<28} {rates['GPU']:>10,.0f} {rates['CPU']:>10,.0f} {rates['GPU'] / rates['CPU']:>6.1f}x")
+    print(f"{'pycaffe forward (1024)':<28} {py_gpu:>10,.0f} {py_cpu:>10,.0f} {py_gpu / py_cpu:>6.1f}x")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--iters", type=int, default=40)
     parser.add_argument("--scale-train", type=int, default=200_000, help="train records of the scale part")
-    parser.add_argument("--parts", default="builder,train,scale", help="comma-separated: builder, train, scale")
+    parser.add_argument("--parts", default="builder,train,scale,gpu",
+                        help="comma-separated: builder, train, scale, gpu (gpu only with a CUDA build and a GPU)")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
+    if "gpu" in parts and caffe_env.device("auto") is None:
+        parts.remove("gpu")
+        print("(no GPU rows: this Caffe is CPU-only or no GPU is visible)")
     with tempfile.TemporaryDirectory() as tmp:
         for name in parts:
             (Path(tmp) / name).mkdir()
@@ -226,6 +244,8 @@ def main(argv=None) -> int:
             bench_train(args.iters, Path(tmp) / "train")
         if "scale" in parts:
             bench_scale.bench_scale(Path(tmp) / "scale", args.scale_train, bench_scale.IMAGENET_VAL)
+        if "gpu" in parts:
+            bench_gpu(Path(tmp) / "gpu", args.iters * 10)
     return 0
 
 

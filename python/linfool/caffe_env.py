@@ -1,4 +1,5 @@
-"""The one place that finds Caffe: the pycaffe module and the `caffe` tool binaries.
+"""The one place that finds Caffe (the pycaffe module and the `caffe` tool binaries) and that decides
+where it computes (GPU or CPU, for `caffe train` and for every pycaffe forward).
 
 `make setup` builds Caffe (or takes CAFFE_ROOT) and drops a .pth file into the venv so that pycaffe
 is importable; this module imports it with a clear error when it is not, and locates the tools
@@ -12,6 +13,7 @@ import argparse
 import os
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 FIX = "run `make setup` (or set CAFFE_ROOT to a built Caffe tree and run it again)"
@@ -19,6 +21,10 @@ FIX = "run `make setup` (or set CAFFE_ROOT to a built Caffe tree and run it agai
 
 class CaffeNotFound(RuntimeError):
     """Raised when pycaffe or a Caffe tool cannot be found."""
+
+
+class DeviceError(ValueError):
+    """A GPU was asked for that this Caffe or this machine cannot give; the message says what to do."""
 
 
 def import_caffe(quiet: bool = True):
@@ -50,12 +56,47 @@ def tool(name: str) -> Path:
     raise CaffeNotFound(f"no Caffe tool '{name}' in {tree}/build/tools; {FIX}")
 
 
+@lru_cache(maxsize=None)
 def caffe_has_cuda() -> bool:
     """True when the Caffe tree's caffe binary links the CUDA runtime (a GPU build)."""
     linked = subprocess.run(["ldd", str(tool("caffe"))], capture_output=True, text=True).stdout
     return "libcudart" in linked
 
 
+@lru_cache(maxsize=None)
+def device(gpu="auto"):
+    """Where Caffe computes for GPU=auto|cpu|N|N,M|all: Caffe's --gpu value ('0', '0,1', 'all'), or
+    None for the CPU. auto = GPU 0 with a CUDA build and a visible GPU, else the CPU. The one place
+    that decides, for `caffe train` (linfool.train) and for pycaffe (use_device)."""
+    gpu = str(gpu).strip() or "auto"
+    if gpu == "cpu":
+        return None
+    if not caffe_has_cuda():
+        if gpu == "auto":
+            return None
+        raise DeviceError(f"GPU={gpu} asked, but this Caffe was built CPU-only; use GPU=cpu or rebuild with "
+                          "`make setup GPU=1`")
+    if not gpu_visible():
+        if gpu == "auto":
+            return None
+        raise DeviceError(f"GPU={gpu} asked, but no GPU is visible (nvidia-smi); use GPU=cpu")
+    return "0" if gpu == "auto" else gpu
+
+
+def use_device(gpu=None):
+    """Put pycaffe on the device that device() picks for `gpu` (default: $LINFOOL_GPU, which make sets
+    from GPU=, else auto); with several GPUs, pycaffe uses the first. Returns the pycaffe module."""
+    caffe = import_caffe()
+    chosen = device(gpu if gpu is not None else os.environ.get("LINFOOL_GPU", "auto"))
+    if chosen is None:
+        caffe.set_mode_cpu()
+    else:
+        caffe.set_device(0 if chosen == "all" else int(chosen.split(",")[0]))
+        caffe.set_mode_gpu()
+    return caffe
+
+
+@lru_cache(maxsize=None)
 def gpu_visible() -> bool:
     """True when nvidia-smi lists at least one GPU."""
     try:

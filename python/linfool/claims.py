@@ -48,7 +48,7 @@ def initial_loss(run_dir, std, num_output=1000, seed=1701):
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as tmp:
         tmp.write(text_format.MessageToString(net))
         tmp.flush()
-        caffe.set_mode_cpu()
+        caffe_env.use_device()
         caffe.set_random_seed(seed)
         return float(caffe.Net(tmp.name, caffe.TRAIN).forward()["loss"])
 
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         rows = check_claims(args.run, args.low, args.high)
-    except (FileNotFoundError, runs.RunMismatch) as err:
+    except (FileNotFoundError, runs.RunMismatch, caffe_env.DeviceError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     command = "python -m linfool.claims " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from linfool import fooling, paths, records, runs
+from linfool import caffe_env, fooling, paths, records, runs
 
 TRAIN_SAMPLE = 10_000        # train records whose accuracy is measured (seeded uniform sample)
 SEED = 1701
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         if not run_dirs:
             raise FileNotFoundError("no trained run in runs/; run `make train` first")
         rows = [evaluate(run_dir, args.val_per_class, args.train_sample) for run_dir in run_dirs]
-    except (FileNotFoundError, records.LmdbError, runs.RunMismatch) as err:
+    except (FileNotFoundError, records.LmdbError, runs.RunMismatch, caffe_env.DeviceError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     print(table(rows))

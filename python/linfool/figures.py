@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool import evaluate, fooling, paths, records, runs, toy, weights  # noqa: E402
+from linfool import caffe_env, evaluate, fooling, paths, records, runs, toy, weights  # noqa: E402
 
 SELECTED = ("Granny Smith apple", "goldfish", "school bus", "kit fox", "strawberry", "zebra", "volcano", "daisy")
 START, TARGETS = "n02119789", ("n01443537", "n04146614")      # kit fox -> goldfish, school bus (the blog's)
@@ -251,7 +251,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         make_figures(args.run, args.low, args.high, args.start, tuple(args.targets.split(",")))
-    except (FileNotFoundError, KeyError, runs.RunMismatch, records.LmdbError) as err:
+    except (FileNotFoundError, KeyError, runs.RunMismatch, records.LmdbError, caffe_env.DeviceError) as err:
         print(f"ERROR: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
     print(f"Figures in {paths.run_dir(args.run) / 'figures'}")

@@ -10,7 +10,7 @@ import html
 import json
 import sys
 
-from linfool import curves, evaluate, runs
+from linfool import caffe_env, curves, evaluate, runs
 
 BLOG = "http://karpathy.github.io/2015/03/30/breaking-convnets/"
 FIGURES = (
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         out = write_report(args.run, args.low, args.high)
-    except (FileNotFoundError, runs.RunMismatch) as err:
+    except (FileNotFoundError, runs.RunMismatch, caffe_env.DeviceError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     print(f"Report: {out}")

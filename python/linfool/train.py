@@ -109,20 +109,12 @@ def preflight(net, data_dir):
 
 
 def gpu_flag(gpu):
-    """Caffe's --gpu value for GPU=auto|cpu|N|list|all, or None for CPU; says which device."""
-    has_cuda = caffe_env.caffe_has_cuda()
-    if has_cuda and not caffe_env.gpu_visible():
+    """Caffe's --gpu value for GPU=auto|cpu|N|list|all (caffe_env.device decides), or None for CPU."""
+    if caffe_env.caffe_has_cuda() and not caffe_env.gpu_visible():
         # Caffe's data prefetch thread calls cudaGetDevice even in CPU mode and aborts without a GPU.
         raise TrainConfigError("this Caffe is a CUDA build and no GPU is visible (nvidia-smi); a CUDA "
                                "build needs a GPU even to train on the CPU: `make setup GPU=cpu` for the CPU build")
-    if gpu == "cpu":
-        return None
-    if gpu == "auto":
-        return "0" if has_cuda else None
-    if not has_cuda:
-        raise TrainConfigError(f"GPU={gpu} asked, but this Caffe was built CPU-only; use GPU=cpu "
-                               "or rebuild with `make setup GPU=1`")
-    return gpu
+    return caffe_env.device(gpu)
 
 
 def run_caffe(run_dir, gpu, resume, extra):
@@ -244,7 +236,7 @@ def main(argv=None) -> int:
         else:
             code = train(args.run, args.data, args.solver, args.overlay, args.settings, args.gpu,
                          args.resume, args.extra, args.change_solver)
-    except (TrainConfigError, records.LmdbError, caffe_env.CaffeNotFound, FileNotFoundError) as err:
+    except (TrainConfigError, records.LmdbError, caffe_env.CaffeNotFound, caffe_env.DeviceError, FileNotFoundError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     if code == 0:

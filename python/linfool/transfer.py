@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool import attacks, fooling, records, runs  # noqa: E402
+from linfool import attacks, caffe_env, fooling, records, runs  # noqa: E402
 
 
 def fooled_images(classifier, images, which, targets):
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
             raise FileNotFoundError(f"transfer needs at least two trained runs of one data set, {args.run} has "
                                     f"no trained sweep companion; run `make sweep` first")
         result = transfer_matrix(run_dirs, args.images, args.pairs)
-    except (runs.RunMismatch, FileNotFoundError, records.LmdbError) as err:
+    except (runs.RunMismatch, FileNotFoundError, records.LmdbError, caffe_env.DeviceError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     result["command"] = "python -m linfool.transfer " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -25,9 +25,9 @@ def newest_caffemodel(run_dir) -> Path:
 
 
 def load_net(run_dir, batch=1):
-    """pycaffe deploy Net of the run with its newest snapshot, input reshaped to (batch, 3, 64, 64)."""
-    caffe = caffe_env.import_caffe()
-    caffe.set_mode_cpu()
+    """pycaffe deploy Net of the run with its newest snapshot, input reshaped to (batch, 3, 64, 64),
+    on the device caffe_env.use_device picks (GPU=, auto: the GPU when there is one)."""
+    caffe = caffe_env.use_device()
     net = caffe.Net(str(Path(run_dir) / "deploy.prototxt"), str(newest_caffemodel(run_dir)), caffe.TEST)
     net.blobs["data"].reshape(batch, 3, 64, 64)
     return net
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         print(extract(paths.run_dir(args.run)))
-    except FileNotFoundError as err:
+    except (FileNotFoundError, caffe_env.DeviceError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,157 @@
+"""`make gpu-check`: a short check of Caffe on a GPU box, whose output goes into a bug report.
+
+    python -m linfool.gpu_check [--gpu 0] [--iters 500]      # also written to runs/gpu_check.txt
+
+1. the GPU (nvidia-smi) and Caffe's own `caffe device_query`;
+2. `caffe time` per layer for the blog's net (12288 -> 1000, batch 256) on the GPU and on the CPU;
+3. `caffe train` of the blog's solver for --iters iterations on the GPU and on the CPU, same data and
+   seed: the train losses must be equal at every logged iteration, to the 6 digits Caffe prints;
+4. pycaffe: the blog-shaped deploy net's softmax on the GPU and on the CPU: max abs diff < 1e-5;
+5. images/s of `caffe train` and of pycaffe forwards, GPU and CPU, measured in the same run.
+Data: a temporary LMDB of random 64x64 records with 1000 classes. Exit 1 when a check fails.
+"""
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from google.protobuf import text_format
+
+from linfool import caffe_env, curves, datum, paths, records, train
+
+CLASSES, TRAIN_RECORDS = 1000, 4096
+TOLERANCE = 1e-5
+
+
+def write_data(work):
+    """work/{train_lmdb, val_lmdb, mean} of random records; returns the net prototxt (the blog's, 1000
+    outputs). Val is its own LMDB: Caffe's Data layers that share a source share one reader, which
+    stalls training when the TEST net never reads its share."""
+    rng = np.random.default_rng(1701)
+    pool = rng.integers(0, 256, (256, 3, 64, 64), dtype=np.uint8)
+    for split, n in (("train", TRAIN_RECORDS), ("val", 200)):
+        labels = rng.integers(0, CLASSES, n)
+        records.write(work / f"{split}_lmdb", ((f"{i:08d}".encode(), datum.encode_datum(pool[i % 256], labels[i]))
+                                               for i in range(n)), n)
+    (work / "mean.binaryproto").write_bytes(datum.encode_mean(pool.mean(axis=0, dtype=np.float32)))
+    pb2 = caffe_env.import_caffe().proto.caffe_pb2
+    net = text_format.Parse((paths.PROTOTXT / "train_val.prototxt").read_text(), pb2.NetParameter())
+    for layer in net.layer:
+        if layer.type == "Data":
+            layer.data_param.source = str(work / Path(layer.data_param.source).name)
+            layer.transform_param.mean_file = str(work / "mean.binaryproto")
+    next(layer for layer in net.layer if layer.type == "InnerProduct").inner_product_param.num_output = CLASSES
+    (work / "net.prototxt").write_text(text_format.MessageToString(net))
+    return work / "net.prototxt"
+
+
+def caffe(args, gpu=None):
+    """Run the caffe tool; returns its log (stderr) and raises with the log's end when it fails."""
+    cmd = [str(caffe_env.tool("caffe")), *args] + ([f"--gpu={gpu}"] if gpu is not None else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, env=caffe_env.tool_env())
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-1500:]}")
+    return done.stderr
+
+
+def layer_times(log):
+    """{'data forward': ms, 'fc backward': ms, ...} and the averages from a `caffe time` log."""
+    rows = {f"{m.group(1)} {m.group(2)}": float(m.group(3))
+            for m in re.finditer(r"\]\s+(\S+)\s+(forward|backward): ([\d.]+) ms", log)}
+    rows.update({m.group(1): float(m.group(2)) for m in re.finditer(r"(Average Forward-Backward): ([\d.]+) ms", log)})
+    return rows
+
+
+def train_log(work, net, iters, gpu):
+    solver = train.read_solver(paths.PROTOTXT / "solver.prototxt", settings=[
+        f'net="{net}"', f"max_iter={iters}", "display=50", "snapshot=0", "snapshot_after_train=false",
+        "test_interval=100000000", "test_initialization=false", f"solver_mode={'CPU' if gpu is None else 'GPU'}"])
+    path = work / f"solver_{'cpu' if gpu is None else 'gpu'}.prototxt"
+    path.write_text(text_format.MessageToString(solver))
+    return caffe(["train", f"--solver={path}"], gpu)
+
+
+def images_per_second(log, batch=256):
+    """Training throughput between the second and the last logged iteration (glog time stamps)."""
+    stamps = [(int(m.group(2)), datetime.strptime(m.group(1), "%H:%M:%S.%f"))
+              for m in re.finditer(r"^I\d{4,8} (\S+) .*Iteration (\d+), loss", log, re.M)]
+    (i0, t0), (i1, t1) = stamps[1], stamps[-1]
+    return (i1 - i0) * batch / (t1 - t0).total_seconds()
+
+
+def pycaffe_compare(gpu, batch=1024, reps=5):
+    """(max |P_gpu - P_cpu|, GPU images/s, CPU images/s) of the blog-shaped deploy net's softmax with
+    random weights (std 1e-3) on random 0..255 images minus 128."""
+    caffe = caffe_env.import_caffe()
+    rng = np.random.default_rng(0)
+    net = caffe.Net(str(paths.PROTOTXT / "deploy.prototxt"), caffe.TEST)
+    net.params["fc"][0].data[...] = rng.normal(0, 1e-3, net.params["fc"][0].data.shape)
+    net.params["fc"][1].data[...] = rng.normal(0, 1e-1, net.params["fc"][1].data.shape)
+    net.blobs["data"].reshape(batch, 3, 64, 64)
+    net.blobs["data"].data[...] = rng.integers(0, 256, (batch, 3, 64, 64)) - 128.0
+    results, rates = {}, {}
+    for mode in ("cpu", "gpu"):
+        caffe_env.use_device("cpu" if mode == "cpu" else gpu)
+        results[mode] = net.forward()["prob"].copy()
+        start = time.perf_counter()
+        for _ in range(reps):
+            net.forward()
+        rates[mode] = reps * batch / (time.perf_counter() - start)
+    return float(np.abs(results["gpu"] - results["cpu"]).max()), rates["gpu"], rates["cpu"]
+
+
+def check(gpu="0", iters=500):
+    """Run every check; returns (report lines, all passed)."""
+    lines, ok = [], True
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap",
+                          "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+    lines += [f"GPU: {smi}", "caffe device_query:", *(f"  {line}" for line in caffe_env.device_query(gpu).splitlines())]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        net = write_data(work)
+        for name, device, n in (("GPU", gpu, 200), ("CPU", None, 10)):
+            times = layer_times(caffe(["time", f"--model={net}", f"--iterations={n}"], device))
+            lines.append(f"caffe time, blog shape, {name} ({n} iterations), ms: " +
+                         ", ".join(f"{k} {v:.2f}" for k, v in times.items()))
+        logs = {name: train_log(work, net, iters, device) for name, device in (("GPU", gpu), ("CPU", None))}
+    losses = {name: dict(curves.parse_log(log)["train"]) for name, log in logs.items()}
+    equal = losses["GPU"] == losses["CPU"] and len(losses["GPU"]) > 1
+    ok &= equal
+    lines.append(f"caffe train, {iters} iterations: train loss GPU vs CPU {'equal' if equal else 'DIFFERENT'} at "
+                 f"{len(losses['CPU'])} logged iterations (first {losses['GPU'].get(0)} / {losses['CPU'].get(0)}, "
+                 f"last {losses['GPU'].get(iters)} / {losses['CPU'].get(iters)})")
+    rate_gpu, rate_cpu = images_per_second(logs["GPU"]), images_per_second(logs["CPU"])
+    lines.append(f"caffe train images/s: GPU {rate_gpu:,.0f}, CPU {rate_cpu:,.0f} ({rate_gpu / rate_cpu:.1f}x)")
+    diff, py_gpu, py_cpu = pycaffe_compare(gpu)
+    ok &= diff < TOLERANCE
+    lines.append(f"pycaffe softmax GPU vs CPU: max abs diff {diff:.2e} ({'< ' if diff < TOLERANCE else 'NOT < '}"
+                 f"{TOLERANCE:g}); forwards images/s: GPU {py_gpu:,.0f}, CPU {py_cpu:,.0f} ({py_gpu / py_cpu:.1f}x)")
+    return lines, ok
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpu", default="0", help="GPU number")
+    parser.add_argument("--iters", type=int, default=500, help="training iterations compared")
+    args = parser.parse_args(argv)
+    try:
+        if caffe_env.device(args.gpu) is None:
+            raise caffe_env.DeviceError("no GPU to check")
+        lines, ok = check(args.gpu, args.iters)
+    except (caffe_env.DeviceError, caffe_env.CaffeNotFound, RuntimeError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 2
+    paths.RUNS.mkdir(parents=True, exist_ok=True)
+    (paths.RUNS / "gpu_check.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"{'All checks passed' if ok else 'A CHECK FAILED'}; written to {paths.RUNS / 'gpu_check.txt'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""One place decides where Caffe computes (caffe_env.device): the decisions for every kind of build
+and machine, and the CPU path that pycaffe takes on this CPU-only build. GPU runs: `make gpu-check`."""
+import pytest
+
+from linfool import caffe_env
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Set (CUDA build?, GPU visible?) for caffe_env.device, with its cache cleared around the test."""
+    def set_machine(cuda, visible):
+        monkeypatch.setattr(caffe_env, "caffe_has_cuda", lambda: cuda)
+        monkeypatch.setattr(caffe_env, "gpu_visible", lambda: visible)
+        caffe_env.device.cache_clear()
+    yield set_machine
+    caffe_env.device.cache_clear()
+
+
+def test_device_decisions(machine):
+    machine(cuda=True, visible=True)
+    assert [caffe_env.device(g) for g in ("auto", "cpu", "1", "0,1", "all")] == ["0", None, "1", "0,1", "all"]
+    machine(cuda=True, visible=False)                 # pycaffe deploy nets still run on the CPU
+    assert caffe_env.device("auto") is None
+    with pytest.raises(caffe_env.DeviceError, match="no GPU is visible"):
+        caffe_env.device("0")
+    machine(cuda=False, visible=True)
+    assert caffe_env.device("auto") is None and caffe_env.device("cpu") is None
+    with pytest.raises(caffe_env.DeviceError, match="built CPU-only"):
+        caffe_env.device("0")
+
+
+def test_this_cpu_build_puts_pycaffe_on_the_cpu(monkeypatch):
+    caffe_env.device.cache_clear()
+    assert not caffe_env.caffe_has_cuda() and caffe_env.device("auto") is None
+    monkeypatch.setenv("LINFOOL_GPU", "0")
+    with pytest.raises(caffe_env.DeviceError, match="built CPU-only"):
+        caffe_env.use_device()
+    monkeypatch.setenv("LINFOOL_GPU", "auto")
+    assert caffe_env.use_device() is caffe_env.import_caffe()
+
+
+def test_gpu_check_says_in_one_line_that_there_is_no_gpu():
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "linfool.gpu_check"], capture_output=True, text=True)
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(errors) == 1 and "built CPU-only" in errors[0], done.stderr
+
+
+def test_gpu_check_measurements_on_the_cpu_side(tmp_path):
+    """The parts of make gpu-check that run on any machine: data, caffe time's per-layer rows, the
+    training log's losses and images/s (on a GPU box the same code runs with --gpu)."""
+    from linfool import curves, gpu_check
+    net = gpu_check.write_data(tmp_path)
+    times = gpu_check.layer_times(gpu_check.caffe(["time", f"--model={net}", "--iterations=2"]))
+    assert {"data forward", "fc forward", "fc backward", "loss forward"} <= set(times)
+    assert times["Average Forward-Backward"] > 0
+    log = gpu_check.train_log(tmp_path, net, 100, None)
+    losses = dict(curves.parse_log(log)["train"])
+    assert sorted(losses) == [0, 50, 100] and abs(losses[0] - 6.9) < 0.7      # ~ln(1000) at the blog's init
+    assert gpu_check.images_per_second(log) > 0
