@@ -58,9 +58,9 @@ def tool(name: str) -> Path:
 
 @lru_cache(maxsize=None)
 def caffe_has_cuda() -> bool:
-    """True when the Caffe tree's caffe binary links the CUDA runtime (a GPU build)."""
-    linked = subprocess.run(["ldd", str(tool("caffe"))], capture_output=True, text=True).stdout
-    return "libcudart" in linked
+    """True when the Caffe tree's caffe binary links the CUDA runtime (a GPU build): its ELF file names
+    libcudart among the libraries it needs (read from the file itself; no ldd, which slim images lack)."""
+    return b"libcudart.so" in tool("caffe").resolve().read_bytes()
 
 
 @lru_cache(maxsize=None)

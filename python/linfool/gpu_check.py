@@ -5,8 +5,10 @@
 1. the GPU (nvidia-smi) and Caffe's own `caffe device_query`;
 2. `caffe time` per layer for the blog's net (12288 -> 1000, batch 256) on the GPU and on the CPU;
 3. `caffe train` of the blog's solver for --iters iterations on the GPU and on the CPU, same data and
-   seed: the train losses must be equal at every logged iteration, to the 6 digits Caffe prints;
-4. pycaffe: the blog-shaped deploy net's softmax on the GPU and on the CPU: max abs diff < 1e-5;
+   seed: the train losses at every logged iteration within a relative LOSS_TOLERANCE (Caffe prints 6
+   digits; cuBLAS and OpenBLAS sum the 12,288 products in different orders, which can move the 6th);
+4. pycaffe: the blog-shaped deploy net (the blog's std 1e-4 weights, mean-subtracted 0..255 images)
+   on the GPU and on the CPU: softmax max abs diff < 1e-5;
 5. images/s of `caffe train` and of pycaffe forwards, GPU and CPU, measured in the same run.
 Data: a temporary LMDB of random 64x64 records with 1000 classes. Exit 1 when a check fails.
 """
@@ -25,7 +27,8 @@ from google.protobuf import text_format
 from linfool import caffe_env, curves, datum, paths, records, train
 
 CLASSES, TRAIN_RECORDS = 1000, 4096
-TOLERANCE = 1e-5
+TOLERANCE = 1e-5             # pycaffe softmax, GPU vs CPU (issue 12)
+LOSS_TOLERANCE = 1e-5        # relative, train losses GPU vs CPU
 
 
 def write_data(work):
@@ -86,12 +89,12 @@ def images_per_second(log, batch=256):
 
 def pycaffe_compare(gpu, batch=1024, reps=5):
     """(max |P_gpu - P_cpu|, GPU images/s, CPU images/s) of the blog-shaped deploy net's softmax with
-    random weights (std 1e-3) on random 0..255 images minus 128."""
+    the blog's initial weights (Gaussian std 1e-4, the scale of its trained templates) on random
+    0..255 images minus 128 (mean-subtracted, as every linfool forward is)."""
     caffe = caffe_env.import_caffe()
     rng = np.random.default_rng(0)
     net = caffe.Net(str(paths.PROTOTXT / "deploy.prototxt"), caffe.TEST)
-    net.params["fc"][0].data[...] = rng.normal(0, 1e-3, net.params["fc"][0].data.shape)
-    net.params["fc"][1].data[...] = rng.normal(0, 1e-1, net.params["fc"][1].data.shape)
+    net.params["fc"][0].data[...] = rng.normal(0, 1e-4, net.params["fc"][0].data.shape)
     net.blobs["data"].reshape(batch, 3, 64, 64)
     net.blobs["data"].data[...] = rng.integers(0, 256, (batch, 3, 64, 64)) - 128.0
     results, rates = {}, {}
@@ -120,10 +123,14 @@ def check(gpu="0", iters=500):
                          ", ".join(f"{k} {v:.2f}" for k, v in times.items()))
         logs = {name: train_log(work, net, iters, device) for name, device in (("GPU", gpu), ("CPU", None))}
     losses = {name: dict(curves.parse_log(log)["train"]) for name, log in logs.items()}
-    equal = losses["GPU"] == losses["CPU"] and len(losses["GPU"]) > 1
-    ok &= equal
-    lines.append(f"caffe train, {iters} iterations: train loss GPU vs CPU {'equal' if equal else 'DIFFERENT'} at "
-                 f"{len(losses['CPU'])} logged iterations (first {losses['GPU'].get(0)} / {losses['CPU'].get(0)}, "
+    worst = max((abs(losses["GPU"][i] - loss) / abs(loss) for i, loss in losses["CPU"].items()
+                 if i in losses["GPU"]), default=float("inf"))
+    same = losses["GPU"].keys() == losses["CPU"].keys() and len(losses["CPU"]) > 1 and worst < LOSS_TOLERANCE
+    ok &= same
+    digits = sum(losses["GPU"][i] == loss for i, loss in losses["CPU"].items())
+    lines.append(f"caffe train, {iters} iterations: train loss GPU vs CPU {'agree' if same else 'DIFFER'} at "
+                 f"{len(losses['CPU'])} logged iterations (max relative diff {worst:.1e}, tolerance {LOSS_TOLERANCE:g}; "
+                 f"{digits} identical to all printed digits; first {losses['GPU'].get(0)} / {losses['CPU'].get(0)}, "
                  f"last {losses['GPU'].get(iters)} / {losses['CPU'].get(iters)})")
     rate_gpu, rate_cpu = images_per_second(logs["GPU"]), images_per_second(logs["CPU"])
     lines.append(f"caffe train images/s: GPU {rate_gpu:,.0f}, CPU {rate_cpu:,.0f} ({rate_gpu / rate_cpu:.1f}x)")
