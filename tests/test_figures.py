@@ -56,3 +56,12 @@ def test_make_figures_and_report_write_every_file(tiny_runs):
     page = (runs / "low" / "report.html").read_text()
     assert all(f"figures/{name}" in page for name in ("blog_templates_all.png", "blog_regularization.png"))
     assert "P = 0.0474" in page and "data set &#x27;tiny&#x27;" in page
+
+
+def test_a_start_class_the_run_does_not_have_is_refused_in_one_line(tiny_runs):
+    runs, env = tiny_runs
+    done = subprocess.run([sys.executable, "-m", "linfool.figures", "--run", "low", "--start", "n99999999"],
+                          capture_output=True, text=True, env=env)
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr
+    assert "class 'n99999999' is not among this run's 18 classes" in errors[0] and "--start" in errors[0]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from google.protobuf import text_format
 
 from linfool import bench_scale, caffe_env, datum, gpu_check, paths, records, synthetic
 
@@ -142,12 +143,17 @@ def copy_bandwidth_gbs(reps=15):
 
 
 def _write_net(work, batch, iters=1_000_000):
-    net = (paths.PROTOTXT / "train_val.prototxt").read_text()
-    net = net.replace("data/synthetic/train_lmdb/mean.binaryproto", str(work / "lmdb" / "mean.binaryproto"))
-    net = net.replace("data/synthetic/train_lmdb", str(work / "lmdb")).replace("data/synthetic/val_lmdb", str(work / "lmdb"))
-    net = net.replace("batch_size: 256", f"batch_size: {batch}")
+    """The blog's net reading work/lmdb at TRAIN batch `batch` (protobuf surgery), and its solver."""
+    pb2 = caffe_env.import_caffe().proto.caffe_pb2
+    net = text_format.Parse((paths.PROTOTXT / "train_val.prototxt").read_text(), pb2.NetParameter())
+    for layer in net.layer:
+        if layer.type == "Data":
+            layer.data_param.source = str(work / "lmdb")
+            layer.transform_param.mean_file = str(work / "lmdb" / "mean.binaryproto")
+            if layer.include[0].phase == pb2.TRAIN:
+                layer.data_param.batch_size = batch
     solver = work / f"solver_{batch}.prototxt"
-    (work / f"net_{batch}.prototxt").write_text(net)
+    (work / f"net_{batch}.prototxt").write_text(text_format.MessageToString(net))
     solver.write_text(
         f'net: "{work / f"net_{batch}.prototxt"}"\nbase_lr: 1e-7 momentum: 0.9 weight_decay: 100 '
         f'lr_policy: "fixed"\nmax_iter: {iters} display: 1 snapshot_after_train: false solver_mode: CPU '
