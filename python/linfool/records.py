@@ -2,8 +2,8 @@
 
 Reading streams: memory is bounded by one batch, never by the LMDB's size (ImageNet's train LMDB
 is 1.28M records, ~21 GB); the memory map is re-opened every REMAP_EVERY records, so that the file
-pages a reader keeps mapped (which count in its RSS) stay bounded too. Every image is (3, 64, 64) uint8, BGR, channel-major, 0..255, as
-convert_imageset stores it; labels are int64.
+pages a reader keeps mapped (which count in its RSS) stay bounded too. Every image is (3, 64, 64)
+uint8, BGR, channel-major, 0..255, as convert_imageset stores it; labels are int64.
 
     count(path) -> N
     raw(path)                      -> iterator of (key, value) bytes in key (= Caffe's read) order
@@ -50,7 +50,7 @@ def _reader(path):
     path = Path(path)
     if not (path / "data.mdb").is_file():
         raise LmdbError(f"no LMDB at {path}; run `make data` (or give DATA=<name> of a built set)")
-    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
+    env = lmdb.open(str(path), readonly=True, lock=False)
     try:
         with env.begin() as txn:
             yield txn

@@ -154,8 +154,8 @@ def _resume_config(run_dir, data, solver_file, overlays, settings, change_solver
         + [f"overlay {o}" for o in overlays] + [f"set {s}" for s in settings]
     if changes and not change_solver:
         raise TrainConfigError(f"RESUME=1 continues {run_dir.name} with its recorded solver ({recorded['solver']}"
-                               f" + {recorded['overlays'] + recorded['settings']}); to change it give CHANGE_SOLVER=1 "
-                               f"(--change-solver) with {', '.join(changes)}")
+                               f" + {recorded['overlays'] + recorded['settings']}); to change it add --change-solver "
+                               f"to {', '.join(changes)} (make does so for SET= or OVERLAY= with RESUME=1)")
     return (recorded["data"], solver_file or recorded["solver"], [*recorded["overlays"], *overlays],
             [*recorded["settings"], *settings], changes)
 
