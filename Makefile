@@ -13,6 +13,7 @@ SOLVER ?= prototxt/solver.prototxt
 OVERLAY ?= $(if $(filter synthetic,$(strip $(DATA))),prototxt/solver_demo.prototxt)
 SET ?=                            # solver settings, e.g. SET="max_iter=1000 snapshot=500"
 GPU ?= auto                       # auto | cpu | 0 | 0,1 | all
+KEEP_EPOCHS ?= 0                  # several GPUs: 1 divides max_iter by their number (README "GPU")
 # GPU= also decides where pycaffe computes (eval, figures, attacks, ...: linfool.caffe_env.use_device).
 export LINFOOL_GPU = $(strip $(GPU))
 RESUME ?= 0                       # 1: continue from the run's newest .solverstate with its recorded solver
@@ -34,6 +35,7 @@ MEASURE ?= 10
 RESUMING = $(filter 1,$(strip $(RESUME)))
 CHANGED = $(strip $(SET))$(if $(filter command line,$(origin OVERLAY)),$(OVERLAY))
 TRAIN = $(PY) -m linfool.train --gpu $(strip $(GPU)) $(foreach s,$(SET),--set $(s)) \
+	$(if $(filter 1,$(strip $(KEEP_EPOCHS))),--keep-epochs) \
 	$(if $(RESUMING),--resume $(if $(CHANGED),--change-solver $(if $(filter command line,$(origin OVERLAY)),$(foreach o,$(OVERLAY),--overlay $(o)))),\
 	--data $(strip $(DATA)) --solver $(SOLVER) $(foreach o,$(OVERLAY),--overlay $(o)))
 GROUP = --run $(strip $(RUN)) $(if $(strip $(LOW)),--low $(strip $(LOW))) $(if $(strip $(HIGH)),--high $(strip $(HIGH)))
@@ -46,9 +48,10 @@ help: ## list the targets
 
 # make setup GPU=1 (or any device list, or all) switches to a CUDA build of Caffe, GPU=cpu back to
 # the CPU build; plain `make setup` keeps the current choice.
-SETUP_CUDA = $(if $(filter auto,$(strip $(GPU))),,LINFOOL_CUDA=$(if $(filter cpu,$(strip $(GPU))),0,1))
+SETUP_CUDA = $(if $(filter auto,$(strip $(GPU))),,LINFOOL_CUDA=$(if $(filter cpu,$(strip $(GPU))),0,1)) \
+	$(if $(strip $(CUDA_ARCH)),CUDA_ARCH=$(strip $(CUDA_ARCH)))
 
-setup: ## install apt packages, build Caffe once (cached in ~/.cache/linfool), create .venv [GPU=1: CUDA build]
+setup: ## install apt packages, build Caffe once (cached in ~/.cache/linfool), create .venv [GPU=1: CUDA build, CUDA_ARCH=auto|all|80,90]
 	@$(SETUP_CUDA) $(SETUP)
 
 test: ## run the test suite (sets everything up first)

@@ -155,3 +155,31 @@ def test_initial_loss_of_the_blogs_layer(caffe, tmp_path, write_net, std):
         assert loss == pytest.approx(math.log(1000), rel=0.10)
     else:
         assert loss > 10 * math.log(1000)
+
+
+DATA_ONLY_NET = """
+layer {{ name: "data" type: "Data" top: "data" top: "label" include {{ phase: TRAIN }}
+        transform_param {{ mean_file: "{mean}" }}
+        data_param {{ source: "{lmdb}" batch_size: 16 backend: LMDB }} }}
+"""
+
+
+def test_data_layer_batches_are_exactly_pixels_minus_the_mean(caffe, tmp_path, write_net):
+    """Caffe's Data layer (linfool's build transforms a batch's records on all cores) yields exactly
+    the LMDB's uint8 pixels minus the mean image in float32, record by record in LMDB order, labels
+    alongside, also for batches that wrap around the LMDB's end (numpy is the oracle)."""
+    from linfool import datum, records
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, (40, 3, 64, 64), dtype=np.uint8)
+    labels = rng.integers(0, 1000, 40)
+    records.write(tmp_path / "lmdb", ((f"{i:08d}".encode(), datum.encode_datum(pixels[i], labels[i]))
+                                      for i in range(40)), 40)
+    mean = rng.uniform(0, 255, (3, 64, 64)).astype(np.float32)
+    (tmp_path / "mean.binaryproto").write_bytes(datum.encode_mean(mean))
+    net = caffe.Net(write_net("data.prototxt", DATA_ONLY_NET.format(mean=tmp_path / "mean.binaryproto",
+                                                                    lmdb=tmp_path / "lmdb")), caffe.TRAIN)
+    for step in range(3):                                 # records 0-15, 16-31, 32-39 + 0-7
+        net.forward()
+        order = (16 * step + np.arange(16)) % 40
+        np.testing.assert_array_equal(net.blobs["data"].data, pixels[order].astype(np.float32) - mean)
+        np.testing.assert_array_equal(net.blobs["label"].data, labels[order].astype(np.float32))

@@ -10,7 +10,7 @@ def machine(monkeypatch):
     """Set (CUDA build?, GPU visible?) for caffe_env.device, with its cache cleared around the test."""
     def set_machine(cuda, visible):
         monkeypatch.setattr(caffe_env, "caffe_has_cuda", lambda: cuda)
-        monkeypatch.setattr(caffe_env, "gpu_visible", lambda: visible)
+        monkeypatch.setattr(caffe_env, "gpus", lambda: 2 if visible else 0)
         caffe_env.device.cache_clear()
     yield set_machine
     caffe_env.device.cache_clear()
@@ -59,3 +59,19 @@ def test_gpu_check_measurements_on_the_cpu_side(tmp_path):
     losses = dict(curves.parse_log(log)["train"])
     assert sorted(losses) == [0, 50, 100] and abs(losses[0] - 6.9) < 0.7      # ~ln(1000) at the blog's init
     assert gpu_check.images_per_second(log) > 0
+
+
+def test_several_gpus_say_what_they_change_and_can_keep_the_blogs_epochs(caffe, monkeypatch):
+    from google.protobuf import text_format
+
+    from linfool import paths, train
+    solver = train.read_solver(paths.PROTOTXT / "solver.prototxt")
+    net = text_format.Parse((paths.PROTOTXT / "train_val.prototxt").read_text(), caffe.proto.caffe_pb2.NetParameter())
+    assert train.multi_gpu("0", solver, net, 1_281_167) == (None, [])
+    note, settings = train.multi_gpu("0,1", solver, net, 1_281_167)
+    assert "2 GPUs" in note and "effective batch of 512 at the same learning rate" in note and settings == []
+    assert "max_iter 50000 reads 20.0 epochs instead of 10.0" in note and "KEEP_EPOCHS=1" in note
+    note, settings = train.multi_gpu("0,1,2,3", solver, net, 1_281_167, keep_epochs=True)
+    assert settings == ["max_iter=12500", "snapshot=2500", "test_interval=500"] and "keeping 10.0 epochs" in note
+    monkeypatch.setattr(caffe_env, "gpus", lambda: 8)
+    assert train.multi_gpu("all", solver, net, 1_281_167)[0].startswith("8 GPUs")

@@ -4,7 +4,11 @@
 # Usage: tools/build_caffe.sh PYTHON      (PYTHON: the venv's interpreter, whose numpy headers pycaffe uses)
 # Env:   LINFOOL_CACHE (default ~/.cache/linfool), JOBS (default nproc),
 #        LINFOOL_CUDA=1 for a CUDA build (toolkit: CUDA_HOME if set, else NVIDIA's CUDA 13.0 wheels
-#        from PyPI, cached as their own entry; see tools/cuda_toolkit.sh)
+#        from PyPI, cached as their own entry; see tools/cuda_toolkit.sh),
+#        CUDA_ARCH (CUDA build): auto (default: the visible GPUs' compute capabilities from nvidia-smi,
+#        the fastest build; `all` when none is visible, e.g. in a Docker build), all (every card CUDA 13
+#        supports: Turing sm_75, Ampere sm_80/86, Ada sm_89, Hopper sm_90, Blackwell sm_100/120, plus
+#        compute_120 PTX for newer cards), or a list such as 80,90
 # Prints the cache entry's path on its last line of stdout. The entry has BVLC's built-tree layout
 # (build/lib, build/tools, python/caffe), so it can also be used as a CAFFE_ROOT.
 set -euo pipefail
@@ -13,7 +17,7 @@ PYTHON=${1:?usage: build_caffe.sh PYTHON}
 SDIST_NAME=brocolli-caffe          # Caffe master (2020) + SSD-fork layers; see ../shared/CAFFE_BUILD.md
 SDIST_VERSION=9.0.2
 SDIST_SHA256=c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
-RECIPE_VERSION=2                   # bump when this script changes what it builds
+RECIPE_VERSION=4                   # bump when this script changes what it builds
 CACHE=${LINFOOL_CACHE:-$HOME/.cache/linfool}
 JOBS=${JOBS:-$(nproc)}
 START=$SECONDS
@@ -37,10 +41,26 @@ PY_VER=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PY_INCLUDE=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 NP_INCLUDE=$("$PYTHON" -c 'import numpy; print(numpy.get_include())')
 NP_VER=$("$PYTHON" -c 'import numpy; print(numpy.__version__)')
+ALL_ARCHS="75 80 86 89 90 100 120"
 if [ "${LINFOOL_CUDA:-0}" = 1 ]; then
   CUDA_DIR=$("$(dirname "$0")/cuda_toolkit.sh" "$PYTHON" | tail -n 1) || die "no CUDA toolkit (see the message above)"
   CUDA_VER=$("$CUDA_DIR/bin/nvcc" --version | grep -o 'release [0-9.]*' | cut -d' ' -f2)
-  OPTIONS="cuda$CUDA_VER $CUDA_DIR sm80 sm90 ptx90 py$PY_VER numpy$NP_VER recipe$RECIPE_VERSION"
+  ARCH=${CUDA_ARCH:-auto}
+  if [ "$ARCH" = auto ]; then
+    ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | tr -d '.' | sort -u | tr '\n' ' ')
+    [ -n "${ARCH// /}" ] || ARCH=all
+  fi
+  [ "$ARCH" = all ] && ARCH="$ALL_ARCHS ptx"
+  ARCH=$(echo "$ARCH" | tr ',' ' ' | xargs)
+  GENCODE=""
+  for a in $ARCH; do
+    case "$a" in
+      ptx) GENCODE+=" -gencode arch=compute_${ALL_ARCHS##* },code=compute_${ALL_ARCHS##* }";;
+      [0-9][0-9]|[0-9][0-9][0-9]) GENCODE+=" -gencode arch=compute_$a,code=sm_$a";;
+      *) die "CUDA_ARCH=$CUDA_ARCH: use auto, all, or compute capabilities such as 80,90";;
+    esac
+  done
+  OPTIONS="cuda$CUDA_VER $CUDA_DIR arch:${ARCH// /,} py$PY_VER numpy$NP_VER recipe$RECIPE_VERSION"
 else
   CUDA_DIR=
   OPTIONS="cpu py$PY_VER numpy$NP_VER recipe$RECIPE_VERSION"
@@ -72,14 +92,38 @@ CV_COMPAT+=" -include opencv2/imgcodecs/legacy/constants_c.h -include opencv2/vi
 # (linfool.background relies on it).
 perl -0pi -e 's/(    solver->Restore\(FLAGS_snapshot\.c_str\(\)\);\n  \})/$1 else if (FLAGS_weights.size()) {\n    LOG(INFO) << "Finetuning from " << FLAGS_weights;\n    solver->net()->CopyTrainedLayersFrom(FLAGS_weights);\n    for (int i = 0; i < solver->test_nets().size(); ++i) {\n      solver->test_nets()[i]->CopyTrainedLayersFrom(FLAGS_weights);\n    }\n  }/' "$SRC/tools/caffe.cpp"
 grep -q 'LOG(INFO) << "Finetuning from "' "$SRC/tools/caffe.cpp" || die "the --weights fix did not apply"
+# Feed the GPU (measured on an H100: the Data layer's one prefetch thread took 7.7-8.5 ms of each
+# 9 ms step). Two changes, both with the same arithmetic per pixel, so batches stay bit-identical
+# (tests/test_caffe_is_real.py checks them against numpy):
+# 1. DataTransformer::Transform: for the common case (no crop, no mirror, raw uint8 pixels, a mean
+#    image or none) one straight loop over the pixels, which the compiler vectorizes, instead of the
+#    general loop's index arithmetic and branches per pixel. It reads the mean through the const
+#    cpu_data() (mutable_cpu_data() writes shared state).
+# 2. DataLayer::load_batch, in GPU mode only (in CPU mode the cores are busy with the solver's BLAS):
+#    pop the batch's records, then transform them on all cores (OpenMP), each into its own slot. Only
+#    when the transform draws no random numbers (no mirror, no crop) and records are raw pixels. The
+#    first record takes the stock path alone (its checks and the transformer's lazy setup); the others
+#    use Transform's raw-pointer form, which touches no Blob (a Blob in a new thread would create a
+#    Caffe context there).
+perl -0pi -e 's/  for \(int item_id = 0; item_id < batch_size; \+\+item_id\) \{\n    timer\.Start\(\);\n    \/\/ get a datum\n.*?\n  \}\n  timer\.Stop\(\);/  \/\/ linfool: pop the batch, then transform its records on all cores (see tools\/build_caffe.sh).\n  vector<Datum*> datums(batch_size);\n  for (int item_id = 0; item_id < batch_size; ++item_id) {\n    timer.Start();\n    datums[item_id] = reader_.full().pop("Waiting for data");\n    read_time += timer.MicroSeconds();\n  }\n  timer.Start();\n  const TransformationParameter& tp = this->layer_param_.transform_param();\n  const bool parallel = Caffe::mode() == Caffe::GPU\n      && !(tp.mirror() || tp.crop_size() || tp.crop_h() || tp.crop_w() || datums[0]->encoded());\n  const int alone = parallel ? 1 : batch_size;  \/\/ stock path: checks, and the lazy one-time setup\n  for (int item_id = 0; item_id < alone; ++item_id) {\n    this->transformed_data_.set_cpu_data(top_data + batch->data_.offset(item_id));\n    this->data_transformer_->Transform(*datums[item_id], &(this->transformed_data_));\n  }\n#pragma omp parallel for schedule(static)\n  for (int item_id = alone; item_id < batch_size; ++item_id) {\n    CHECK_EQ(datums[item_id]->data().size(), datums[0]->data().size()) << "records of different sizes";\n    this->data_transformer_->Transform(*datums[item_id], top_data + batch->data_.offset(item_id));\n  }\n  for (int item_id = 0; item_id < batch_size; ++item_id) {\n    if (this->output_labels_) {\n      top_label[item_id] = datums[item_id]->label();\n    }\n    reader_.free().push(datums[item_id]);\n  }\n  trans_time += timer.MicroSeconds();\n  timer.Stop();/s' "$SRC/src/caffe/layers/data_layer.cpp"
+perl -0pi -e 's/(                                       bool\* do_mirror\) \{\n  const string& data = datum\.data\(\);.*?)  Dtype\* mean = NULL;\n  if \(has_mean_file\) \{\n(.*?)    mean = data_mean_\.mutable_cpu_data\(\);(.*?)\n  Dtype datum_element;\n/$1  const Dtype* mean = NULL;  \/\/ linfool: const read, shared by the data layer\x27s threads\n  if (has_mean_file) {\n$2    mean = data_mean_.cpu_data();$3\n  \/\/ linfool: the common case in one straight loop (vectorized; the same arithmetic as below).\n  if (!crop_size && !*do_mirror && has_uint8 && !has_mean_values) {\n    const int count = datum_channels * datum_height * datum_width;\n    const uint8_t* __restrict__ pixels = reinterpret_cast<const uint8_t*>(data.data());\n    Dtype* __restrict__ out = transformed_data;\n    const Dtype* __restrict__ means = mean;\n    if (has_mean_file) {\n      for (int i = 0; i < count; ++i) out[i] = (static_cast<Dtype>(pixels[i]) - means[i]) * scale;\n    } else {\n      for (int i = 0; i < count; ++i) out[i] = static_cast<Dtype>(pixels[i]) * scale;\n    }\n    return;\n  }\n  Dtype datum_element;\n/s' "$SRC/src/caffe/data_transformer.cpp"
+perl -0pi -e 's/(  virtual int Rand\(int n\);\n\n)(  \/\/ Transform and return the transformation information\.\n.*?  void Transform\(const Datum& datum, Dtype\* transformed_data\);\n)/$1 public:  \/\/ linfool: the data layer\x27s threads write each record straight into its slot\n$2\n protected:\n/s' \
+  "$SRC/include/caffe/data_transformer.hpp"
+grep -q "linfool: pop the batch, then transform" "$SRC/src/caffe/layers/data_layer.cpp" \
+  && grep -q "^#pragma omp parallel for schedule(static)$" "$SRC/src/caffe/layers/data_layer.cpp" \
+  && grep -q "const Dtype\* mean = NULL;  // linfool" "$SRC/src/caffe/data_transformer.cpp" \
+  && grep -q "linfool: the common case in one straight loop" "$SRC/src/caffe/data_transformer.cpp" \
+  && grep -q "^ public:  // linfool" "$SRC/include/caffe/data_transformer.hpp" \
+  || die "the parallel data-layer patch did not apply"
 
 if [ -n "$CUDA_DIR" ]; then
   # No cuDNN: the blog's net uses only Data, InnerProduct, Softmax(WithLoss) and Accuracy.
-  # Caffe's default CUDA_ARCH starts at compute_20, which CUDA >= 11 rejects: name Ampere (sm_80)
-  # and Hopper (sm_90) explicitly, plus compute_90 PTX that the driver JIT-compiles for newer cards.
+  # Caffe's default CUDA_ARCH starts at compute_20, which CUDA >= 11 rejects: the architectures come
+  # from CUDA_ARCH above (one per card kind: a card without its sm_XX code fails with "no kernel image",
+  # and PTX is JIT-compiled by the driver at every start).
   # CUDA 13's headers (CCCL/Thrust) need C++17. The rpath lets libcaffe find cudart/cuBLAS/cuRAND.
   GPU_CONFIG="CUDA_DIR := $CUDA_DIR
-CUDA_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+CUDA_ARCH :=$GENCODE
 NVCCFLAGS := -std=c++17
 LDFLAGS := -Wl,-rpath,$CUDA_DIR/lib64 -Wl,-rpath,$CUDA_DIR/lib"
   # CUDA 13 removed cudaDeviceProp::clockRate, deviceOverlap and kernelExecTimeoutEnabled, which
@@ -130,6 +174,9 @@ PYTHON_LIBRARIES := boost_python${PY_VER/./}
 INCLUDE_DIRS := \$(PYTHON_INCLUDE) /usr/local/include /usr/include/opencv4 /usr/include/hdf5/serial
 LIBRARY_DIRS := /usr/local/lib /usr/lib /usr/lib/x86_64-linux-gnu/hdf5/serial
 COMMON_FLAGS := $CV_COMPAT -Wno-deprecated-declarations
+# OpenMP for the data layer's parallel transform in GPU mode (host code only: nvcc does not take -fopenmp).
+CXXFLAGS += -fopenmp
+LINKFLAGS += -fopenmp
 Q ?= @
 CFG
 

@@ -5,6 +5,7 @@
 #
 # Usage: tools/setup.sh        Env: PYTHON (default python3), CAFFE_ROOT (a built BVLC Caffe tree),
 #                                   LINFOOL_CACHE (default ~/.cache/linfool),
+#                                   CUDA_ARCH=auto|all|80,90 (CUDA build; remembered like LINFOOL_CUDA),
 #                                   LINFOOL_CUDA=1|0 (CUDA or CPU build of Caffe; `make setup GPU=1`;
 #                                   remembered in .venv, so later targets keep the choice),
 #                                   CUDA_HOME (a system CUDA toolkit for the CUDA build)
@@ -48,11 +49,13 @@ if [ -n "${CAFFE_ROOT:-}" ]; then
   step "using your Caffe at CAFFE_ROOT=$CAFFE_ROOT (no build)"
   TREE=$(cd "$CAFFE_ROOT" && pwd) || die "CAFFE_ROOT=$CAFFE_ROOT does not exist"
 else
-  FLAVOR=$VENV/.linfool-caffe-cuda
+  FLAVOR=$VENV/.linfool-caffe-cuda ARCHS=$VENV/.linfool-cuda-arch
   CUDA=${LINFOOL_CUDA:-$(cat "$FLAVOR" 2>/dev/null || echo 0)}
+  ARCH=${CUDA_ARCH:-$(cat "$ARCHS" 2>/dev/null || echo auto)}
   step "Caffe, $([ "$CUDA" = 1 ] && echo "CUDA" || echo "CPU-only") build (cached per machine in ${LINFOOL_CACHE:-~/.cache/linfool})"
-  TREE=$(LINFOOL_CUDA=$CUDA tools/build_caffe.sh "$VENV/bin/python" | tail -n 1)
+  TREE=$(LINFOOL_CUDA=$CUDA CUDA_ARCH=$ARCH tools/build_caffe.sh "$VENV/bin/python" | tail -n 1)
   [ "$(cat "$FLAVOR" 2>/dev/null)" = "$CUDA" ] || echo "$CUDA" > "$FLAVOR"
+  [ "$(cat "$ARCHS" 2>/dev/null)" = "$ARCH" ] || echo "$ARCH" > "$ARCHS"
 fi
 [ -f "$TREE/python/caffe/_caffe.so" ] || die "no pycaffe at $TREE/python/caffe/_caffe.so; build it there with 'make pycaffe'"
 [ -x "$TREE/build/tools/caffe" ] || die "no caffe binary at $TREE/build/tools/caffe; build it there with 'make all'"

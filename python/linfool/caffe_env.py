@@ -97,13 +97,18 @@ def use_device(gpu=None):
 
 
 @lru_cache(maxsize=None)
-def gpu_visible() -> bool:
-    """True when nvidia-smi lists at least one GPU."""
+def gpus() -> int:
+    """How many GPUs nvidia-smi lists (0 without a driver)."""
     try:
         listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return listing.returncode == 0 and "GPU" in listing.stdout
+        return 0
+    return sum(line.startswith("GPU ") for line in listing.stdout.splitlines()) if listing.returncode == 0 else 0
+
+
+def gpu_visible() -> bool:
+    """True when nvidia-smi lists at least one GPU."""
+    return gpus() > 0
 
 
 def tool_env() -> dict:

@@ -8,7 +8,8 @@
    seed: the train losses at every logged iteration within a relative LOSS_TOLERANCE (Caffe prints 6
    digits; cuBLAS and OpenBLAS sum the 12,288 products in different orders, which can move the 6th);
 4. pycaffe: the blog-shaped deploy net (the blog's std 1e-4 weights, mean-subtracted 0..255 images)
-   on the GPU and on the CPU: softmax max abs diff < 1e-5;
+   on the GPU and on the CPU: softmax max abs diff < 1e-5; and the Data layer in GPU mode (where
+   linfool's build transforms a batch on all cores) gives exactly the records' pixels minus the mean;
 5. images/s of `caffe train` and of pycaffe forwards, GPU and CPU, measured in the same run.
 Data: a temporary LMDB of random 64x64 records with 1000 classes. Exit 1 when a check fails.
 """
@@ -108,6 +109,28 @@ def pycaffe_compare(gpu, batch=1024, reps=5):
     return float(np.abs(results["gpu"] - results["cpu"]).max()), rates["gpu"], rates["cpu"]
 
 
+def data_layer_exact(work, gpu, batch=256, batches=3):
+    """True when the TRAIN Data layer, in GPU mode, yields exactly the LMDB's pixels minus the mean
+    image (float32) and its labels, record by record, for `batches` batches (numpy is the oracle)."""
+    caffe = caffe_env.use_device(gpu)
+    pb2 = caffe.proto.caffe_pb2
+    net_param = text_format.Parse((work / "net.prototxt").read_text(), pb2.NetParameter())
+    train_data = [layer for layer in net_param.layer if layer.type == "Data" and layer.include[0].phase == pb2.TRAIN]
+    del net_param.layer[:]
+    net_param.layer.extend(train_data)
+    (work / "data_only.prototxt").write_text(text_format.MessageToString(net_param))
+    net = caffe.Net(str(work / "data_only.prototxt"), caffe.TRAIN)
+    mean = datum.decode_mean((work / "mean.binaryproto").read_bytes())
+    expected = records.batches(work / "train_lmdb", batch)
+    for _ in range(batches):
+        net.forward()
+        pixels, labels = next(expected)
+        if not (np.array_equal(net.blobs["data"].data, pixels.astype(np.float32) - mean)
+                and np.array_equal(net.blobs["label"].data, labels.astype(np.float32))):
+            return False
+    return True
+
+
 def check(gpu="0", iters=500):
     """Run every check; returns (report lines, all passed)."""
     lines, ok = [], True
@@ -122,6 +145,7 @@ def check(gpu="0", iters=500):
             lines.append(f"caffe time, blog shape, {name} ({n} iterations), ms: " +
                          ", ".join(f"{k} {v:.2f}" for k, v in times.items()))
         logs = {name: train_log(work, net, iters, device) for name, device in (("GPU", gpu), ("CPU", None))}
+        exact = data_layer_exact(work, gpu)
     losses = {name: dict(curves.parse_log(log)["train"]) for name, log in logs.items()}
     worst = max((abs(losses["GPU"][i] - loss) / abs(loss) for i, loss in losses["CPU"].items()
                  if i in losses["GPU"]), default=float("inf"))
@@ -134,6 +158,9 @@ def check(gpu="0", iters=500):
                  f"last {losses['GPU'].get(iters)} / {losses['CPU'].get(iters)})")
     rate_gpu, rate_cpu = images_per_second(logs["GPU"]), images_per_second(logs["CPU"])
     lines.append(f"caffe train images/s: GPU {rate_gpu:,.0f}, CPU {rate_cpu:,.0f} ({rate_gpu / rate_cpu:.1f}x)")
+    ok &= exact
+    lines.append(f"Data layer in GPU mode, 3 batches of 256: {'exactly' if exact else 'NOT'} the records' pixels "
+                 "minus the mean image (numpy)")
     diff, py_gpu, py_cpu = pycaffe_compare(gpu)
     ok &= diff < TOLERANCE
     lines.append(f"pycaffe softmax GPU vs CPU: max abs diff {diff:.2e} ({'< ' if diff < TOLERANCE else 'NOT < '}"

@@ -117,6 +117,29 @@ def gpu_flag(gpu):
     return caffe_env.device(gpu)
 
 
+def multi_gpu(flag, solver, net, n_records, keep_epochs=False):
+    """For several GPUs: (one line saying what they change, solver settings). Caffe's P2PSync gives
+    each GPU its own TRAIN batch and averages the N gradients: an effective batch of N x 256 at the
+    same learning rate, and max_iter iterations read N times the images. Default: keep max_iter (the
+    blog's number of updates at its learning rate, each on N times the data); keep_epochs divides
+    max_iter, snapshot and test_interval by N (the blog's ~10 epochs, N times fewer updates)."""
+    n = caffe_env.gpus() if flag == "all" else len(flag.split(",")) if flag else 1
+    if n < 2:
+        return None, []
+    pb2 = _caffe_pb2()
+    batch = sum(layer.data_param.batch_size for layer in net.layer
+                if layer.type == "Data" and layer.include and layer.include[0].phase == pb2.TRAIN)
+    epochs = solver.max_iter * batch / max(n_records, 1)
+    line = (f"{n} GPUs: Caffe's P2PSync averages {n} batches of {batch} per iteration (an effective batch of "
+            f"{n * batch} at the same learning rate); ")
+    if not keep_epochs:
+        return line + (f"max_iter {solver.max_iter} reads {n * epochs:.1f} epochs instead of {epochs:.1f}; "
+                       f"KEEP_EPOCHS=1 (--keep-epochs) runs max_iter {solver.max_iter // n} instead"), []
+    settings = [f"max_iter={max(1, solver.max_iter // n)}", f"snapshot={max(1, solver.snapshot // n)}",
+                f"test_interval={max(1, solver.test_interval // n)}"]
+    return line + f"keeping {epochs:.1f} epochs: max_iter {solver.max_iter} -> {solver.max_iter // n}", settings
+
+
 def run_caffe(run_dir, gpu, resume, extra):
     """Run `caffe train`, teeing its log to run_dir/train.log; returns Caffe's exit code."""
     cmd = [str(caffe_env.tool("caffe")), "train", f"--solver={run_dir / 'solver.prototxt'}"]
@@ -168,10 +191,10 @@ def _record(run_dir, data, data_dir, solver_file, overlays, settings, flag, hist
 
 
 def train(run, data=None, solver_file=None, overlays=(), settings=(), gpu="auto", resume=False, extra=(),
-          change_solver=False):
+          change_solver=False, keep_epochs=False):
     """Prepare runs/<run>/ and train; returns Caffe's exit code. Raises TrainConfigError.
     A fresh run defaults to the embedded data set and the blog's solver; a resumed one uses its
-    run.json (see _resume_config)."""
+    run.json (see _resume_config). With several GPUs see multi_gpu (keep_epochs)."""
     run_dir = paths.run_dir(run)
     history, changes = [], []
     if resume:
@@ -190,6 +213,15 @@ def train(run, data=None, solver_file=None, overlays=(), settings=(), gpu="auto"
     if not Path(solver.net).is_file():
         raise TrainConfigError(f"the solver's net {solver.net} does not exist")
     flag = gpu_flag(gpu)
+    template = text_format.Parse(Path(solver.net).read_text(), _caffe_pb2().NetParameter())
+    note, epoch_settings = multi_gpu(flag, solver, template, records.count(data_dir / "train_lmdb"),
+                                     keep_epochs and not resume)
+    if epoch_settings:
+        settings = [*settings, *epoch_settings]
+        solver = read_solver(solver_file, overlays, settings)
+        solver.net = str(paths.ROOT / solver.net)
+    if note:
+        print(note, flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     net = write_run_files(run_dir, data_dir, solver, flag is not None)
     preflight(net, data_dir)
@@ -205,13 +237,14 @@ def train(run, data=None, solver_file=None, overlays=(), settings=(), gpu="auto"
     return run_caffe(run_dir, flag, resume, extra)
 
 
-def sweep(run, data, solver_file, overlays=(), settings=(), gpu="auto", extra=()):
+def sweep(run, data, solver_file, overlays=(), settings=(), gpu="auto", extra=(), keep_epochs=False):
     """The regularization sweep: runs.sweep_names(run)[0] (weight decay 0.0005), `run` (the blog's
     100) and [1] (10,000), each a fresh `caffe train`. Returns the first non-zero exit code, or 0."""
     low, high = runs.sweep_names(run)
     for name, extra_overlays in ((low, [SWEEP_OVERLAYS[0]]), (run, []), (high, [SWEEP_OVERLAYS[1]])):
         print(f"== sweep: run {name}", flush=True)
-        code = train(name, data, solver_file, [*overlays, *extra_overlays], settings, gpu, extra=extra)
+        code = train(name, data, solver_file, [*overlays, *extra_overlays], settings, gpu, extra=extra,
+                     keep_epochs=keep_epochs)
         if code != 0:
             return code
     return 0
@@ -228,14 +261,16 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the newest .solverstate")
     parser.add_argument("--change-solver", action="store_true", help="with --resume: apply new --overlay/--set")
     parser.add_argument("--sweep", action="store_true", help="train RUN's sweep: <low>, RUN, <high> (runs.sweep_names)")
+    parser.add_argument("--keep-epochs", action="store_true", help="several GPUs: divide max_iter by their number")
     parser.add_argument("extra", nargs="*", help="more flags for `caffe train` (after --)")
     args = parser.parse_args(argv)
     try:
         if args.sweep:
-            code = sweep(args.run, args.data, args.solver, args.overlay, args.settings, args.gpu, args.extra)
+            code = sweep(args.run, args.data, args.solver, args.overlay, args.settings, args.gpu, args.extra,
+                         args.keep_epochs)
         else:
             code = train(args.run, args.data, args.solver, args.overlay, args.settings, args.gpu,
-                         args.resume, args.extra, args.change_solver)
+                         args.resume, args.extra, args.change_solver, args.keep_epochs)
     except (TrainConfigError, records.LmdbError, caffe_env.CaffeNotFound, caffe_env.DeviceError, FileNotFoundError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
