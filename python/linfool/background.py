@@ -118,7 +118,7 @@ def surgery_weights(run_dir, out):
     caffe = caffe_env.use_device()
     params = weights.load(run_dir)
     deploy = text_format.Parse((run_dir / "deploy.prototxt").read_text(), caffe.proto.caffe_pb2.NetParameter())
-    next(layer for layer in deploy.layer if layer.type == "InnerProduct").inner_product_param.num_output = len(params["W"]) + 1
+    train.fc_layer(deploy).inner_product_param.num_output = len(params["W"]) + 1
     path = out.with_suffix(".prototxt")
     path.write_text(text_format.MessageToString(deploy))
     net = caffe.Net(str(path), caffe.TEST)

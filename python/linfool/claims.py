@@ -42,7 +42,7 @@ def initial_loss(run_dir, std, num_output=1000, seed=1701):
     caffe = caffe_env.import_caffe()
     pb2 = caffe.proto.caffe_pb2
     net = text_format.Parse((run_dir / "train_val.prototxt").read_text(), pb2.NetParameter())
-    fc = next(layer for layer in net.layer if layer.type == "InnerProduct")
+    fc = train.fc_layer(net)
     fc.inner_product_param.num_output = num_output
     fc.inner_product_param.weight_filler.std = std
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as tmp:
@@ -182,7 +182,7 @@ def _attack_curves(run_dir):
 
 def check_claims(run, low, high):
     """Every claim row for `run` (the blog's settings) compared with `low` and `high`."""
-    low, high = low or runs.sweep_names(run)[0], high or runs.sweep_names(run)[1]
+    low, high = runs.companions(run, low, high)
     trained = {d.name: d for d in runs.group(run, low, high)}
     missing = [name for name in (low, high) if name not in trained]
     if missing:

@@ -64,11 +64,6 @@ def _image_files(folder, prefix):
                 yield f"{prefix}/{entry.name}"
 
 
-def class_folders(root) -> list:
-    """Sorted class folder names under root (folders that hold at least one image)."""
-    return sorted(scan(root))
-
-
 def folder_items(root, wnids, scanned=None) -> list:
     """[(class/relative/path, label)] for every image under root/<class>/, label = position of the
     class in `wnids` (classes absent under root contribute nothing)."""

@@ -227,7 +227,7 @@ def make_figures(run, low=None, high=None, start=START, targets=TARGETS):
     numbers["fooling_noise"] = fooling_figure(classifier, fooling.noise_image(), target_ids,
                                               out / "blog_fooling_noise.png", f"Fooling random noise (run {run})")
     numbers["toy"] = toy_figure(out / "blog_toy_example.png")
-    low_name, high_name = low or runs.sweep_names(run)[0], high or runs.sweep_names(run)[1]
+    low_name, high_name = runs.companions(run, low, high)
     trained = {d.name: d for d in group}
     if low_name in trained and high_name in trained:
         numbers["regularization"] = regularization_figure(

@@ -49,7 +49,7 @@ def write_data(work):
         if layer.type == "Data":
             layer.data_param.source = str(work / Path(layer.data_param.source).name)
             layer.transform_param.mean_file = str(work / "mean.binaryproto")
-    next(layer for layer in net.layer if layer.type == "InnerProduct").inner_product_param.num_output = CLASSES
+    train.fc_layer(net).inner_product_param.num_output = CLASSES
     (work / "net.prototxt").write_text(text_format.MessageToString(net))
     return work / "net.prototxt"
 

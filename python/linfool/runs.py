@@ -5,6 +5,7 @@ generated prototxt), its newest snapshot, and the one naming rule of a regulariz
     data_dir(run_dir) -> Path    the data set folder it trained on
     newest(run_dir, ".caffemodel" | ".solverstate") -> Path or None
     sweep_names(run) -> (low, high)     'blog' -> ('reg_low', 'reg_high'); 'imagenet' -> ('imagenet_reg_low', ...)
+    companions(run, low, high) -> (low, high)   the given names, else the sweep's
     same_data(run_dirs) -> data name, or RunMismatch saying which runs differ
 """
 import json
@@ -53,6 +54,12 @@ def sweep_names(run):
     return ("reg_low", "reg_high") if run == DEMO_RUN else (f"{run}_reg_low", f"{run}_reg_high")
 
 
+def companions(run, low=None, high=None):
+    """(low, high): the given names, else run's sweep companions (sweep_names)."""
+    low_default, high_default = sweep_names(run)
+    return low or low_default, high or high_default
+
+
 def same_data(run_dirs) -> str:
     """The data set name all runs were trained on; RunMismatch (one line) when they differ."""
     data = {Path(d).name: info(d)["data"] for d in run_dirs}
@@ -67,8 +74,7 @@ def group(run, low=None, high=None) -> list:
     """[run, low, high] as run directories (low/high default to run's sweep companions), without
     repeats and without companions that have no snapshot yet; FileNotFoundError when `run` itself
     has none, RunMismatch when they were trained on different data sets."""
-    low_default, high_default = sweep_names(run)
-    names = dict.fromkeys([run, low or low_default, high or high_default])
+    names = dict.fromkeys([run, *companions(run, low, high)])
     if newest(paths.run_dir(run)) is None:
         raise FileNotFoundError(f"no .caffemodel in {paths.run_dir(run)}; run `make train RUN={run}` first")
     dirs = [paths.run_dir(name) for name in names if newest(paths.run_dir(name)) is not None]

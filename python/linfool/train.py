@@ -72,7 +72,8 @@ def read_solver(solver_file, overlays=(), settings=()):
     return solver
 
 
-def _fc_layer(net):
+def fc_layer(net):
+    """The net's InnerProduct layer (the blog's one fully-connected layer)."""
     return next(layer for layer in net.layer if layer.type == "InnerProduct")
 
 
@@ -86,9 +87,9 @@ def write_run_files(run_dir, data_dir, solver, gpu_mode):
         if layer.type == "Data":        # the template names each LMDB by its folder name in the data set
             layer.data_param.source = str(data_dir / Path(layer.data_param.source).name)
             layer.transform_param.mean_file = str(data_dir / "train_lmdb" / "mean.binaryproto")
-    _fc_layer(net).inner_product_param.num_output = num_classes
+    fc_layer(net).inner_product_param.num_output = num_classes
     deploy = text_format.Parse((paths.PROTOTXT / "deploy.prototxt").read_text(), pb2.NetParameter())
-    _fc_layer(deploy).inner_product_param.num_output = num_classes
+    fc_layer(deploy).inner_product_param.num_output = num_classes
     solver.net = str(run_dir / "train_val.prototxt")
     solver.snapshot_prefix = str(run_dir / runs.SNAPSHOT_PREFIX)
     solver.solver_mode = pb2.SolverParameter.GPU if gpu_mode else pb2.SolverParameter.CPU
@@ -100,7 +101,7 @@ def write_run_files(run_dir, data_dir, solver, gpu_mode):
 
 def preflight(net, data_dir):
     """Check what Caffe would die on with a glog abort, and say it in one line instead."""
-    num_output = _fc_layer(net).inner_product_param.num_output
+    num_output = fc_layer(net).inner_product_param.num_output
     for layer in net.layer:
         if layer.type == "Data":
             records.check(layer.data_param.source, num_output)
