@@ -24,7 +24,9 @@ LOW ?=
 HIGH ?=
 IMAGENET ?=                       # ILSVRC2012 root (train/<wnid>/, val/) for make data
 VAL_PER_CLASS ?=                  # make eval: a seeded class-balanced val subset instead of every record
-PAIRS ?=                          # attack-curves, transfer: (image, target) pairs sampled (default 510)
+PAIRS ?=                          # attack-curves, transfer: (image, target) pairs sampled (default 510);
+                                  #   blackbox: pairs, one target per image (default 6)
+QUERIES ?=                        # blackbox: the square attack's query budget per pair (default 10000)
 ROUNDS ?= 3                       # make background: rounds, fooling images per round, fine-tuning
 FOOL ?= 300                       #   iterations per round, val images per measurement
 ITERS ?= 1000
@@ -40,7 +42,7 @@ TRAIN = $(PY) -m linfool.train --gpu $(strip $(GPU)) $(foreach s,$(SET),--set $(
 	--data $(strip $(DATA)) --solver $(SOLVER) $(foreach o,$(OVERLAY),--overlay $(o)))
 GROUP = --run $(strip $(RUN)) $(if $(strip $(LOW)),--low $(strip $(LOW))) $(if $(strip $(HIGH)),--high $(strip $(HIGH)))
 
-.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background report bench rehearse test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
+.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background blackbox report bench rehearse test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
 
 help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (DATA=$(strip $(DATA)) RUN=$(strip $(RUN)) GPU=$(strip $(GPU)))"
@@ -54,8 +56,9 @@ SETUP_CUDA = $(if $(filter auto,$(strip $(GPU))),,LINFOOL_CUDA=$(if $(filter cpu
 setup: ## install apt packages, build Caffe once (cached in ~/.cache/linfool), create .venv [GPU=1: CUDA build, CUDA_ARCH=auto|all|80,90]
 	@$(SETUP_CUDA) $(SETUP)
 
-test: ## run the test suite (sets everything up first)
+test: ## run the test suite (sets everything up first; chromium for the report's browser test)
 	@$(SETUP)
+	@tools/install_system_deps.sh --tests
 	$(PY) -m pytest
 
 rehearse: ## the README's ImageNet recipe end to end on a generated 1000-class ILSVRC2012-shaped tree (~9 min)
@@ -117,11 +120,15 @@ background: ## background-class defence: rounds of fooling images + caffe fine-t
 	$(PY) -m linfool.background --run $(strip $(RUN)) --rounds $(strip $(ROUNDS)) --fool $(strip $(FOOL)) \
 		--iters $(strip $(ITERS)) --measure-images $(strip $(MEASURE))
 
+blackbox: ## fooling with scores only (no weights): square attack + exact template recovery, RUN and its sweep [PAIRS=6 QUERIES=10000] -> runs/*/blackbox/
+	@$(SETUP)
+	$(PY) -m linfool.blackbox $(GROUP) $(if $(strip $(PAIRS)),--pairs $(strip $(PAIRS))) $(if $(strip $(QUERIES)),--queries $(strip $(QUERIES)))
+
 report: ## one HTML page with every figure and number: runs/$(RUN)/report.html
 	@$(SETUP)
 	$(PY) -m linfool.report $(GROUP)
 
-demo: ## set up, then data -> train x3 -> eval -> figures -> attack curves, transfer, background class, claims -> report
+demo: ## set up, then data -> train x3 -> eval -> figures -> attack curves, transfer, background class, claims, blackbox -> report
 	@$(MAKE) --no-print-directory data DATA=synthetic IMAGENET=
 	@$(MAKE) --no-print-directory sweep DATA=synthetic
 	@$(MAKE) --no-print-directory eval RUN=blog
@@ -130,6 +137,7 @@ demo: ## set up, then data -> train x3 -> eval -> figures -> attack curves, tran
 	@$(MAKE) --no-print-directory transfer RUN=blog
 	@$(MAKE) --no-print-directory background RUN=blog
 	@$(MAKE) --no-print-directory claims RUN=blog
+	@$(MAKE) --no-print-directory blackbox RUN=blog
 	@$(MAKE) --no-print-directory report RUN=blog
 	@echo "Demo done. Open runs/blog/report.html"
 
@@ -137,16 +145,11 @@ bench: ## speed tables: LMDB builder vs convert_imageset; training step vs GEMM 
 	@$(SETUP)
 	$(PY) -m linfool.bench
 
-DOCKER = @command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "ERROR: no Docker engine \
-	reachable (docker info failed); install/start Docker Engine (https://docs.docker.com/engine/install/debian/)"; exit 1; }
+docker-cpu: ## build the CPU image linfool:cpu with Docker or Podman (Debian 12 + make setup, slim runtime stage)
+	tools/docker_build.sh cpu
 
-docker-cpu: ## build the CPU image linfool:cpu (Debian 12 + make setup); README "Docker" shows docker run
-	$(DOCKER)
-	docker build -f docker/cpu/Dockerfile -t linfool:cpu .
-
-docker-gpu: ## build the GPU image linfool:gpu (make setup GPU=1; run with --gpus all, driver >= 580)
-	$(DOCKER)
-	docker build -f docker/gpu/Dockerfile -t linfool:gpu .
+docker-gpu: ## build the GPU image linfool:gpu (make setup GPU=1; CUDA_ARCH=all by default; run with --gpus all)
+	tools/docker_build.sh gpu $(strip $(CUDA_ARCH))
 
 clean: ## remove generated data and runs (keeps .venv and the Caffe cache)
 	rm -rf data runs

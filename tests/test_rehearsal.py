@@ -23,6 +23,7 @@ RECIPE = [
     "make transfer RUN=imagenet PAIRS=60",
     "make background RUN=imagenet ROUNDS=1 FOOL=20 ITERS=20 MEASURE=4",
     "make claims RUN=imagenet",
+    "make blackbox RUN=imagenet PAIRS=2 QUERIES=2000",
     "make report RUN=imagenet",
 ]
 FOREIGN = ("blog", "reg_low", "reg_high")
@@ -144,3 +145,16 @@ def _file_labels(path):
     """{image file name: label} of an LMDB whose keys are '%08d_<relative path>'."""
     names = [key.decode().split("_", 1)[1].rsplit("/", 1)[-1] for key, _ in records.raw(path)]
     return dict(zip(names, records.labels(path).tolist()))
+
+
+def test_blackbox_and_explore_at_1000_classes(rehearsed):
+    root, _, _, _ = rehearsed
+    out = root / "runs" / "imagenet"
+    result = json.loads((out / "blackbox" / "blackbox.json").read_text())
+    assert result["recovery"]["queries"] == 12289 and result["recovery"]["correlation_min"] > 0.999
+    assert all(r["squares_queries"] <= 2000 for r in result["rows"])
+    page = (out / "report.html").read_text()
+    assert (out / "report.html").stat().st_size < 5e6 and "Fooling without the weights" in page
+    data = json.loads(page.split("id='explore-data'>")[1].split("</script>")[0])
+    assert len(data["names"]) == 1000 and len(data["files"]) == 10
+    assert all((out / f).stat().st_size < 2.5e6 for f in data["files"])

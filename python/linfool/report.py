@@ -10,7 +10,9 @@ import html
 import json
 import sys
 
-from linfool import caffe_env, curves, evaluate, runs
+import numpy as np
+
+from linfool import caffe_env, curves, evaluate, explore, runs
 
 BLOG = "http://karpathy.github.io/2015/03/30/breaking-convnets/"
 FIGURES = (
@@ -96,6 +98,34 @@ def beyond_the_blog(run_dir):
     return parts
 
 
+def blackbox_section(group):
+    """HTML: fooling with scores only, one row per run of the group, and each run's true vs recovered
+    templates (from runs/<run>/blackbox/blackbox.json, written by `make blackbox`)."""
+    parts = ["<h2>Fooling without the weights: scores only</h2>"]
+    results = [r for r in (_json(d / "blackbox" / "blackbox.json") for d in group) if r]
+    if not results:
+        return parts + [_missing("The black-box attacks", "make blackbox")]
+    rows = []
+    for r in results:
+        med = lambda key: f"{float(np.median([row[key] for row in r['rows']])):.1f}"  # noqa: E731
+        rows.append({"run": r["run"], "pairs": len(r["rows"]),
+                     "white-box alpha attack: median Linf": med("whitebox_linf"),
+                     "square attack at that Linf: reached": f"{r['squares_reached']}/{len(r['rows'])}",
+                     "median queries": r["squares_median_queries"],
+                     "recovery queries": r["recovery"]["queries"],
+                     "recovered vs true templates (centred): correlation": f"{r['recovery']['correlation_mean']:.6f}",
+                     "fooling with recovered templates: median Linf": med("recovered_linf"),
+                     "P(target)": f"{min(row['recovered_prob'] for row in r['rows']):.3f} (min)"})
+    return parts + [
+        "<p>Each run's Caffe model as an oracle: images in, probabilities out, each image one query. Square "
+        "attack (Andriushchenko et al. 2020) with the Linf the blog's white-box attack needed on the same pair; "
+        "exact recovery: log p_i - log p_j = s_i - s_j, so one query per pixel gives W minus its class mean, "
+        "which then fools like the true templates.</p>",
+        _table(rows, list(rows[0])),
+        "".join(f"<img src='../{r['run']}/blackbox/blackbox.png'>" for r in results),
+        f"<p>Recompute: <code>{html.escape(results[0]['command'])}</code></p>"]
+
+
 def template_tiles(grid):
     """The all-templates mosaic as one tile per class with its name (CSS crops of the one PNG), so
     that 1000 templates can be browsed and found with the browser's search."""
@@ -147,10 +177,12 @@ def write_report(run, low=None, high=None):
                 parts.append(_table(_fmt(numbers[key]), cols))
     if numbers.get("templates_grid"):
         parts.append(template_tiles(numbers["templates_grid"]))
+    parts.append(explore.section(run_dir))
     toy = numbers["toy"]
     parts.append(f"<p>Toy: w.x = {toy['score']:g}, P = {toy['prob']:.4f}; after x + 0.5w: w.x = "
                  f"{toy['score_adv']:g}, P = {toy['prob_adv']:.2f} (blog: -3, 0.0474; 2, 0.88).</p>")
     parts += beyond_the_blog(run_dir)
+    parts += blackbox_section(group)
     parts.append("<h2>Training curves</h2>" + "".join(f"<img src='../{r}/curves.png'>" for r in all_runs))
     parts.append("<h2>Commands that made this</h2><pre>" + html.escape("\n".join(
         [runs.info(d)["command"] for d in group]
