@@ -42,7 +42,7 @@ TRAIN = $(PY) -m linfool.train --gpu $(strip $(GPU)) $(foreach s,$(SET),--set $(
 	--data $(strip $(DATA)) --solver $(SOLVER) $(foreach o,$(OVERLAY),--overlay $(o)))
 GROUP = --run $(strip $(RUN)) $(if $(strip $(LOW)),--low $(strip $(LOW))) $(if $(strip $(HIGH)),--high $(strip $(HIGH)))
 
-.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background blackbox report bench rehearse test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
+.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background blackbox report bench rehearse test-docker test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
 
 help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (DATA=$(strip $(DATA)) RUN=$(strip $(RUN)) GPU=$(strip $(GPU)))"
@@ -64,6 +64,10 @@ test: ## run the test suite (sets everything up first; chromium for the report's
 rehearse: ## the README's ImageNet recipe end to end on a generated 1000-class ILSVRC2012-shaped tree (~9 min)
 	@$(SETUP)
 	$(PY) -m pytest -m rehearsal tests/test_rehearsal.py
+
+test-docker: ## build the CPU image (Docker or Podman) and run make test + a short demo inside as uid 1000 (~25 min cold)
+	@$(SETUP)
+	$(PY) -m pytest -s -m docker tests/test_docker_image.py
 
 test-gpu-build: ## build the CUDA Caffe (sm_90 unless CUDA_ARCH=; cached; ~15 min cold on 2 cores) and test it; no GPU needed
 	@$(SETUP)

@@ -1,8 +1,10 @@
 """One place decides where Caffe computes (caffe_env.device): the decisions for every kind of build
 and machine, and the CPU path that pycaffe takes on this CPU-only build. GPU runs: `make gpu-check`."""
+import subprocess
+
 import pytest
 
-from linfool import caffe_env
+from linfool import caffe_env, paths
 
 
 @pytest.fixture
@@ -75,3 +77,20 @@ def test_several_gpus_say_what_they_change_and_can_keep_the_blogs_epochs(caffe, 
     assert settings == ["max_iter=12500", "snapshot=2500", "test_interval=500"] and "keeping 10.0 epochs" in note
     monkeypatch.setattr(caffe_env, "gpus", lambda: 8)
     assert train.multi_gpu("all", solver, net, 1_281_167)[0].startswith("8 GPUs")
+
+
+def test_cuda_arch_auto_reads_the_gpus_and_means_all_without_them(tmp_path):
+    """CUDA_ARCH=auto: the visible cards' compute capabilities; every card CUDA 13 supports (+ PTX)
+    when nvidia-smi is missing (a Docker build) or sees no GPU; a bad list is one line."""
+    script = str(paths.ROOT / "tools" / "cuda_arch.sh")
+    bare = {"PATH": "/usr/bin:/bin"}                    # no nvidia-smi here
+    assert subprocess.run([script], capture_output=True, text=True, env=bare).stdout.split() == \
+        ["75", "80", "86", "89", "90", "100", "120", "ptx120"]
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nprintf '9.0\\n8.6\\n9.0\\n'\n")
+    smi.chmod(0o755)
+    seen = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    assert subprocess.run([script, "auto"], capture_output=True, text=True, env=seen).stdout.split() == ["86", "90"]
+    assert subprocess.run([script, "80,90"], capture_output=True, text=True, env=bare).stdout.split() == ["80", "90"]
+    bad = subprocess.run([script, "9x"], capture_output=True, text=True, env=bare)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "CUDA_ARCH=9x" in bad.stderr

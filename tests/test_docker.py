@@ -34,13 +34,15 @@ def test_dockerfile_builds_with_make_setup_and_keeps_only_the_runtime(kind):
     build, runtime = steps[:stages[1]], steps[stages[1]:]
     targets = make_targets()
     commands = [arg for op, arg in build if op == "RUN"]
-    called = [m for c in commands for m in re.findall(r"(?:^|&&|;)\s*make ([a-z][\w-]*)", c)]
+    called = [m for c in commands for m in re.findall(r"(?:^|&&|;)\s*(?:--mount=\S+\s+)*make ([a-z][\w-]*)", c)]
     assert called == ["setup"] and set(called) <= targets
     assert any(f"make setup{' GPU=1' if kind == 'gpu' else ''} " in c + " " and "tools/docker_runtime.sh" in c
                for c in commands)
     for command in [arg for op, arg in steps if op == "RUN"]:   # no second recipe for Caffe in a Dockerfile
         assert not re.search(r"git clone|cmake|nvcc|pip install|build_caffe|wget|curl", command), command
     assert ("COPY", ". /opt/linfool") in build
+    # Caffe's cache outlasts image builds: `make setup` runs with it mounted
+    assert any("--mount=type=cache,target=/opt/linfool-cache" in c and "make setup" in c for c in commands)
     # the runtime stage builds nothing: it copies the build stage's Caffe, venv and project
     assert not any("make setup" in arg for op, arg in runtime if op == "RUN")
     assert {("COPY", "--from=build /opt/caffe /opt/caffe"), ("COPY", "--from=build /opt/linfool /opt/linfool")} <= set(runtime)
@@ -75,8 +77,10 @@ def test_a_failed_build_shows_the_failing_step_and_its_last_lines(tmp_path):
                              '    echo "[1/2] STEP 7/7: RUN make setup && tools/docker_runtime.sh"\n'
                              '    echo "ERROR: the venv\'s packages did not install"; exit 2;;\nesac\n')
     done = subprocess.run([str(BUILD), "cpu"], capture_output=True, text=True,
-                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ENGINE": "podman"})
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ENGINE": "podman",
+                               "TMPDIR": str(tmp_path)})
     assert done.returncode == 1
     assert "the venv's packages did not install" in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("ERROR: building linfool:cpu failed at: [1/2] STEP 7/7: RUN make setup") and "full log" in last
+    assert len(list(tmp_path.glob("linfool-docker-cpu.*.log"))) == 1          # the log is kept

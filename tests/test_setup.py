@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from linfool import caffe_env, paths
 
 
@@ -35,6 +37,9 @@ def test_setup_with_caffe_root_needs_no_apt_and_no_root(tmp_path):
 
 
 def test_every_package_present_needs_no_apt_and_no_root(tmp_path):
+    present = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "build-essential"], capture_output=True, text=True)
+    if "install ok installed" not in present.stdout:
+        pytest.skip("no build packages here: a runtime image (Docker), where Caffe comes built (CAFFE_ROOT)")
     shims = _shims(tmp_path / "shims", ["apt-get", "apt", "sudo"], uid=1000)
     env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", str(paths.ROOT / "tools" / "install_system_deps.sh")], env=env,

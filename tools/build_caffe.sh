@@ -41,23 +41,15 @@ PY_VER=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PY_INCLUDE=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 NP_INCLUDE=$("$PYTHON" -c 'import numpy; print(numpy.get_include())')
 NP_VER=$("$PYTHON" -c 'import numpy; print(numpy.__version__)')
-ALL_ARCHS="75 80 86 89 90 100 120"
 if [ "${LINFOOL_CUDA:-0}" = 1 ]; then
   CUDA_DIR=$("$(dirname "$0")/cuda_toolkit.sh" "$PYTHON" | tail -n 1) || die "no CUDA toolkit (see the message above)"
   CUDA_VER=$("$CUDA_DIR/bin/nvcc" --version | grep -o 'release [0-9.]*' | cut -d' ' -f2)
-  ARCH=${CUDA_ARCH:-auto}
-  if [ "$ARCH" = auto ]; then
-    ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | tr -d '.' | sort -u | tr '\n' ' ')
-    [ -n "${ARCH// /}" ] || ARCH=all
-  fi
-  [ "$ARCH" = all ] && ARCH="$ALL_ARCHS ptx"
-  ARCH=$(echo "$ARCH" | tr ',' ' ' | xargs)
+  ARCH=$("$(dirname "$0")/cuda_arch.sh" "${CUDA_ARCH:-auto}") || exit 1
   GENCODE=""
   for a in $ARCH; do
     case "$a" in
-      ptx) GENCODE+=" -gencode arch=compute_${ALL_ARCHS##* },code=compute_${ALL_ARCHS##* }";;
-      [0-9][0-9]|[0-9][0-9][0-9]) GENCODE+=" -gencode arch=compute_$a,code=sm_$a";;
-      *) die "CUDA_ARCH=$CUDA_ARCH: use auto, all, or compute capabilities such as 80,90";;
+      ptx*) GENCODE+=" -gencode arch=compute_${a#ptx},code=compute_${a#ptx}";;      # PTX, JIT-compiled by newer cards
+      *) GENCODE+=" -gencode arch=compute_$a,code=sm_$a";;
     esac
   done
   OPTIONS="cuda$CUDA_VER $CUDA_DIR arch:${ARCH// /,} py$PY_VER numpy$NP_VER recipe$RECIPE_VERSION"
@@ -186,7 +178,9 @@ BUILD=.temp_release
 TOOLS="$BUILD/tools/caffe.bin $BUILD/tools/convert_imageset.bin $BUILD/tools/compute_image_mean.bin"
 step "compiling libcaffe, tools (caffe, convert_imageset, compute_image_mean) and pycaffe with $JOBS jobs"
 step "(a cold CPU build takes about 6-8 minutes on 2 cores, a CUDA build about 25; log: $WORK/make.log)"
-if ! make -j"$JOBS" lib $TOOLS pycaffe > "$WORK/make.log" 2>&1; then
+# Caffe's make must not inherit our make's command line through MAKEFLAGS: `make setup CUDA_ARCH=90`
+# would override Makefile.config's CUDA_ARCH (nvcc then takes "90" for a second input file).
+if ! env -u MAKEFLAGS -u MFLAGS -u MAKEOVERRIDES make -j"$JOBS" lib $TOOLS pycaffe > "$WORK/make.log" 2>&1; then
   tail -n 30 "$WORK/make.log" >&2
   trap - EXIT
   die "Caffe build failed; full log kept in $WORK/make.log"

@@ -33,7 +33,7 @@ fi
 FLAGS=()
 [ "$ENGINE" = podman ] && FLAGS+=(--isolation chroot --network host)
 [ -n "$ARCH" ] && FLAGS+=(--build-arg "CUDA_ARCH=$ARCH")
-LOG=$(mktemp "/tmp/linfool-docker-$KIND.XXXXXX.log")
+LOG=$(mktemp -t "linfool-docker-$KIND.XXXXXX.log")     # kept on failure; TMPDIR decides where
 START=$SECONDS
 echo "building linfool:$KIND with $ENGINE (log: $LOG)"
 if ! "$ENGINE" build "${FLAGS[@]}" -f "docker/$KIND/Dockerfile" -t "linfool:$KIND" . > "$LOG" 2>&1; then

@@ -25,6 +25,7 @@ Embedded demo data: 3 rounds of 300 images and 1000 iterations take about 4 minu
 """
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -67,8 +68,8 @@ def write_round_data(source_dir, out_dir, background_images):
     partial = out_dir.parent / f".{out_dir.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    for split in ("train_lmdb", "val_lmdb"):
-        (partial / split).symlink_to((source_dir / split).resolve())
+    for split in ("train_lmdb", "val_lmdb"):       # relative links: data/ may be seen from a host and a container
+        (partial / split).symlink_to(os.path.relpath((source_dir / split).resolve(), out_dir.parent.resolve() / out_dir.name))
     if len(background_images):
         order = np.random.default_rng(SEED).permutation(len(background_images))
         records.write(partial / "background_lmdb",

@@ -32,14 +32,14 @@ def _b64(array, dtype):
     return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
 
 
-def start_images(run_dir, params):
-    """[(label text, (3, 64, 64) float32 0..255 BGR)]: the figures' start image, VAL_STARTS seeded val
-    images and the figures' noise image."""
+def start_images(run_dir, params, start=figures.START):
+    """[(label text, (3, 64, 64) float32 0..255 BGR)]: the fooling figure's start image (first val
+    image of class `start`), VAL_STARTS seeded val images and the noise figure's image."""
     val = runs.data_dir(run_dir) / "val_lmdb"
     chosen = records.random_positions(records.count(val), VAL_STARTS, SEED)
     images, labels = records.read(val, chosen)
-    starts = [(f"val image: {params['names'][figures.find_class(params, figures.START)]}",
-               figures.start_image(run_dir, params, figures.START))]
+    starts = [(f"val image: {params['names'][figures.find_class(params, start)]}",
+               figures.start_image(run_dir, params, start))]
     starts += [(f"val image: {params['names'][label]} (record {position})", image.astype(np.float32))
                for position, image, label in zip(chosen, images, labels)]
     return starts + [("uniform noise (the noise figure's)", fooling.noise_image())]
@@ -69,15 +69,15 @@ def live_probs(scores, alphas, gram_rows):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def build(run_dir):
+def build(run_dir, start=figures.START, target=figures.TARGETS[0]):
     """Compute the explore data of a run, write its explore/templates_<i>.js, return the embedded
-    data dict. Caffe: the start images' scores and, per start and target, the settled alpha and
+    data dict; the page opens on the fooling figure's `start` image and `target` (wnid or name). Caffe: the start images' scores and, per start and target, the settled alpha and
     P(target) of the clipped image (fooling.fool, pycaffe forwards)."""
     classifier = fooling.Classifier(run_dir)
     params = classifier.params
     W = params["W"].astype(np.float64)
     K = len(W)
-    starts = start_images(run_dir, params)
+    starts = start_images(run_dir, params, start)
     xs = np.stack([x for _, x in starts])
     scores = classifier.forward(xs)[0]
     targets = np.arange(K)
@@ -100,7 +100,7 @@ def build(run_dir):
         name = f"templates_{i}.js"
         (out / name).write_text(f'linfoolExplore.chunk({i}, "{_b64(q[rows], np.uint8)}", "{_b64(gram16[rows], np.float16)}");\n')
         files.append(f"explore/{name}")
-    target_index = figures.find_class(params, figures.TARGETS[0])
+    target_index = figures.find_class(params, target)
     return {"run": Path(run_dir).name, "names": [str(n) for n in params["names"]],
             "wnids": [str(w) for w in params["wnids"]], "starts": [label for label, _ in starts],
             "x": [_b64(x, np.float32) for x in xs], "scores": _b64(scores, np.float32),
@@ -112,9 +112,9 @@ def build(run_dir):
             "default": {"start": 0, "target": int(target_index)}}
 
 
-def section(run_dir):
+def section(run_dir, start=figures.START, target=figures.TARGETS[0]):
     """The report's explore section: HTML with the data embedded and explore.js inline."""
-    data = json.dumps(build(run_dir), separators=(",", ":")).replace("</", "<\\/")
+    data = json.dumps(build(run_dir, start, target), separators=(",", ":")).replace("</", "<\\/")
     return (f"<h2 id='explore'>Explore: drag alpha and watch the probabilities</h2>"
             f"<script type='application/json' id='explore-data'>{data}</script>"
             f"<div id='explore-app'><noscript>This section needs JavaScript.</noscript></div>"

@@ -219,7 +219,8 @@ def make_figures(run, low=None, high=None, start=START, targets=TARGETS):
     x = start_image(run_dir, params, start)
     start_name = str(params["names"][find_class(params, start)])
     numbers = {"run": run, "data": runs.info(run_dir)["data"], "iteration": int(params["iteration"]),
-               "smoothness": smoothness(params["W"])}
+               "smoothness": smoothness(params["W"]), "start": start_name,
+               "targets": [str(params["names"][t]) for t in target_ids]}
     templates_selected(params, out / "blog_templates_selected.png")
     numbers["templates_grid"] = templates_all(params, out / "blog_templates_all.png")
     numbers["fooling_image"] = fooling_figure(classifier, x, target_ids, out / "blog_fooling_image.png",

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from linfool import caffe_env, curves, evaluate, explore, runs
+from linfool import caffe_env, curves, evaluate, explore, figures, runs
 
 BLOG = "http://karpathy.github.io/2015/03/30/breaking-convnets/"
 FIGURES = (
@@ -110,12 +110,13 @@ def blackbox_section(group):
         med = lambda key: f"{float(np.median([row[key] for row in r['rows']])):.1f}"  # noqa: E731
         rows.append({"run": r["run"], "pairs": len(r["rows"]),
                      "white-box alpha attack: median Linf": med("whitebox_linf"),
+                     "reached 0.99": f"{sum(row['whitebox_prob'] >= 0.99 - 1e-6 for row in r['rows'])}/{len(r['rows'])}",
                      "square attack at that Linf: reached": f"{r['squares_reached']}/{len(r['rows'])}",
                      "median queries": r["squares_median_queries"],
                      "recovery queries": r["recovery"]["queries"],
                      "recovered vs true templates (centred): correlation": f"{r['recovery']['correlation_mean']:.6f}",
                      "fooling with recovered templates: median Linf": med("recovered_linf"),
-                     "P(target)": f"{min(row['recovered_prob'] for row in r['rows']):.3f} (min)"})
+                     "reached 0.99 ": f"{sum(row['recovered_prob'] >= 0.99 - 1e-6 for row in r['rows'])}/{len(r['rows'])}"})
     return parts + [
         "<p>Each run's Caffe model as an oracle: images in, probabilities out, each image one query. Square "
         "attack (Andriushchenko et al. 2020) with the Linf the blog's white-box attack needed on the same pair; "
@@ -177,7 +178,8 @@ def write_report(run, low=None, high=None):
                 parts.append(_table(_fmt(numbers[key]), cols))
     if numbers.get("templates_grid"):
         parts.append(template_tiles(numbers["templates_grid"]))
-    parts.append(explore.section(run_dir))
+    parts.append(explore.section(run_dir, numbers.get("start", figures.START),
+                                 numbers.get("targets", figures.TARGETS)[0]))
     toy = numbers["toy"]
     parts.append(f"<p>Toy: w.x = {toy['score']:g}, P = {toy['prob']:.4f}; after x + 0.5w: w.x = "
                  f"{toy['score_adv']:g}, P = {toy['prob_adv']:.2f} (blog: -3, 0.0474; 2, 0.88).</p>")
