@@ -8,6 +8,8 @@ rlimits), buildah runs the command in a working container and `podman diff` list
 import os
 import shutil
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +39,14 @@ def run_in_image(command, mounts):
     """Run `command` (bash) in the image as UID:GID with {host: container} mounts. Returns (completed
     process, paths written in the image outside the mounts: None where --read-only enforced it)."""
     volumes = [f"{host}:{inside}" for host, inside in mounts.items()]
-    name = engine()
+    name, started = engine(), time.time()
+    try:
+        return _run(name, command, volumes, mounts)
+    finally:
+        print(f"[{time.time() - started:6.0f} s] {command}", flush=True)
+
+
+def _run(name, command, volumes, mounts):
     if name == "docker" or can_run(name):
         args = [name, "run", "--rm", "--read-only", "--user", f"{UID}:{GID}"]
         args += [a for v in volumes if not v.endswith(":/tmp") for a in ("-v", v)] + ["--tmpfs", "/tmp:exec"]
@@ -50,10 +59,10 @@ def run_in_image(command, mounts):
         diff = subprocess.run(["podman", "diff", container], capture_output=True, text=True, check=True).stdout
     finally:
         subprocess.run(["buildah", "rm", container], capture_output=True)
-    inside = set(mounts.values())
     written = [line.split(None, 1)[1] for line in diff.splitlines() if line.strip()]
-    # the runtime's own traces: mount points it creates (and their parents), /etc for hosts/resolv.conf
-    allowed = {"/etc"} | inside | {os.path.dirname(p) for p in inside}
+    # the runtime's own traces: the mount points it creates and the folders above them (marked
+    # changed), /etc for hosts and resolv.conf; a file written anywhere is listed under its own path
+    allowed = {"/etc"} | {str(parent) for inside in mounts.values() for parent in [Path(inside), *Path(inside).parents]}
     return done, [p for p in written if p not in allowed]
 
 
