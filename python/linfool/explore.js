@@ -94,7 +94,11 @@
     $("ex-target").value = optionText(t);
     $("ex-slider").value = String(state.alpha * wAbs[t]);
     const data = chunkOf(t);
-    if (!data) { $("ex-status").textContent = "loading the templates of " + D.names[t] + " ..."; return; }
+    if (!data) {                           // shown again when its file has loaded (linfoolExplore.chunk)
+      $("ex-status").textContent = "loading the templates of " + D.names[t] + " ...";
+      $("ex-numbers").textContent = $("ex-caffe").textContent = $("ex-bars").textContent = "";
+      return;
+    }
     const j = t - Math.floor(t / D.chunk) * D.chunk;
     // live scores and softmax (unclipped)
     const z = new Float64Array(K);
