@@ -222,9 +222,7 @@ def make_attack_curves(run_dirs, n_images=IMAGES, pairs=PAIRS, command=""):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="the run with the blog's settings")
-    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
-    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")
+    runs.add_group_arguments(parser)
     parser.add_argument("--images", type=int, default=IMAGES, help="val images in the sample")
     parser.add_argument("--pairs", type=int, default=PAIRS, help="(image, target) pairs in the sample")
     args = parser.parse_args(argv)

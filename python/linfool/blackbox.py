@@ -211,9 +211,7 @@ def make_blackbox(run_dirs, pairs=PAIRS, max_queries=MAX_QUERIES, command=""):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="the run with the blog's settings")
-    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
-    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")
+    runs.add_group_arguments(parser)
     parser.add_argument("--pairs", type=int, default=PAIRS, help="(val image, target) pairs, one target per image")
     parser.add_argument("--queries", type=int, default=MAX_QUERIES, help="square attack: query budget per pair")
     args = parser.parse_args(argv)

@@ -206,9 +206,7 @@ def table(rows) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="blog", help="the run with the blog's settings")
-    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
-    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")
+    runs.add_group_arguments(parser)
     args = parser.parse_args(argv)
     try:
         rows = check_claims(args.run, args.low, args.high)

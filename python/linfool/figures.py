@@ -244,9 +244,7 @@ def make_figures(run, low=None, high=None, start=START, targets=TARGETS):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="default")
-    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
-    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")
+    runs.add_group_arguments(parser)
     parser.add_argument("--start", default=START, help="class (wnid or name) of the val image to fool")
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated target classes")
     args = parser.parse_args(argv)

@@ -199,9 +199,7 @@ def write_report(run, low=None, high=None):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="default")
-    parser.add_argument("--low")
-    parser.add_argument("--high")
+    runs.add_group_arguments(parser)
     args = parser.parse_args(argv)
     try:
         out = write_report(args.run, args.low, args.high)

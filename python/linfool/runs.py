@@ -80,3 +80,11 @@ def group(run, low=None, high=None) -> list:
     dirs = [paths.run_dir(name) for name in names if newest(paths.run_dir(name)) is not None]
     same_data(dirs)
     return dirs
+
+
+def add_group_arguments(parser):
+    """--run (required) and --low/--high, the companions it is compared with (default: sweep_names);
+    every module that works on a run and its sweep takes these."""
+    parser.add_argument("--run", required=True, help="the run with the blog's settings")
+    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
+    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")

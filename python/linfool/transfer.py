@@ -70,9 +70,7 @@ def plot_transfer(result, out):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="the run with the blog's settings")
-    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
-    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")
+    runs.add_group_arguments(parser)
     parser.add_argument("--images", type=int, default=attacks.IMAGES, help="val images in the sample")
     parser.add_argument("--pairs", type=int, default=attacks.PAIRS, help="(image, target) pairs in the sample")
     args = parser.parse_args(argv)
