@@ -47,3 +47,15 @@ def tiny_runs(tiny_data, tmp_path_factory):
                         "--set", "snapshot=60", "--set", "test_iter=1", "--set", f"weight_decay={wd}"],
                        check=True, capture_output=True, env=env)
     return runs, env
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tiny_runs):
+    """`python -m linfool.figures` then `linfool.report` on the tiny runs (low, with high as its strong
+    companion), both must succeed; returns the path of low's report.html."""
+    runs, env = tiny_runs
+    for module in ("figures", "report"):
+        done = subprocess.run([sys.executable, "-m", f"linfool.{module}", "--run", "low", "--low", "low", "--high", "high"],
+                              capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    return runs / "low" / "report.html"

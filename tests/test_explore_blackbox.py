@@ -82,18 +82,8 @@ def test_blackbox_on_tiny_caffe_runs_and_its_report_rows(tiny_runs):
         assert (runs / run / "blackbox" / "blackbox.png").stat().st_size > 10_000
 
 
-@pytest.fixture(scope="module")
-def report_page(tiny_runs):
-    runs, env = tiny_runs
-    for module in ("figures", "report"):
-        done = subprocess.run([sys.executable, "-m", f"linfool.{module}", "--run", "low", "--low", "low", "--high", "high"],
-                              capture_output=True, text=True, env=env)
-        assert done.returncode == 0, done.stderr[-2000:]
-    return runs / "low" / "report.html"
-
-
-def test_explore_data_is_offline_and_its_errors_are_measured(report_page):
-    page = report_page.read_text()
+def test_explore_data_is_offline_and_its_errors_are_measured(tiny_report):
+    page = tiny_report.read_text()
     assert "id='explore'" in page and "explore/templates_0.js" in page
     assert not [src for src in page.split("src=")[1:] if src.lstrip("'\"").startswith(("http:", "https:", "//"))]
     data = json.loads(page.split("id='explore-data'>")[1].split("</script>")[0])
@@ -102,16 +92,16 @@ def test_explore_data_is_offline_and_its_errors_are_measured(report_page):
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium (make test installs it with apt; the "
                     "Docker image leaves it out)")
-def test_explore_in_a_real_browser_matches_caffe(report_page, tiny_runs):
+def test_explore_in_a_real_browser_matches_caffe(tiny_report, tiny_runs):
     from browser import Browser   # tests/browser.py: Chromium over the DevTools pipe
-    run_dir = report_page.parent
+    run_dir = tiny_report.parent
     row = json.loads((run_dir / "figures" / "figures.json").read_text())["fooling_image"][0]   # kit fox -> goldfish
     classifier = fooling.Classifier(run_dir)
     target = [str(n) for n in classifier.params["names"]].index(row["target"])
     w = classifier.params["W"][target]
     browser = Browser()
     try:
-        browser.open(report_page.as_uri())
+        browser.open(tiny_report.as_uri())
         browser.wait_for("document.getElementById('ex-live-prob')")
         data = json.loads(browser.eval("document.getElementById('explore-data').textContent"))
         # pick the figure's target by typing its name, then move the slider to the figure's alpha

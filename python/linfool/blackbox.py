@@ -32,7 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool import attacks, caffe_env, figures, fooling, records, runs  # noqa: E402
+from linfool import attacks, caffe_env, figures, fooling, records, runs, weights  # noqa: E402
 
 CONFIDENCE = 0.99
 CHUNK = 1024             # images per pycaffe forward
@@ -197,7 +197,7 @@ def make_blackbox(run_dirs, pairs=PAIRS, max_queries=MAX_QUERIES, command=""):
         result = blackbox_run(run_dir, pairs, max_queries)
         out = run_dir / "blackbox"
         out.mkdir(parents=True, exist_ok=True)
-        params = fooling.Classifier(run_dir).params
+        params = weights.load(run_dir)
         plot_templates(result, params["W"], [str(n) for n in params["names"]], out / "blackbox.png")
         del result["recovered"]
         result["command"] = command

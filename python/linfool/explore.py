@@ -61,8 +61,8 @@ def quantize_templates(W):
 
 
 def live_probs(scores, alphas, gram_rows):
-    """What the page computes: softmax(s(x) + alpha * W w_t) for (n, K) scores, (n,) alphas and
-    (n, K) rows of W W^T. float64."""
+    """What the page computes: softmax(s(x) + alpha * W w_t) for (n, K) (or (1, K)) scores, (n,) alphas
+    and (n, K) rows of W W^T. float64."""
     z = scores.astype(np.float64) + alphas[:, None] * gram_rows.astype(np.float64)
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -88,8 +88,8 @@ def build(run_dir, start=figures.START, target=figures.TARGETS[0]):
     gram16 = gram.astype(np.float16)
     q, low, high = quantize_templates(W)
     # The quantization errors, measured on what the page will decode.
-    exact = np.stack([live_probs(np.repeat(s[None], K, 0), a, gram)[targets, targets] for s, a in zip(scores, alpha_star)])
-    page = np.stack([live_probs(np.repeat(s[None], K, 0), a, gram16)[targets, targets] for s, a in zip(scores, alpha_star)])
+    exact = np.stack([live_probs(s[None], a, gram)[targets, targets] for s, a in zip(scores, alpha_star)])
+    page = np.stack([live_probs(s[None], a, gram16)[targets, targets] for s, a in zip(scores, alpha_star)])
     decoded = low[:, None] + q * ((high - low) / 255)[:, None]
     pixel_error = float((np.abs(decoded - W).max(axis=1) * alpha_star.max(axis=0)).max())
     out = Path(run_dir) / "explore"
