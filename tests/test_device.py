@@ -21,6 +21,9 @@ def machine(monkeypatch):
 def test_device_decisions(machine):
     machine(cuda=True, visible=True)
     assert [caffe_env.device(g) for g in ("auto", "cpu", "1", "0,1", "all")] == ["0", None, "1", "0,1", "all"]
+    for bad, says in (("0,0", "names a GPU twice"), ("2", "lists 2 GPU"), ("0,2", "lists 2 GPU"), ("gpu0", "not auto")):
+        with pytest.raises(caffe_env.DeviceError, match=says):      # before Caffe aborts on it
+            caffe_env.device(bad)
     machine(cuda=True, visible=False)                 # pycaffe deploy nets still run on the CPU
     assert caffe_env.device("auto") is None
     with pytest.raises(caffe_env.DeviceError, match="no GPU is visible"):
@@ -61,6 +64,24 @@ def test_gpu_check_measurements_on_the_cpu_side(tmp_path):
     losses = dict(curves.parse_log(log)["train"])
     assert sorted(losses) == [0, 50, 100] and abs(losses[0] - 6.9) < 0.7      # ~ln(1000) at the blog's init
     assert gpu_check.images_per_second(log) > 0
+
+
+def test_several_gpu_check_would_see_a_wrong_record_split(tmp_path):
+    """make gpu-check's several-GPU comparison, on the CPU: the weights read back from a snapshot are
+    reproducible, and a run that saw half the records (what P2PSync would average if both solvers got
+    the same records) lands far outside SYNC_TOLERANCE of the batch-512 run."""
+    import numpy as np
+
+    from linfool import gpu_check
+    net = gpu_check.write_data(tmp_path)
+    init = gpu_check.trained_fc(tmp_path, net, 0, None, "init")
+    full = gpu_check.trained_fc(tmp_path, net, 3, None, "full", batch=512)
+    again = gpu_check.trained_fc(tmp_path, net, 3, None, "again", batch=512)
+    half = gpu_check.trained_fc(tmp_path, net, 3, None, "half")
+    assert full.shape == (1000, 12288) and np.array_equal(full, again) and not np.array_equal(full, init)
+    assert gpu_check.change_diff(again, full, init) == 0
+    assert gpu_check.change_diff(half, full, init) > 100 * gpu_check.SYNC_TOLERANCE
+    assert gpu_check.sync_devices("0", 1) is None and gpu_check.sync_devices("1", 2) == "1,0"
 
 
 def test_several_gpus_say_what_they_change_and_can_keep_the_blogs_epochs(caffe, monkeypatch):

@@ -80,7 +80,16 @@ def device(gpu="auto"):
         if gpu == "auto":
             return None
         raise DeviceError(f"GPU={gpu} asked, but no GPU is visible (nvidia-smi); use GPU=cpu")
-    return "0" if gpu == "auto" else gpu
+    if gpu in ("auto", "all"):
+        return "0" if gpu == "auto" else gpu
+    ids = gpu.split(",")
+    if not all(i.isdigit() for i in ids):
+        raise DeviceError(f"GPU={gpu}: not auto, cpu, all, a GPU number or a list such as 0,1")
+    if len(set(ids)) < len(ids):
+        raise DeviceError(f"GPU={gpu} names a GPU twice; Caffe's several-GPU trainer (P2PSync) takes each GPU once")
+    if max(map(int, ids)) >= gpus():
+        raise DeviceError(f"GPU={gpu}: nvidia-smi lists {gpus()} GPU(s), numbered from 0")
+    return gpu
 
 
 def use_device(gpu=None):

@@ -10,7 +10,11 @@
 4. pycaffe: the blog-shaped deploy net (the blog's std 1e-4 weights, mean-subtracted 0..255 images)
    on the GPU and on the CPU: softmax max abs diff < 1e-5; and the Data layer in GPU mode (where
    linfool's build transforms a batch on all cores) gives exactly the records' pixels minus the mean;
-5. images/s of `caffe train` and of pycaffe forwards, GPU and CPU, measured in the same run.
+5. images/s of `caffe train` and of pycaffe forwards, GPU and CPU, measured in the same run;
+6. several GPUs: `caffe train --gpu=0,1` (Caffe's P2PSync: N solvers of batch 256, gradients averaged)
+   against one GPU at batch 256 x N, same seed and records: the weights' changes after SYNC_ITERS
+   iterations within SYNC_TOLERANCE. On a one-GPU box the one GPU runs both solvers (`--gpu=0,0`): the same
+   threads, record split and gradient averaging, without the copies between cards.
 Data: a temporary LMDB of random 64x64 records with 1000 classes. Exit 1 when a check fails.
 """
 import argparse
@@ -30,6 +34,8 @@ from linfool import caffe_env, curves, datum, paths, records, train
 CLASSES, TRAIN_RECORDS = 1000, 4096
 TOLERANCE = 1e-5             # pycaffe softmax, GPU vs CPU (issue 12)
 LOSS_TOLERANCE = 1e-5        # relative, train losses GPU vs CPU
+SYNC_ITERS = 40
+SYNC_TOLERANCE = 1e-4        # change_diff of N solvers vs one at N x the batch (float sums reordered)
 
 
 def write_data(work):
@@ -54,10 +60,13 @@ def write_data(work):
     return work / "net.prototxt"
 
 
-def caffe(args, gpu=None):
+def caffe(args, gpu=None, timeout=600):
     """Run the caffe tool; returns its log (stderr) and raises with the log's end when it fails."""
     cmd = [str(caffe_env.tool("caffe")), *args] + ([f"--gpu={gpu}"] if gpu is not None else [])
-    done = subprocess.run(cmd, capture_output=True, text=True, env=caffe_env.tool_env())
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=caffe_env.tool_env(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{' '.join(cmd)} did not finish in {timeout} s") from None
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-1500:]}")
     return done.stderr
@@ -71,13 +80,58 @@ def layer_times(log):
     return rows
 
 
-def train_log(work, net, iters, gpu):
+def train_log(work, net, iters, gpu, name=None, settings=()):
+    """The log of `caffe train` with the blog's solver on `net` for `iters` iterations (`gpu`: Caffe's
+    --gpu value, None for the CPU); `settings` ('key=value') go over the defaults here."""
+    name = name or ("cpu" if gpu is None else "gpu")
     solver = train.read_solver(paths.PROTOTXT / "solver.prototxt", settings=[
         f'net="{net}"', f"max_iter={iters}", "display=50", "snapshot=0", "snapshot_after_train=false",
-        "test_interval=100000000", "test_initialization=false", f"solver_mode={'CPU' if gpu is None else 'GPU'}"])
-    path = work / f"solver_{'cpu' if gpu is None else 'gpu'}.prototxt"
+        "test_iter=1", "test_interval=100000000", "test_initialization=false", f"solver_mode={'CPU' if gpu is None else 'GPU'}",
+        *settings])
+    path = work / f"solver_{name}.prototxt"
     path.write_text(text_format.MessageToString(solver))
-    return caffe(["train", f"--solver={path}"], gpu)
+    return caffe(["train", f"--solver={path}"], gpu, timeout=300)
+
+
+def trained_fc(work, net, iters, gpu, name, batch=256):
+    """fc weights (num_classes, 12288) float32 after `iters` iterations at TRAIN batch `batch`, read
+    from the snapshot `caffe train` writes (work/<name>_iter_<iters>.caffemodel)."""
+    pb2 = caffe_env.import_caffe().proto.caffe_pb2
+    param = text_format.Parse(Path(net).read_text(), pb2.NetParameter())
+    for layer in param.layer:
+        if layer.type == "Data" and layer.include[0].phase == pb2.TRAIN:
+            layer.data_param.batch_size = batch
+    (work / f"net_{name}.prototxt").write_text(text_format.MessageToString(param))
+    train_log(work, work / f"net_{name}.prototxt", iters, gpu, name,
+              ["snapshot_after_train=true", f'snapshot_prefix="{work / name}"'])
+    model = pb2.NetParameter()
+    model.ParseFromString((work / f"{name}_iter_{iters}.caffemodel").read_bytes())
+    fc = train.fc_layer(model)
+    return np.array(fc.blobs[0].data, dtype=np.float32).reshape(fc.blobs[0].shape.dim)
+
+
+def sync_devices(gpu, count):
+    """Caffe's --gpu list for the several-GPU check: `gpu` and the next card; None with one card
+    (Caffe's P2PSync refuses a card named twice)."""
+    return f"{gpu},{(int(gpu) + 1) % count}" if count > 1 else None
+
+
+def change_diff(weights, reference, init):
+    """max |(weights - init) - (reference - init)| / max |reference - init|: how far apart two runs'
+    updates are, relative to the updates themselves (at lr 1e-7 they are small next to the init)."""
+    return float(np.abs(weights - reference).max() / np.abs(reference - init).max())
+
+
+def several_gpus(work, net, gpu, iters=SYNC_ITERS):
+    """(--gpu list, change_diff): P2PSync over two solvers of batch 256 against one GPU at batch 512,
+    `iters` iterations from the same seed; Caffe's reader deals the records to the solvers in turn,
+    so both runs' iterations see the same 512 records."""
+    devices = sync_devices(gpu, caffe_env.gpus())
+    if devices is None:
+        return None, None
+    synced = trained_fc(work, net, iters, devices, "sync")
+    one = trained_fc(work, net, iters, gpu, "one", batch=512)
+    return devices, change_diff(synced, one, trained_fc(work, net, 0, gpu, "init"))
 
 
 def images_per_second(log, batch=256):
@@ -146,6 +200,7 @@ def check(gpu="0", iters=500):
                          ", ".join(f"{k} {v:.2f}" for k, v in times.items()))
         logs = {name: train_log(work, net, iters, device) for name, device in (("GPU", gpu), ("CPU", None))}
         exact = data_layer_exact(work, gpu)
+        devices, sync_diff = several_gpus(work, net, gpu)
     losses = {name: dict(curves.parse_log(log)["train"]) for name, log in logs.items()}
     worst = max((abs(losses["GPU"][i] - loss) / abs(loss) for i, loss in losses["CPU"].items()
                  if i in losses["GPU"]), default=float("inf"))
@@ -161,6 +216,13 @@ def check(gpu="0", iters=500):
     ok &= exact
     lines.append(f"Data layer in GPU mode, 3 batches of 256: {'exactly' if exact else 'NOT'} the records' pixels "
                  "minus the mean image (numpy)")
+    if devices is None:
+        lines.append("several GPUs: not checked (one GPU visible)")
+    else:
+        ok &= sync_diff < SYNC_TOLERANCE
+        lines.append(f"several GPUs, caffe train --gpu={devices} (P2PSync, 2 x 256) vs --gpu={gpu} at batch 512, "
+                     f"{SYNC_ITERS} iterations: weight updates {'agree' if sync_diff < SYNC_TOLERANCE else 'DIFFER'} "
+                     f"(max abs diff {sync_diff:.1e} of the largest update, tolerance {SYNC_TOLERANCE:g})")
     diff, py_gpu, py_cpu = pycaffe_compare(gpu)
     ok &= diff < TOLERANCE
     lines.append(f"pycaffe softmax GPU vs CPU: max abs diff {diff:.2e} ({'< ' if diff < TOLERANCE else 'NOT < '}"
