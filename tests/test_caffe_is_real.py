@@ -167,7 +167,9 @@ layer {{ name: "data" type: "Data" top: "data" top: "label" include {{ phase: TR
 def test_data_layer_batches_are_exactly_pixels_minus_the_mean(caffe, tmp_path, write_net):
     """Caffe's Data layer (linfool's build transforms a batch's records on all cores) yields exactly
     the LMDB's uint8 pixels minus the mean image in float32, record by record in LMDB order, labels
-    alongside, also for batches that wrap around the LMDB's end (numpy is the oracle)."""
+    alongside, also for batches that wrap around the LMDB's end (numpy is the oracle). The top blob
+    takes each prefetched batch's memory instead of a copy: its buffer rotates through the layer's
+    prefetch buffers (3) and its own, and each batch stays exact through a whole rotation."""
     from linfool import datum, records
     rng = np.random.default_rng(7)
     pixels = rng.integers(0, 256, (40, 3, 64, 64), dtype=np.uint8)
@@ -178,8 +180,11 @@ def test_data_layer_batches_are_exactly_pixels_minus_the_mean(caffe, tmp_path, w
     (tmp_path / "mean.binaryproto").write_bytes(datum.encode_mean(mean))
     net = caffe.Net(write_net("data.prototxt", DATA_ONLY_NET.format(mean=tmp_path / "mean.binaryproto",
                                                                     lmdb=tmp_path / "lmdb")), caffe.TRAIN)
-    for step in range(3):                                 # records 0-15, 16-31, 32-39 + 0-7
+    buffers = []
+    for step in range(8):                                 # records 0-15, 16-31, 32-39 + 0-7, ...
         net.forward()
         order = (16 * step + np.arange(16)) % 40
         np.testing.assert_array_equal(net.blobs["data"].data, pixels[order].astype(np.float32) - mean)
         np.testing.assert_array_equal(net.blobs["label"].data, labels[order].astype(np.float32))
+        buffers.append(net.blobs["data"].data.ctypes.data)
+    assert len(set(buffers)) == 4 and buffers[4:] == buffers[:4]
