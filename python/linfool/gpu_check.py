@@ -13,8 +13,7 @@
 5. images/s of `caffe train` and of pycaffe forwards, GPU and CPU, measured in the same run;
 6. several GPUs: `caffe train --gpu=0,1` (Caffe's P2PSync: N solvers of batch 256, gradients averaged)
    against one GPU at batch 256 x N, same seed and records: the weights' changes after SYNC_ITERS
-   iterations within SYNC_TOLERANCE. On a one-GPU box the one GPU runs both solvers (`--gpu=0,0`): the same
-   threads, record split and gradient averaging, without the copies between cards.
+   iterations within SYNC_TOLERANCE. With one GPU it says it did not check (P2PSync refuses `--gpu=0,0`).
 Data: a temporary LMDB of random 64x64 records with 1000 classes. Exit 1 when a check fails.
 """
 import argparse
@@ -86,8 +85,8 @@ def train_log(work, net, iters, gpu, name=None, settings=()):
     name = name or ("cpu" if gpu is None else "gpu")
     solver = train.read_solver(paths.PROTOTXT / "solver.prototxt", settings=[
         f'net="{net}"', f"max_iter={iters}", "display=50", "snapshot=0", "snapshot_after_train=false",
-        "test_iter=1", "test_interval=100000000", "test_initialization=false", f"solver_mode={'CPU' if gpu is None else 'GPU'}",
-        *settings])
+        "test_iter=1", "test_interval=100000000", "test_initialization=false",
+        f"solver_mode={'CPU' if gpu is None else 'GPU'}", *settings])
     path = work / f"solver_{name}.prototxt"
     path.write_text(text_format.MessageToString(solver))
     return caffe(["train", f"--solver={path}"], gpu, timeout=300)
@@ -216,8 +215,8 @@ def check(gpu="0", iters=500):
     rate_gpu, rate_cpu = images_per_second(logs["GPU"]), images_per_second(logs["CPU"])
     lines.append(f"caffe train images/s: GPU {rate_gpu:,.0f}, CPU {rate_cpu:,.0f} ({rate_gpu / rate_cpu:.1f}x)")
     ok &= exact
-    lines.append(f"Data layer in GPU mode, 8 batches of 256 (two rotations of its buffers): {'exactly' if exact else 'NOT'} the records' pixels "
-                 "minus the mean image (numpy)")
+    lines.append(f"Data layer in GPU mode, 8 batches of 256 (two rotations of its buffers): "
+                 f"{'exactly' if exact else 'NOT'} the records' pixels minus the mean image (numpy)")
     if devices is None:
         lines.append("several GPUs: not checked (one GPU visible)")
     else:
