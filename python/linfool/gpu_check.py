@@ -2,7 +2,7 @@
 
     python -m linfool.gpu_check [--gpu 0] [--iters 500]      # also written to runs/gpu_check.txt
 
-1. the GPU (nvidia-smi) and Caffe's own `caffe device_query`;
+1. the GPU (nvidia-smi), the Caffe build (its recipe and CUDA archs) and Caffe's own `caffe device_query`;
 2. `caffe time` per layer for the blog's net (12288 -> 1000, batch 256) on the GPU and on the CPU;
 3. `caffe train` of the blog's solver for --iters iterations on the GPU and on the CPU, same data and
    seed: the train losses at every logged iteration within a relative LOSS_TOLERANCE (Caffe prints 6
@@ -186,12 +186,19 @@ def data_layer_exact(work, gpu, batch=256, batches=8):
     return True
 
 
+def caffe_build():
+    """The build's options line from the tree's BUILD_INFO (tools/build_caffe.sh writes it: CPU or CUDA
+    version and archs, Python, numpy, recipe), e.g. 'options cpu py3.11 numpy2.2.6 recipe6'."""
+    info = caffe_env.caffe_tree() / "BUILD_INFO"
+    return info.read_text().splitlines()[1] if info.is_file() else "no BUILD_INFO (not built by linfool)"
+
+
 def check(gpu="0", iters=500):
     """Run every check; returns (report lines, all passed)."""
     lines, ok = [], True
     smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap",
                           "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
-    lines += [f"GPU: {smi}", "caffe device_query:", *(f"  {line}" for line in caffe_env.device_query(gpu).splitlines())]
+    lines += [f"GPU: {smi}", f"Caffe: {caffe_env.caffe_tree()}: {caffe_build()}", "caffe device_query:", *(f"  {line}" for line in caffe_env.device_query(gpu).splitlines())]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         net = write_data(work)
