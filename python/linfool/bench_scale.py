@@ -6,7 +6,8 @@ Writes a 1000-class data set straight into LMDBs (random Datums: fast; --train r
 50,000 val), trains a 2-iteration run on it with `caffe train` (a real snapshot and run.json), then
 runs each stage as its own process and reads that process's peak RSS (os.wait4): a full streaming
 pass over the train LMDB, `make eval` (every val record + the 10,000-record train sample), one
-attack-curve sample, and one background round. Prints each stage's records/s and its projection
+attack-curve sample, one background round, the figures, one black-box pair and the report with its
+explore data. Prints each stage's records/s and its projection
 to ImageNet's 1,281,167 train / 50,000 val records. Goal: peak RSS < 2 GB, independent of size.
 """
 import argparse
@@ -67,6 +68,10 @@ def bench_scale(work, n_train, n_val):
         ("background, 1 round (20 images, 10 iters)", [*py, "linfool.background", "--run", "scale", "--rounds", "1",
                                                       "--fool", "20", "--iters", "10", "--measure-images", "2"],
          3 * (n_val + 10_000), 3 * (IMAGENET_VAL + 10_000)),
+        ("figures (1000 templates, fooling)", [*py, "linfool.figures", "--run", "scale"], 6, 6),
+        ("black-box, 1 pair (12,289 + 1,000 queries)", [*py, "linfool.blackbox", "--run", "scale", "--pairs", "1",
+                                                        "--queries", "1000"], 1, 1),
+        ("report (explore: 5 starts x 1000 targets)", [*py, "linfool.report", "--run", "scale"], 5, 5),
     ]
     print(f"\nImageNet scale: {n_train:,} train + {n_val:,} val records of 1000 classes written directly at "
           f"{write_rate:,.0f} records/s ({(n_train + n_val) * records.record_bytes() / 1e9:.1f} GB of LMDB)")
