@@ -68,8 +68,9 @@ def write_round_data(source_dir, out_dir, background_images):
     partial = out_dir.parent / f".{out_dir.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    final = out_dir.parent.resolve() / out_dir.name       # where the links end up once `partial` is renamed
     for split in ("train_lmdb", "val_lmdb"):       # relative links: data/ may be seen from a host and a container
-        (partial / split).symlink_to(os.path.relpath((source_dir / split).resolve(), out_dir.parent.resolve() / out_dir.name))
+        (partial / split).symlink_to(os.path.relpath((source_dir / split).resolve(), final))
     if len(background_images):
         order = np.random.default_rng(SEED).permutation(len(background_images))
         records.write(partial / "background_lmdb",

@@ -71,8 +71,9 @@ def live_probs(scores, alphas, gram_rows):
 
 def build(run_dir, start=figures.START, target=figures.TARGETS[0]):
     """Compute the explore data of a run, write its explore/templates_<i>.js, return the embedded
-    data dict; the page opens on the fooling figure's `start` image and `target` (wnid or name). Caffe: the start images' scores and, per start and target, the settled alpha and
-    P(target) of the clipped image (fooling.fool, pycaffe forwards)."""
+    data dict; the page opens on the fooling figure's `start` image and `target` (wnid or name).
+    Caffe: the start images' scores and, per start and target, the settled alpha and P(target) of
+    the clipped image (fooling.fool, pycaffe forwards)."""
     classifier = fooling.Classifier(run_dir)
     params = classifier.params
     W = params["W"].astype(np.float64)

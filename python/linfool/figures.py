@@ -156,7 +156,7 @@ def fooling_figure(classifier, x, targets, out, title):
 def regularization_figure(runs, x, target_name, out):
     """Blog: the same image fooled on a low- and a high-regularization run, rows one above the
     other, each with its val top-1 and what fooling needed; beside it, each run's templates."""
-    fig, axes = plt.subplots(len(runs), 4, figsize=(10, 2.8 * len(runs)), squeeze=False)
+    fig, axes = plt.subplots(len(runs), 4, figsize=(10, 3.1 * len(runs)), squeeze=False)
     numbers = []
     for row, (label, run_dir) in zip(axes, runs):
         classifier = fooling.Classifier(run_dir)
