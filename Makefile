@@ -5,7 +5,12 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 SETUP := tools/setup.sh
 
-DATA ?= synthetic                 # data set under data/ (make data IMAGENET=/path builds 'imagenet')
+# Names (RUN, DATA, LOW, HIGH) are plain names: letters, digits, '.', '_', '-' (linfool.paths refuses
+# anything else in one line). Paths (IMAGENET, VAL_TXT) may hold spaces and non-ASCII letters: every
+# value reaches Python as one shell-quoted word ($(call q,...)).
+q = '$(subst ','"'"',$(1))'
+# The data set under data/ (make data IMAGENET=/path builds 'imagenet').
+DATA ?= synthetic
 # The run under runs/: 'blog' on the embedded set, else the data set's name (DATA=imagenet -> imagenet).
 RUN ?= $(if $(filter synthetic,$(strip $(DATA))),blog,$(strip $(DATA)))
 SOLVER ?= prototxt/solver.prototxt
@@ -22,7 +27,14 @@ ARGS ?=                           # extra flags for `caffe train`
 # <RUN>_reg_low/<RUN>_reg_high otherwise: linfool.runs.sweep_names), always of RUN's data set.
 LOW ?=
 HIGH ?=
-IMAGENET ?=                       # ILSVRC2012 root (train/<wnid>/, val/) for make data
+# make data: the ILSVRC2012 root (train/<wnid>/, val/), and a Caffe val.txt for a flat val/ whose files
+# are not the official ILSVRC2012 val images.
+IMAGENET ?=
+VAL_TXT ?=
+# make figures / make report: the class of the val image to fool and the target classes (wnid or name;
+# default kit fox -> goldfish,school bus, or the data set's own first classes when it lacks them).
+START ?=
+TARGETS ?=
 VAL_PER_CLASS ?=                  # make eval: a seeded class-balanced val subset instead of every record
 PAIRS ?=                          # attack-curves, transfer: (image, target) pairs sampled (default 510);
                                   #   blackbox: pairs, one target per image (default 6)
@@ -36,13 +48,17 @@ MEASURE ?= 10
 # with RESUME=1 are applied as a logged change.
 RESUMING = $(filter 1,$(strip $(RESUME)))
 CHANGED = $(strip $(SET))$(if $(filter command line,$(origin OVERLAY)),$(OVERLAY))
-TRAIN = $(PY) -m linfool.train --gpu $(strip $(GPU)) $(foreach s,$(SET),--set $(s)) \
+TRAIN = $(PY) -m linfool.train --gpu $(call q,$(strip $(GPU))) $(foreach s,$(SET),--set $(call q,$(s))) \
 	$(if $(filter 1,$(strip $(KEEP_EPOCHS))),--keep-epochs) \
 	$(if $(RESUMING),--resume $(if $(CHANGED),--change-solver $(if $(filter command line,$(origin OVERLAY)),$(foreach o,$(OVERLAY),--overlay $(o)))),\
-	--data $(strip $(DATA)) --solver $(SOLVER) $(foreach o,$(OVERLAY),--overlay $(o)))
-GROUP = --run $(strip $(RUN)) $(if $(strip $(LOW)),--low $(strip $(LOW))) $(if $(strip $(HIGH)),--high $(strip $(HIGH)))
+	--data $(call q,$(strip $(DATA))) --solver $(SOLVER) $(foreach o,$(OVERLAY),--overlay $(o)))
+GROUP = --run $(call q,$(strip $(RUN))) $(if $(strip $(LOW)),--low $(call q,$(strip $(LOW)))) \
+	$(if $(strip $(HIGH)),--high $(call q,$(strip $(HIGH))))
+CLASSES = $(if $(START),--start $(call q,$(START))) $(if $(TARGETS),--targets $(call q,$(TARGETS)))
+# Who holds a run's or a data set's lock, in the message a second writer gets.
+export LINFOOL_COMMAND = make $(MAKECMDGOALS) $(MAKEOVERRIDES)
 
-.PHONY: help setup test demo data train sweep eval weights figures attack-curves transfer claims background blackbox report bench rehearse test-docker test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
+.PHONY: help setup test test-caffe test-faults demo data train sweep eval weights figures attack-curves transfer claims background blackbox report bench rehearse test-docker test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
 
 help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (DATA=$(strip $(DATA)) RUN=$(strip $(RUN)) GPU=$(strip $(GPU)))"
@@ -54,12 +70,24 @@ SETUP_CUDA = $(if $(filter auto,$(strip $(GPU))),,LINFOOL_CUDA=$(if $(filter cpu
 	$(if $(strip $(CUDA_ARCH)),CUDA_ARCH=$(strip $(CUDA_ARCH)))
 
 setup: ## install apt packages, build Caffe once (cached in ~/.cache/linfool), create .venv [GPU=1: CUDA build, CUDA_ARCH=auto|all|80,90]
+	@[[ "$(strip $(GPU))" =~ ^(auto|cpu|all|[0-9]+(,[0-9]+)*)$$ ]] || { echo "ERROR: GPU=$(strip $(GPU)) is not auto, cpu,"\
+	" all, a GPU number or a list such as 0,1 (make setup GPU=1 builds the CUDA Caffe, GPU=cpu the CPU one)" >&2; exit 2; }
 	@$(SETUP_CUDA) $(SETUP)
 
-test: ## run the test suite (sets everything up first; chromium for the report's browser test)
+test: ## run the test suite (sets everything up first; Caffe's own tests once per Caffe build; chromium, valgrind)
 	@$(SETUP)
 	@tools/install_system_deps.sh --tests
+	@if [ -n "$$CAFFE_ROOT" ]; then echo "Caffe's own tests: skipped (CAFFE_ROOT is your own Caffe; linfool tests the Caffe it builds)"; \
+	else tools/test_caffe.sh $(PY) --if-needed; fi
 	$(PY) -m pytest
+
+test-caffe: ## Caffe's own gtest suite (data layers, solver, net, IO, ...) built against the cached libcaffe, run now (~5 min)
+	@$(SETUP)
+	tools/test_caffe.sh $(PY)
+
+test-faults: ## fault injection: SIGKILL at random points of make data, train, figures and report, then rerun (~10 min)
+	@$(SETUP)
+	$(PY) -m pytest -m faults tests/test_faults.py
 
 rehearse: ## the README's ImageNet recipe end to end on a generated 1000-class ILSVRC2012-shaped tree (~9 min)
 	@$(SETUP)
@@ -82,18 +110,17 @@ device-query: ## the GPUs Caffe sees (caffe device_query), or one line saying wh
 	@$(SETUP)
 	$(PY) -m linfool.caffe_env --device-query
 
-data: ## build train/val LMDBs + mean + labels: embedded synthetic set, or IMAGENET=/path
+data: ## build train/val LMDBs + mean + labels, published whole: embedded synthetic set, or IMAGENET=/path [VAL_TXT=]
 	@$(SETUP)
-	$(PY) -m linfool.data $(if $(strip $(IMAGENET)),--imagenet $(strip $(IMAGENET)))
+	$(PY) -m linfool.data $(if $(IMAGENET),--imagenet $(call q,$(IMAGENET))) $(if $(VAL_TXT),--val-txt $(call q,$(VAL_TXT)))
 
 train: ## caffe train into runs/$(RUN) [RUN= DATA= SOLVER= OVERLAY= SET= GPU= RESUME=1 ARGS=]
 	@$(SETUP)
-	$(TRAIN) --run $(strip $(RUN)) -- $(ARGS)
-	$(PY) -m linfool.curves --run $(strip $(RUN))
+	$(TRAIN) --run $(call q,$(strip $(RUN))) -- $(ARGS)
 
 sweep: ## train RUN and its regularization companions: <low> (wd 0.0005), RUN (wd 100), <high> (wd 10000)
 	@$(SETUP)
-	$(TRAIN) --sweep --run $(strip $(RUN)) -- $(ARGS)
+	$(TRAIN) --sweep --run $(call q,$(strip $(RUN))) -- $(ARGS)
 
 eval: ## top-1/top-5 of RUN and its sweep over EVERY val record -> runs/*/metrics.json [VAL_PER_CLASS=N: a subset]
 	@$(SETUP)
@@ -101,17 +128,17 @@ eval: ## top-1/top-5 of RUN and its sweep over EVERY val record -> runs/*/metric
 
 weights: ## save runs/$(RUN)/weights.npz (W, b, mean, labels) from the newest snapshot
 	@$(SETUP)
-	$(PY) -m linfool.weights --run $(strip $(RUN))
+	$(PY) -m linfool.weights --run $(call q,$(strip $(RUN)))
 
-figures: ## the blog's figures from runs/$(RUN) into runs/$(RUN)/figures/ [LOW= HIGH=]
+figures: ## the blog's figures from runs/$(RUN) into runs/$(RUN)/figures/ [LOW= HIGH= START= TARGETS=]
 	@$(SETUP)
-	$(PY) -m linfool.figures $(GROUP)
+	$(PY) -m linfool.figures $(GROUP) $(CLASSES)
 
 attack-curves: ## fooled fraction vs Linf budget, blog vs sign direction, RUN and its sweep [PAIRS=510] -> runs/$(RUN)/attacks/
 	@$(SETUP)
 	$(PY) -m linfool.attacks $(GROUP) $(if $(strip $(PAIRS)),--pairs $(strip $(PAIRS)))
 
-transfer: ## fooling images made on each run of RUN's sweep, classified by the others [PAIRS=510] -> runs/$(RUN)/attacks/
+transfer: ## fooling images made on each run of RUN's sweep, classified by the others [PAIRS=510] -> runs/$(RUN)/transfer/
 	@$(SETUP)
 	$(PY) -m linfool.transfer $(GROUP) $(if $(strip $(PAIRS)),--pairs $(strip $(PAIRS)))
 
@@ -121,16 +148,16 @@ claims: ## the blog's claims measured on RUN and its sweep, with verdicts -> run
 
 background: ## background-class defence: rounds of fooling images + caffe fine-tuning [ROUNDS= FOOL= ITERS= MEASURE=]
 	@$(SETUP)
-	$(PY) -m linfool.background --run $(strip $(RUN)) --rounds $(strip $(ROUNDS)) --fool $(strip $(FOOL)) \
+	$(PY) -m linfool.background --run $(call q,$(strip $(RUN))) --rounds $(strip $(ROUNDS)) --fool $(strip $(FOOL)) \
 		--iters $(strip $(ITERS)) --measure-images $(strip $(MEASURE))
 
 blackbox: ## fooling with scores only (no weights): square attack + exact template recovery, RUN and its sweep [PAIRS=6 QUERIES=10000] -> runs/*/blackbox/
 	@$(SETUP)
 	$(PY) -m linfool.blackbox $(GROUP) $(if $(strip $(PAIRS)),--pairs $(strip $(PAIRS))) $(if $(strip $(QUERIES)),--queries $(strip $(QUERIES)))
 
-report: ## one HTML page with every figure and number: runs/$(RUN)/report.html
+report: ## one HTML page with every figure and number, each section with its snapshot: runs/$(RUN)/report.html [START= TARGETS=]
 	@$(SETUP)
-	$(PY) -m linfool.report $(GROUP)
+	$(PY) -m linfool.report $(GROUP) $(CLASSES)
 
 demo: ## set up, then data -> train x3 -> eval -> figures -> attack curves, transfer, background class, claims, blackbox -> report
 	@$(MAKE) --no-print-directory data DATA=synthetic IMAGENET=

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from linfool import attacks, claims, datum, fooling, records
+from linfool import attacks, claims, datum, fooling, paths, records, runs
 
 INPUTS = 3 * 64 * 64
 C = 1e-4          # weight scale of the hand-made model
@@ -37,7 +37,7 @@ def linear_run(caffe, tmp_path_factory):
     net.params["fc"][1].data[...] = b
     net.save(str(run / "snap_iter_1.caffemodel"))
     np.savez(run / "weights.npz", W=W, b=b, mean=np.zeros((3, 64, 64), np.float32), wnids=np.array(["a", "b"]),
-             names=np.array(["a", "b"]), iteration=1)
+             names=np.array(["a", "b"]), iteration=1, snapshot_sha256=runs.check_file(run / "snap_iter_1.caffemodel")[1])
     return run
 
 
@@ -89,14 +89,21 @@ def test_attack_curves_and_transfer_on_tiny_caffe_runs(tiny_runs):
     assert np.all(np.array(result["curves"]["blog"]) <= np.array(result["curves"]["bound"]) + 1e-9)
     assert (runs / "low" / "attacks" / "attack_curves_runs.png").stat().st_size > 5_000
     _run("transfer", env, "--run", "low", "--high", "high", "--images", "2")
-    transfer = json.loads((runs / "low" / "attacks" / "transfer.json").read_text())
+    transfer = json.loads((runs / "low" / "transfer" / "transfer.json").read_text())
     matrix = np.array(transfer["matrix"])
     assert matrix.shape == (2, 2) and np.all(np.diag(matrix) == 1.0)   # fooled on the source, by construction
 
 
 def test_every_claim_row_has_a_verdict(tiny_runs, monkeypatch):
-    runs, _ = tiny_runs
-    monkeypatch.setattr(claims.paths, "RUNS", runs)
+    runs_dir, env = tiny_runs
+    group = ["--run", "low", "--low", "low", "--high", "high"]
+    (runs_dir / "low" / "metrics.json").unlink(missing_ok=True)
+    refused = subprocess.run([sys.executable, "-m", "linfool.claims", *group], capture_output=True, text=True,
+                             env=env)
+    for module, extra in (("evaluate", []), ("figures", []), ("attacks", ["--images", "2"])):
+        _run(module, env, *group, *extra)
+    monkeypatch.setattr(paths, "RUNS", runs_dir)
+    monkeypatch.setattr(paths, "DATA", Path(env["LINFOOL_DATA"]))
     rows = claims.check_claims("low", "low", "high")
     assert len(rows) >= 10
     assert all(r["verdict"] in (claims.HOLDS, claims.FAILS, claims.UNCHECKABLE) for r in rows)
@@ -105,6 +112,8 @@ def test_every_claim_row_has_a_verdict(tiny_runs, monkeypatch):
     assert by_claim["init"]["verdict"] == claims.HOLDS          # Caffe's forward at iteration 0
     assert by_claim["toy:"]["verdict"] == claims.HOLDS
     assert by_claim["~3.0"]["verdict"] == claims.UNCHECKABLE    # 18 classes, not ImageNet
+    # before its inputs existed (or when they are out of date), the claims were refused in one line
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "`make " in refused.stderr
 
 
 def test_background_rounds_fine_tune_with_caffe_and_the_report_shows_everything(tiny_runs):
@@ -127,7 +136,7 @@ def test_background_rounds_fine_tune_with_caffe_and_the_report_shows_everything(
     assert len(background) == rounds[1]["background_images"] and set(background) == {18}
     net = (runs / "low_bg1" / "train_val.prototxt").read_text()
     assert net.count('type: "Data"') == 3 and net.count('type: "Concat"') == 2
-    assert str(round_data / "background_lmdb") in net and str(round_data / "train_lmdb") in net
+    assert str(round_data.resolve() / "background_lmdb") in net and str(round_data.resolve() / "train_lmdb") in net
     assert "data_mix" in (runs / "low_bg1" / "train.log").read_text()
     _run("attacks", env, "--run", "low", "--high", "high", "--images", "2")
     _run("transfer", env, "--run", "low", "--high", "high", "--images", "2")
@@ -135,6 +144,6 @@ def test_background_rounds_fine_tune_with_caffe_and_the_report_shows_everything(
     _run("figures", env, "--run", "low", "--low", "low", "--high", "high")
     _run("report", env, "--run", "low", "--low", "low", "--high", "high")
     page = (runs / "low" / "report.html").read_text()
-    for part in ("python -m linfool.claims", "<th>verdict</th>", "toy: w.x = -3", "attacks/attack_curves.png", "attacks/transfer.png", "background/background.png",
-                 "python -m linfool.background"):
+    for part in ("python -m linfool.claims", "<th>verdict</th>", "toy: w.x = -3", "attacks/attack_curves.png",
+                 "transfer/transfer.png", "background/background.png", "python -m linfool.background"):
         assert part in page, part

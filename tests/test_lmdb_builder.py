@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from linfool import caffe_env, data, datasets, datum, lmdb_builder, records, synthetic
+from linfool import caffe_env, data, datasets, datum, lmdb_builder, records, sources, synthetic
 
 
 def _photo(seed, w=500, h=375):
@@ -145,7 +145,7 @@ def test_shuffle_is_seeded(tmp_path, odd_images):
 
 def _official_val_names(wnid_index, count):
     """`count` official ILSVRC2012 val file names whose label is `wnid_index` (1k numbering)."""
-    official = datasets.imagenet_table("val_image_to_1k_label.json")
+    official = sources.imagenet_table("val_image_to_1k_label.json")
     return sorted(name for name, label in official.items() if label == wnid_index)[:count]
 
 
@@ -171,8 +171,8 @@ def test_per_class_folders_at_any_depth(tmp_path):
     for wnid in ("n02", "n01"):
         (root / wnid / "images").mkdir(parents=True)
         cv2.imwrite(str(root / wnid / "images" / "a.JPEG"), _photo(1))
-    wnids = sorted(datasets.scan(root))
+    wnids = sorted(sources.scan(root))
     assert wnids == ["n01", "n02"]
-    assert datasets.folder_items(root, wnids) == [("n01/images/a.JPEG", 0), ("n02/images/a.JPEG", 1)]
-    with pytest.raises(datasets.DatasetError, match="ILSVRC2012 layout"):
-        datasets.imagenet_splits(tmp_path / "nowhere")
+    assert sources.folder_items(root, wnids) == [("n01/images/a.JPEG", 0), ("n02/images/a.JPEG", 1)]
+    with pytest.raises(sources.DatasetError, match="ILSVRC2012 layout"):
+        sources.imagenet_splits(tmp_path / "nowhere")

@@ -2,16 +2,16 @@
 log, snapshots and curves; resume equals an uninterrupted run; bad configs fail in one line."""
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
-import lmdb
 import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from linfool import datum, paths
+from linfool import datasets, datum, paths, records
 
 TRAIN = [sys.executable, "-m", "linfool.train"]
 # Tiny set: 144 train images, batch 256: every 9 iterations end on an epoch boundary.
@@ -70,25 +70,22 @@ def test_resume_from_an_epoch_boundary_equals_the_uninterrupted_run(caffe, tiny_
     assert np.abs(nets[0].params["fc"][0].data).max() > 0
 
 
-def _lmdb(path, records):
-    env = lmdb.open(str(path), map_size=1 << 26)
-    with env.begin(write=True) as txn:
-        for i, (image, label) in enumerate(records):
-            txn.put(f"{i:08d}".encode(), datum.encode_datum(image, label))
-    env.close()
-
-
 def _broken_set(root, name, train_records):
-    """A copy of the tiny set whose train LMDB is replaced by `train_records`."""
+    """A data set published like make data's (linfool.datasets), the tiny set's val LMDB and labels,
+    whose train LMDB holds `train_records` [(image, label)]; None: a folder made by hand instead."""
     src = root / "tiny"
-    dst = root / name
-    dst.mkdir()
-    (dst / "labels.txt").write_text((src / "labels.txt").read_text())
-    (dst / "val_lmdb").symlink_to(src / "val_lmdb")
-    (dst / "train_lmdb").mkdir()
-    (dst / "train_lmdb" / "mean.binaryproto").write_bytes((src / "train_lmdb" / "mean.binaryproto").read_bytes())
-    if train_records is not None:
-        _lmdb(dst / "train_lmdb", train_records)
+    if train_records is None:
+        (root / name / "train_lmdb").mkdir(parents=True)
+        (root / name / "labels.txt").write_text((src / "labels.txt").read_text())
+        return
+    with datasets.building(root / name) as build:
+        shutil.copytree(src / "val_lmdb", build.dir / "val_lmdb")
+        shutil.copy(src / "labels.txt", build.dir / "labels.txt")
+        records.write(build.dir / "train_lmdb", ((f"{i:08d}".encode(), datum.encode_datum(image, label))
+                                                 for i, (image, label) in enumerate(train_records)), len(train_records),
+                      shape=train_records[0][0].shape if train_records else (3, 64, 64))
+        shutil.copy(src / "train_lmdb" / "mean.binaryproto", build.dir / "train_lmdb" / "mean.binaryproto")
+        build.publish()
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -96,14 +93,14 @@ def _broken_set(root, name, train_records):
     ("empty", "is empty"),
     ("shape", "(3, 32, 32) records"),
     ("label", "labels up to 40"),
-    ("no_lmdb", "no LMDB at"),
+    ("no_lmdb", "is not a whole data set"),
     ("gpu", "built CPU-only"),
     ("bad_key", "not a SolverParameter key"),
 ])
 def test_bad_configs_fail_in_one_line_before_caffe(tiny_data, tmp_path, case, expected):
     data_root = tmp_path / "data"
     data_root.mkdir()
-    (data_root / "tiny").symlink_to(tiny_data / "tiny")
+    (data_root / "tiny").symlink_to(tiny_data / "tiny")      # a link to a published set: the same set
     image = np.zeros((3, 64, 64), np.uint8)
     builders = {"empty": [], "shape": [(np.zeros((3, 32, 32), np.uint8), 0)], "label": [(image, 40)],
                 "no_lmdb": None}
@@ -122,18 +119,21 @@ def test_bad_configs_fail_in_one_line_before_caffe(tiny_data, tmp_path, case, ex
 
 
 def test_ctrl_c_makes_caffe_snapshot_and_stop(tiny_data, tmp_path):
-    """Ctrl-C reaches the whole process group; the wrapper lets Caffe handle it (sigint_effect=stop)."""
+    """Ctrl-C reaches the whole process group; the wrapper lets Caffe handle it (sigint_effect=stop: a
+    snapshot), then exits 130 saying how to continue."""
     # snapshot only at the end (or the stop): on a loaded machine Caffe runs many iterations past the
     # "Iteration 5" line before the signal lands, and periodic snapshots would blur what is checked
     proc = subprocess.Popen(TRAIN + ["--data", "tiny", "--run", "interrupted", *SHORT, "--set", "max_iter=100000",
                                      "--set", "snapshot=100000"],
-                            stdout=subprocess.PIPE, text=True, env=_env(tiny_data, tmp_path), start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tiny_data, tmp_path),
+                            start_new_session=True)
     for line in proc.stdout:
         if line.startswith("Iteration 5,"):
             break
     os.killpg(proc.pid, signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 0
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130          # non-zero: `make train && make eval` stops here
+    assert "stopped at iteration" in err and "RESUME=1` continues" in err
     snapshots = list((tmp_path / "interrupted").glob("snap_iter_*.caffemodel"))
     assert len(snapshots) == 1 and int(snapshots[0].stem.rsplit("_", 1)[1]) < 100000
     assert "Optimization stopped early" in (tmp_path / "interrupted" / "train.log").read_text()

@@ -18,11 +18,10 @@ below epsilon* = (s_true - s_target + ln 99) / ||w_target - w_true||_1: the "bou
 
 Cost: pairs x 256 budgets x 2 directions pycaffe forwards (510 pairs: 261,120), printed with an
 estimated time before it starts. Runs: --run and its sweep companions (linfool.runs.group: --low and
---high default to runs.sweep_names), those trained so far, all on one data set. Writes
-runs/<run>/attacks/attack_curves.json and .png for each, and attack_curves_runs.png under --run.
+--high default to runs.sweep_names), those trained so far, all on one data set. Writes each run's
+runs/<run>/attacks/ whole (attack_curves.json with its snapshot and data set, attack_curves.png),
+and attack_curves_runs.png under --run's.
 """
-import argparse
-import json
 import math
 import sys
 import time
@@ -33,7 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool import caffe_env, fooling, records, runs  # noqa: E402
+from linfool import cli, files, fooling, records, runs  # noqa: E402
 
 CONFIDENCE = 0.99
 EPSILONS = np.arange(256)            # Linf budgets in 0..255 pixel units
@@ -139,19 +138,20 @@ def _median(values):
     return float(np.median(values))     # json writes inf as Infinity, which json.loads reads back
 
 
-def attack_curves(run_dir, n_images=IMAGES, pairs=PAIRS, num_classes=None, quiet=False):
+def attack_curves(run, n_images=IMAGES, pairs=PAIRS, num_classes=None, quiet=False):
     """Measure both directions and the bound on the run's val sample; returns the json dict.
     Targets are drawn from the first `num_classes` classes (default: all)."""
-    classifier = fooling.Classifier(run_dir)
+    run = runs.as_run(run)
+    classifier = fooling.Classifier(run)
     W = classifier.params["W"]
-    val = runs.data_dir(run_dir) / "val_lmdb"
+    val = run.dataset().lmdb("val")
     images, labels, which, targets, about = pair_sample(val, num_classes or len(W), n_images, pairs)
     x, true = images[which], labels[which]
     forwards = len(targets) * (len(EPSILONS) * len(KINDS) + 1)
     if not quiet:
-        print(f"attack curves, run {run_dir.name}: " + describe(about, forwards, seconds_per_forward(classifier)),
+        print(f"attack curves, run {run.name}: " + describe(about, forwards, seconds_per_forward(classifier)),
               flush=True)
-    result = {"run": run_dir.name, "data": runs.info(run_dir)["data"], "confidence": CONFIDENCE, **about,
+    result = {"run": run.name, "data": run.dataset().name, "confidence": CONFIDENCE, **about,
               "forwards": forwards, "epsilons": EPSILONS.tolist(), "curves": {}, "median_epsilon": {}}
     for kind in KINDS:
         fooled = fooled_at(classifier, x, targets, directions(W, true, targets, kind))
@@ -203,36 +203,38 @@ def plot_runs(results, out):
     _finish(fig, ax, "Fooling difficulty across runs", out)
 
 
-def make_attack_curves(run_dirs, n_images=IMAGES, pairs=PAIRS, command=""):
-    """attack_curves.json/.png for each run, and the comparison plot in the first run's folder."""
+def make_attack_curves(group, n_images=IMAGES, pairs=PAIRS, command=""):
+    """attack_curves.json/.png for each run (each run's attacks/ published whole once all are
+    measured), and the comparison plot in the first run's folder."""
     results = []
-    for run_dir in run_dirs:
-        out = run_dir / "attacks"
-        out.mkdir(parents=True, exist_ok=True)
-        result = attack_curves(run_dir, n_images, pairs)
-        result["command"] = command
-        (out / "attack_curves.json").write_text(json.dumps(result, indent=1) + "\n")
-        plot_run(result, out / "attack_curves.png")
+    for run in group:
+        result = attack_curves(run, n_images, pairs)
+        result.update(command=command, sources=[run.source()])
         results.append(result)
-        print(f"{run_dir.name}: median epsilon to fool to {CONFIDENCE}: " + ", ".join(
+        print(f"{run.name}: median epsilon to fool to {CONFIDENCE}: " + ", ".join(
             f"{k} {v:.1f}" for k, v in result["median_epsilon"].items()), flush=True)
-    plot_runs(results, run_dirs[0] / "attacks" / "attack_curves_runs.png")
+    for run, result in zip(group, results):
+        with files.building_dir(run.path / "attacks") as out:
+            plot_run(result, out / "attack_curves.png")
+            if run == group[0]:
+                plot_runs(results, out / "attack_curves_runs.png")
+            files.write_json(out / "attack_curves.json", result)
     return results
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     runs.add_group_arguments(parser)
-    parser.add_argument("--images", type=int, default=IMAGES, help="val images in the sample")
-    parser.add_argument("--pairs", type=int, default=PAIRS, help="(image, target) pairs in the sample")
+    parser.add_argument("--images", type=cli.positive_int, default=IMAGES, help="val images in the sample")
+    parser.add_argument("--pairs", type=cli.positive_int, default=PAIRS, help="(image, target) pairs in the sample")
     args = parser.parse_args(argv)
-    try:
-        make_attack_curves(runs.group(args.run, args.low, args.high), args.images, args.pairs,
-                           "python -m linfool.attacks " + " ".join(sys.argv[1:] if argv is None else argv))
-    except (runs.RunMismatch, FileNotFoundError, records.LmdbError, caffe_env.DeviceError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    def body():
+        group = runs.group(args.run, args.low, args.high)
+        with runs.locked(write=group):
+            make_attack_curves(group, args.images, args.pairs,
+                               "python -m linfool.attacks " + " ".join(sys.argv[1:] if argv is None else argv))
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,9 @@ Memory holds one round's fooling images and one batch of records, whatever the t
 Writes runs/<run>/background/background.json and background.png; the rounds are runs <run>_bg<r>.
 Embedded demo data: 3 rounds of 300 images and 1000 iterations take about 4 minutes on 2 cores.
 """
-import argparse
-import json
 import os
-import shutil
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import matplotlib
@@ -37,8 +35,8 @@ from google.protobuf import text_format
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from linfool import (attacks, caffe_env, datasets, datum, evaluate, fooling, paths, records, runs,  # noqa: E402
-                     train, weights)
+from linfool import (attacks, caffe_env, cli, datasets, datum, evaluate, files, fooling, paths, records,  # noqa: E402
+                     runs, train, weights)
 
 BACKGROUND = ("background", "background")      # (wnid, name) of the added class in labels.txt
 SEED = 1701
@@ -60,26 +58,24 @@ def make_fooling_images(classifier, train_lmdb, n, num_real, seed):
     return np.array(made, np.uint8).reshape(-1, 3, 64, 64)
 
 
-def write_round_data(source_dir, out_dir, background_images):
-    """out_dir/: labels.txt (the K classes + background), train_lmdb and val_lmdb linked to the
-    source's, and (when there are images) background_lmdb holding them with label K, in a seeded
-    order. Appears atomically."""
-    labels = datasets.read_labels(source_dir / "labels.txt")
-    partial = out_dir.parent / f".{out_dir.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    final = out_dir.parent.resolve() / out_dir.name       # where the links end up once `partial` is renamed
-    for split in ("train_lmdb", "val_lmdb"):       # relative links: data/ may be seen from a host and a container
-        (partial / split).symlink_to(os.path.relpath((source_dir / split).resolve(), final))
-    if len(background_images):
-        order = np.random.default_rng(SEED).permutation(len(background_images))
-        records.write(partial / "background_lmdb",
-                      ((f"{k:08d}_background".encode(), datum.encode_datum(background_images[i], len(labels)))
-                       for k, i in enumerate(order)), len(order), num_classes=len(labels) + 1)
-    with open(partial / "labels.txt", "w") as out:
-        out.write("".join(f"{w} {n}\n" for w, n in [*labels, BACKGROUND]))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    partial.rename(out_dir)
+def write_round_data(source, out, background_images, per_batch=None, run=None):
+    """Publish the round's data set at `out` (linfool.datasets, whole): labels.txt (the K classes +
+    background), train_lmdb and val_lmdb linked to the source set's (relative links, never a copy),
+    and (when there are images) background_lmdb holding them with label K, in a seeded order, with
+    the run's mixed net for it (mixed_net, `per_batch` background records a batch) as
+    train_val_mixed.prototxt. Returns the published DataSet."""
+    labels = source.labels()
+    with datasets.building(out) as build:
+        for split in ("train", "val"):      # relative links: data/ may be seen from a host and a container
+            (build.dir / f"{split}_lmdb").symlink_to(os.path.relpath(source.lmdb(split).resolve(), build.dir))
+        if len(background_images):
+            order = np.random.default_rng(SEED).permutation(len(background_images))
+            records.write(build.dir / "background_lmdb",
+                          ((f"{k:08d}_background".encode(), datum.encode_datum(background_images[i], len(labels)))
+                           for k, i in enumerate(order)), len(order), num_classes=len(labels) + 1)
+            mixed_net(run, per_batch, build.dir / "train_val_mixed.prototxt")
+        files.write_text(build.dir / "labels.txt", "".join(f"{w} {n}\n" for w, n in [*labels, BACKGROUND]))
+        return build.publish()
 
 
 def background_batch(n_train, n_background, batch=256):
@@ -92,7 +88,7 @@ def mixed_net(run_dir, background, out):
     LMDB and background_lmdb, `background` records a batch) joined by Concat layers; returns `out`.
     Net surgery through protobuf; make train resolves each source name in the round's data set."""
     pb2 = caffe_env.import_caffe().proto.caffe_pb2
-    net = text_format.Parse((run_dir / "train_val.prototxt").read_text(), pb2.NetParameter())
+    net = text_format.Parse((run_dir.path / "train_val.prototxt").read_text(), pb2.NetParameter())
     real = next(layer for layer in net.layer if layer.type == "Data" and layer.include[0].phase == pb2.TRAIN)
     batch = real.data_param.batch_size
     real.data_param.batch_size = batch - background
@@ -119,7 +115,7 @@ def surgery_weights(run_dir, out):
     """A .caffemodel for the K + 1 output net: the run's W, b and a zero background row."""
     caffe = caffe_env.use_device()
     params = weights.load(run_dir)
-    deploy = text_format.Parse((run_dir / "deploy.prototxt").read_text(), caffe.proto.caffe_pb2.NetParameter())
+    deploy = text_format.Parse((run_dir.path / "deploy.prototxt").read_text(), caffe.proto.caffe_pb2.NetParameter())
     train.fc_layer(deploy).inner_product_param.num_output = len(params["W"]) + 1
     path = out.with_suffix(".prototxt")
     path.write_text(text_format.MessageToString(deploy))
@@ -141,52 +137,55 @@ def measure(run_dir, num_real, n_images=MEASURE_IMAGES):
 
 def fine_tune(run, info, data, model, iterations, net=None):
     """`caffe train --weights=model` of the run's solver (or with `net` as its net) on data set
-    `data` into runs/<run>/; returns the new snapshot."""
+    `data` into runs/<run>/; returns the new snapshot's path."""
     settings = [*info["settings"], f"max_iter={iterations}", f"snapshot={iterations}"]
     code = train.train(run, data, info["solver"], info["overlays"], settings + ([f'net="{net}"'] if net else []),
                        gpu="auto", extra=[f"--weights={model}"])
     if code != 0:
-        raise RuntimeError(f"caffe train exited with {code}; see {paths.run_dir(run) / 'train.log'}")
-    return weights.newest_caffemodel(paths.run_dir(run))
+        raise runs.RunError(f"caffe train exited with {code}; see {paths.run_dir(run) / 'train.log'}")
+    return runs.Run.named(run).snapshot().path
+
+
+def _round(run, r, state, source, iterations, n_measure):
+    """One round: fool, publish the round's data, fine-tune it and its control, measure both."""
+    num_real = source.num_classes
+    new = make_fooling_images(fooling.Classifier(state["current"]), source.lmdb("train"), state["n_fool"], num_real,
+                              SEED + r)
+    state["background"] = np.concatenate([state["background"], new])
+    per_batch = background_batch(records.count(source.lmdb("train")), len(state["background"]))
+    round_data = write_round_data(source, paths.dataset_dir(f"{source.name}_bg{r}"), state["background"],
+                                  per_batch, run)
+    state["model"] = fine_tune(f"{run.name}_bg{r}", run.info, round_data.name, state["model"], iterations,
+                               round_data.root / "train_val_mixed.prototxt")
+    state["control"] = fine_tune(f"{run.name}_ctl{r}", run.info, state["control_data"], state["control"], iterations)
+    state["current"] = runs.Run(state["model"].parent)
+    caught = fooling.Classifier(state["current"]).probs(new.astype(np.float32)).argmax(axis=1) == num_real
+    result = {**measure(state["current"], num_real, n_measure), "round": r,
+              "background_images": len(state["background"]), "background_per_batch": per_batch,
+              "new_fooling_images": len(new), "caught": float(caught.mean()) if len(new) else None,
+              "control": measure(runs.Run(state["control"].parent), num_real, n_measure)}
+    print(f"round {r}: {len(state['background'])} background images ({per_batch} per batch of 256); median Linf to "
+          f"fool (blog direction): {result['median_epsilon']['blog']:.1f}, control without background "
+          f"{result['control']['median_epsilon']['blog']:.1f}; this round's fooling images now called "
+          f"background: {100 * (result['caught'] or 0):.0f} %", flush=True)
+    return result
 
 
 def run_rounds(run, rounds, n_fool, iterations, n_measure=MEASURE_IMAGES):
     """Round 0 and the background rounds, each beside a control arm fine-tuned for as long on the
     same K + 1 output net without background images (so that longer training is not mistaken for the
     background class's effect). Returns one dict per round."""
-    run_dir = paths.run_dir(run)
-    info = runs.info(run_dir)
-    source = runs.data_dir(run_dir)
-    train_lmdb = source / "train_lmdb"
-    n_train = records.count(train_lmdb)
-    num_real = len(datasets.read_labels(source / "labels.txt"))
-    round0 = measure(run_dir, num_real, n_measure)
+    source = run.dataset()
+    round0 = measure(run, source.num_classes, n_measure)
     results = [{**round0, "round": 0, "background_images": 0, "caught": None, "control": round0}]
-    control_data = f"{info['data']}_bg0"
-    write_round_data(source, paths.dataset_dir(control_data), np.zeros((0, 3, 64, 64), np.uint8))
-    surgery_dir = paths.run_dir(f"{run}_bg_surgery")
-    surgery_dir.mkdir(parents=True, exist_ok=True)
-    model = control = surgery_weights(run_dir, surgery_dir / "surgery.caffemodel")
-    current, background = run_dir, np.zeros((0, 3, 64, 64), np.uint8)
+    control_data = write_round_data(source, paths.dataset_dir(f"{source.name}_bg0"), np.zeros((0, 3, 64, 64), np.uint8))
+    surgery = runs.Run.named(f"{run.name}_bg_surgery")
+    surgery.path.mkdir(parents=True, exist_ok=True)
+    model = surgery_weights(run, surgery.path / "surgery.caffemodel")
+    state = {"current": run, "background": np.zeros((0, 3, 64, 64), np.uint8), "model": model, "control": model,
+             "control_data": control_data.name, "n_fool": n_fool}
     for r in range(1, rounds + 1):
-        new = make_fooling_images(fooling.Classifier(current), train_lmdb, n_fool, num_real, SEED + r)
-        background = np.concatenate([background, new])
-        round_data = paths.dataset_dir(f"{info['data']}_bg{r}")
-        write_round_data(source, round_data, background)
-        per_batch = background_batch(n_train, len(background))
-        net = mixed_net(run_dir, per_batch, round_data / "train_val.prototxt")
-        model = fine_tune(f"{run}_bg{r}", info, round_data.name, model, iterations, net)
-        control = fine_tune(f"{run}_ctl{r}", info, control_data, control, iterations)
-        current = model.parent
-        caught = fooling.Classifier(current).probs(new.astype(np.float32)).argmax(axis=1) == num_real
-        results.append({**measure(current, num_real, n_measure), "round": r, "background_images": len(background),
-                        "background_per_batch": per_batch, "new_fooling_images": len(new),
-                        "caught": float(caught.mean()) if len(new) else None,
-                        "control": measure(control.parent, num_real, n_measure)})
-        print(f"round {r}: {len(background)} background images ({per_batch} per batch of 256); median Linf to "
-              f"fool (blog direction): {results[-1]['median_epsilon']['blog']:.1f}, control without background "
-              f"{results[-1]['control']['median_epsilon']['blog']:.1f}; this round's fooling images now called "
-              f"background: {100 * (results[-1]['caught'] or 0):.0f} %", flush=True)
+        results.append(_round(run, r, state, source, iterations, n_measure))
     return results
 
 
@@ -213,28 +212,41 @@ def plot_rounds(results, out):
     plt.close(fig)
 
 
+def _round_locks(stack, run, rounds):
+    """Exclusive locks on what the rounds write: their runs and data sets (train takes them again)."""
+    data = run.dataset().name
+    for name in [f"{run.name}_bg_surgery", *(f"{run.name}_{kind}{r}" for r in range(1, rounds + 1) for kind in ("bg", "ctl"))]:
+        stack.enter_context(runs.Run.named(name).lock())
+    for r in range(rounds + 1):
+        stack.enter_context(datasets.write_lock(paths.dataset_dir(f"{data}_bg{r}")))
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="blog")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=cli.positive_int, default=3)
     # 300 per round = as many as one real class has in the embedded set, so the background class is
     # not starved; 1000 iterations = about 50 epochs of the embedded set's 5,400 train images.
-    parser.add_argument("--fool", type=int, default=300, help="fooling images added per round")
-    parser.add_argument("--iters", type=int, default=1000, help="fine-tuning iterations per round")
-    parser.add_argument("--measure-images", type=int, default=MEASURE_IMAGES, help="val images per measurement")
+    parser.add_argument("--fool", type=cli.positive_int, default=300, help="fooling images added per round")
+    parser.add_argument("--iters", type=cli.positive_int, default=1000, help="fine-tuning iterations per round")
+    parser.add_argument("--measure-images", type=cli.positive_int, default=MEASURE_IMAGES,
+                        help="val images per measurement")
     args = parser.parse_args(argv)
-    try:
-        results = run_rounds(args.run, args.rounds, args.fool, args.iters, args.measure_images)
-    except (FileNotFoundError, RuntimeError, train.TrainConfigError, records.LmdbError, caffe_env.DeviceError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 2
-    out = paths.run_dir(args.run) / "background"
-    out.mkdir(parents=True, exist_ok=True)
-    command = f"python -m linfool.background --run {args.run} --rounds {args.rounds} --fool {args.fool} --iters {args.iters}"
-    (out / "background.json").write_text(json.dumps({"command": command, "rounds": results}, indent=1) + "\n")
-    plot_rounds(results, out / "background.png")
-    print(f"Background-class rounds in {out}")
-    return 0
+
+    def body():
+        run = runs.Run.named(args.run)
+        with ExitStack() as stack:
+            stack.enter_context(runs.locked(write=[run]))
+            _round_locks(stack, run, args.rounds)
+            results = run_rounds(run, args.rounds, args.fool, args.iters, args.measure_images)
+            command = (f"python -m linfool.background --run {args.run} --rounds {args.rounds} --fool {args.fool} "
+                       f"--iters {args.iters} --measure-images {args.measure_images}")
+            with files.building_dir(run.path / "background") as out:
+                plot_rounds(results, out / "background.png")
+                files.write_json(out / "background.json", {"command": command, "rounds": results,
+                                                            "sources": [run.source()]})
+        print(f"Background-class rounds in {run.path / 'background'}")
+    return cli.run(body)
 
 
 if __name__ == "__main__":

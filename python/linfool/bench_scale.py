@@ -20,24 +20,28 @@ from pathlib import Path
 
 import numpy as np
 
-from linfool import datasets, datum, records
+from linfool import datasets, datum, records, sources
 
 IMAGENET_TRAIN, IMAGENET_VAL = 1_281_167, 50_000
 
 
 def write_dataset(folder, n_train, n_val, classes=1000):
-    """folder/{train_lmdb, val_lmdb, labels.txt}: random 64x64 Datums with uniform labels.
-    Returns records written per second."""
+    """The data set published at `folder` (linfool.datasets): train_lmdb, val_lmdb, labels.txt of
+    random 64x64 Datums with uniform labels. Returns records written per second."""
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 256, (64, 3, 64, 64), dtype=np.uint8)      # 64 pictures reused: writing, not RNG, is timed
     start = time.perf_counter()
-    for split, n in (("train", n_train), ("val", n_val)):
-        labels = rng.integers(0, classes, n)
-        records.write(folder / f"{split}_lmdb", ((f"{i:08d}_{split}".encode(), datum.encode_datum(pool[i % 64], labels[i]))
-                                                for i in range(n)), n, num_classes=classes)
-    rate = (n_train + n_val) / (time.perf_counter() - start)
-    (folder / "train_lmdb" / "mean.binaryproto").write_bytes(datum.encode_mean(pool.mean(axis=0, dtype=np.float32)))
-    datasets.write_labels(folder / "labels.txt", sorted(datasets.imagenet_names())[:classes])
+    with datasets.building(folder) as build:
+        for split, n in (("train", n_train), ("val", n_val)):
+            labels = rng.integers(0, classes, n)
+            records.write(build.dir / f"{split}_lmdb", ((f"{i:08d}_{split}".encode(),
+                                                        datum.encode_datum(pool[i % 64], labels[i])) for i in range(n)),
+                          n, num_classes=classes)
+        rate = (n_train + n_val) / (time.perf_counter() - start)
+        mean = datum.encode_mean(pool.mean(axis=0, dtype=np.float32))
+        (build.dir / "train_lmdb" / "mean.binaryproto").write_bytes(mean)
+        datasets.write_labels(build.dir / "labels.txt", sorted(sources.imagenet_names())[:classes])
+        build.publish()
     return rate
 
 

@@ -20,8 +20,6 @@ to score the recovered templates.
 Pairs: seeded val images (attacks.pair_sample), one target each. Writes runs/<run>/blackbox/
 blackbox.json and blackbox.png (true vs recovered templates) for the run and its sweep companions.
 """
-import argparse
-import json
 import sys
 import time
 from types import SimpleNamespace
@@ -32,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool import attacks, caffe_env, figures, fooling, records, runs, weights  # noqa: E402
+from linfool import attacks, cli, figures, files, fooling, runs, weights  # noqa: E402
 
 CONFIDENCE = 0.99
 CHUNK = 1024             # images per pycaffe forward
@@ -136,7 +134,7 @@ def blackbox_run(run_dir, pairs=PAIRS, max_queries=MAX_QUERIES):
     classifier = fooling.Classifier(run_dir)
     oracle = Oracle(classifier.probs)
     num_classes = len(classifier.params["names"])
-    images, labels, which, targets, about = attacks.pair_sample(runs.data_dir(run_dir) / "val_lmdb", num_classes,
+    images, labels, which, targets, about = attacks.pair_sample(classifier.run.dataset().lmdb("val"), num_classes,
                                                                  n_images=pairs, pairs=pairs)
     keep = np.unique(which, return_index=True)[1]           # one target per image
     which, targets = which[keep], targets[keep]
@@ -160,11 +158,11 @@ def blackbox_run(run_dir, pairs=PAIRS, max_queries=MAX_QUERIES):
                      "squares_prob": black["prob"], "squares_linf": black["linf"],
                      "recovered_linf": rebuilt.linf, "recovered_prob": rebuilt.prob,
                      "recovered_queries": recovery["queries"] + rebuilt_queries})
-        print(f"  {run_dir.name}: {rows[-1]['start']} -> {rows[-1]['target']}: square attack "
+        print(f"  {classifier.run.name}: {rows[-1]['start']} -> {rows[-1]['target']}: square attack "
               f"{black['queries']} queries, P {black['prob']:.3f} at Linf {black['linf']:.1f} "
               f"(white-box Linf {white.linf:.1f})", flush=True)
     reached = [r["squares_queries"] for r in rows if r["squares_reached"]]
-    return {"run": run_dir.name, "data": runs.info(run_dir)["data"], "confidence": CONFIDENCE,
+    return {"run": classifier.run.name, "data": classifier.run.dataset().name, "confidence": CONFIDENCE,
             "sample": about | {"pairs": len(rows)}, "max_queries": max_queries, "seed": SEED,
             "recovery": recovery, "rows": rows, "squares_reached": len(reached),
             "squares_median_queries": float(np.median(reached)) if reached else None, "recovered": recovered}
@@ -188,40 +186,40 @@ def plot_templates(result, W, names, out, classes=4):
     plt.close(fig)
 
 
-def make_blackbox(run_dirs, pairs=PAIRS, max_queries=MAX_QUERIES, command=""):
-    """blackbox.json and blackbox.png for each run; returns the results (without 'recovered')."""
+def make_blackbox(group, pairs=PAIRS, max_queries=MAX_QUERIES, command=""):
+    """blackbox.json and blackbox.png for each run (runs/<run>/blackbox/, published whole); returns
+    the results (without 'recovered')."""
     results = []
-    for run_dir in run_dirs:
-        print(f"blackbox, run {run_dir.name}: recovery needs {12288 + 1} queries; square attack up to "
+    for run in group:
+        print(f"blackbox, run {run.name}: recovery needs {12288 + 1} queries; square attack up to "
               f"{max_queries} per pair, {pairs} pairs", flush=True)
-        result = blackbox_run(run_dir, pairs, max_queries)
-        out = run_dir / "blackbox"
-        out.mkdir(parents=True, exist_ok=True)
-        params = weights.load(run_dir)
-        plot_templates(result, params["W"], [str(n) for n in params["names"]], out / "blackbox.png")
-        del result["recovered"]
-        result["command"] = command
-        (out / "blackbox.json").write_text(json.dumps(result, indent=1) + "\n")
+        result = blackbox_run(run, pairs, max_queries)
+        with files.building_dir(run.path / "blackbox") as out:
+            params = weights.load(run)
+            plot_templates(result, params["W"], [str(n) for n in params["names"]], out / "blackbox.png")
+            del result["recovered"]
+            result.update(command=command, sources=[run.source()])
+            files.write_json(out / "blackbox.json", result)
         results.append(result)
-        print(f"{run_dir.name}: recovered templates, correlation {result['recovery']['correlation_mean']:.5f}; "
+        print(f"{run.name}: recovered templates, correlation {result['recovery']['correlation_mean']:.5f}; "
               f"square attack reached {result['squares_reached']}/{len(result['rows'])} "
               f"(median {result['squares_median_queries']} queries)", flush=True)
     return results
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     runs.add_group_arguments(parser)
-    parser.add_argument("--pairs", type=int, default=PAIRS, help="(val image, target) pairs, one target per image")
-    parser.add_argument("--queries", type=int, default=MAX_QUERIES, help="square attack: query budget per pair")
+    parser.add_argument("--pairs", type=cli.positive_int, default=PAIRS, help="(val image, target) pairs, one target per image")
+    parser.add_argument("--queries", type=cli.positive_int, default=MAX_QUERIES, help="square attack: query budget per pair")
     args = parser.parse_args(argv)
-    try:
-        make_blackbox(runs.group(args.run, args.low, args.high), args.pairs, args.queries,
-                      "python -m linfool.blackbox " + " ".join(sys.argv[1:] if argv is None else argv))
-    except (runs.RunMismatch, FileNotFoundError, records.LmdbError, caffe_env.DeviceError, ValueError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    def body():
+        group = runs.group(args.run, args.low, args.high)
+        with runs.locked(write=group):
+            make_blackbox(group, args.pairs, args.queries,
+                          "python -m linfool.blackbox " + " ".join(sys.argv[1:] if argv is None else argv))
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,16 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+from linfool.cli import UserError
+
 FIX = "run `make setup` (or set CAFFE_ROOT to a built Caffe tree and run it again)"
 
 
-class CaffeNotFound(RuntimeError):
+class CaffeNotFound(UserError, RuntimeError):
     """Raised when pycaffe or a Caffe tool cannot be found."""
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError, ValueError):
     """A GPU was asked for that this Caffe or this machine cannot give; the message says what to do."""
 
 

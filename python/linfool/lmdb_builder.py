@@ -4,9 +4,9 @@ decoding in parallel, never dying on a broken file, and appearing atomically whe
 
     python -m linfool.lmdb_builder ROOT/ LIST.txt OUT_LMDB [--size 64] [--shuffle-seed N]
 
-Beside data.mdb, OUT_LMDB holds manifest.json (source, options, counts, builder version),
-list.txt (the list in the order written), skipped.txt (file, reason) and mean.binaryproto
-(what compute_image_mean writes for this LMDB).
+Beside data.mdb, OUT_LMDB holds manifest.json (source, options, counts, builder version, the
+inputs' fingerprint, the sha256 of the records written), list.txt (the list in the order written),
+skipped.txt (file, reason) and mean.binaryproto (what compute_image_mean writes for this LMDB).
 """
 import argparse
 import hashlib
@@ -25,11 +25,12 @@ import numpy as np
 from tqdm import tqdm
 
 from linfool import datum, images, records
+from linfool.cli import UserError
 
 BUILDER_VERSION = 1
 
 
-class DiskError(OSError):
+class DiskError(UserError, OSError):
     """Not enough free disk for the LMDBs; the message gives the sizes and how to fix it."""
 
 
@@ -103,13 +104,16 @@ class _MeanWriter(records.Writer):
 @dataclass
 class Plan:
     """One LMDB build decided but not done: the (shuffled) items, the options, the inputs' fingerprint,
-    and the records an identical finished build already holds (None when it must be built)."""
+    the records an identical finished, intact build `previous` already holds (None when it must be
+    built), and files the scan skipped already (path, reason), listed in skipped.txt."""
     items: list
     root: str
     out: Path
     options: dict
     fingerprint: str
     done: int = None
+    previous: Path = None
+    skipped: list = field(default_factory=list)
 
     @property
     def disk_bytes(self) -> int:
@@ -118,23 +122,33 @@ class Plan:
         return 0 if self.done is not None else len(self.items) * records.record_bytes((3, size, size))
 
 
-def plan(items, root, out, *, size=64, shuffle_seed=None, num_classes=None) -> Plan:
+def plan(items, root, out, *, size=64, shuffle_seed=None, num_classes=None, previous=None, skipped=()) -> Plan:
     """Decide a build of OUT from `items` [(path relative to root, label or None)]: shuffle_seed
     shuffles the list first with random.Random(seed) (create_imagenet.sh shuffles train), so two
     builds are identical; labels outside 0..num_classes-1 will be skipped. Stats each input file
-    once (the fingerprint: a finished OUT with the same inputs and options is left alone)."""
+    once (the fingerprint): a finished LMDB `previous` (default OUT itself) with the same inputs and
+    options, and intact (records.check_intact: a cut-short data.mdb is rebuilt, never trusted), is
+    reused instead of rebuilt."""
     out = Path(out)
+    previous = Path(previous) if previous is not None else out
     items = list(items)
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(items)
     options = {"size": size, "shuffle_seed": shuffle_seed, "num_classes": num_classes,
                "builder_version": BUILDER_VERSION}
     fingerprint = _fingerprint(items, root, options)
-    manifest_path = out / "manifest.json"
+    manifest_path = previous / "manifest.json"
     done = None
-    if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("fingerprint") == fingerprint:
-        done = json.loads(manifest_path.read_text())["written"]
-    return Plan(items, str(root), out, options, fingerprint, done)
+    try:
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        manifest = {}
+    if manifest.get("fingerprint") == fingerprint and "records_sha256" in manifest:
+        try:
+            done = records.check_intact(previous, manifest["written"], (3, size, size) if manifest["written"] else None)
+        except records.LmdbError as err:
+            print(f"{err}: building it again", flush=True)
+    return Plan(items, str(root), out, options, fingerprint, done, previous, list(skipped))
 
 
 def check_disk(plans, where):
@@ -166,11 +180,13 @@ def execute(build, *, workers=None, source="", progress=True) -> BuildResult:
     """Do a planned build: parallel decode, in-order writes, verified, renamed into place."""
     out, size, num_classes = build.out, build.options["size"], build.options["num_classes"]
     if build.done is not None:
+        if build.previous.resolve() != out.resolve():
+            reuse_lmdb(build.previous, out)
         return BuildResult(out, written=build.done, up_to_date=True)
     partial_dir = out.with_name(f".{out.name}.partial")      # never mistaken for a finished LMDB
     shutil.rmtree(partial_dir, ignore_errors=True)
     partial_dir.mkdir(parents=True)
-    result = BuildResult(out)
+    result = BuildResult(out, skipped=list(build.skipped))
     writer = _MeanWriter(partial_dir, len(build.items), size)
     load = partial(_load, root=build.root, size=size, num_classes=num_classes)
     with images.worker_pool(workers or os.cpu_count(), _init_worker) as pool:
@@ -182,6 +198,7 @@ def execute(build, *, workers=None, source="", progress=True) -> BuildResult:
                 result.skipped.append((path, reason))
                 continue
             writer.put(f"{line_id:08d}_{path}".encode(), record)
+        bar.close()
     result.written = writer.close()
     records.verify(partial_dir, result.written, (3, size, size), num_classes)
     (partial_dir / "mean.binaryproto").write_bytes(datum.encode_mean(writer.mean(size)))
@@ -190,7 +207,7 @@ def execute(build, *, workers=None, source="", progress=True) -> BuildResult:
     channel_mean = writer.mean(size).mean(axis=(1, 2))
     manifest = {"source": source, "options": build.options, "fingerprint": build.fingerprint,
                 "items": len(build.items), "written": result.written, "skipped": len(result.skipped),
-                "mean_bgr": [round(float(v), 4) for v in channel_mean]}
+                "records_sha256": writer.sha256, "mean_bgr": [round(float(v), 4) for v in channel_mean]}
     (partial_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     _swap_into_place(partial_dir, out)
     return result
@@ -202,6 +219,19 @@ def build_lmdb(items, root, out, *, size=64, shuffle_seed=None, num_classes=None
     OUT with the same inputs and options was left alone."""
     build = plan(items, root, out, size=size, shuffle_seed=shuffle_seed, num_classes=num_classes)
     return execute(build, workers=workers, source=source, progress=progress)
+
+
+def reuse_lmdb(previous, out):
+    """Hard-link the files of a finished LMDB folder `previous` into a new folder `out` (a data set's
+    next version): no copy, and `previous` stays whole until its version is replaced."""
+    out = Path(out)
+    out.mkdir(parents=True)
+    for entry in Path(previous).iterdir():
+        if entry.is_file():
+            try:
+                os.link(entry, out / entry.name)
+            except OSError:                   # another file system: copy instead
+                shutil.copy2(entry, out / entry.name)
 
 
 def _swap_into_place(partial_dir, out):

@@ -13,13 +13,15 @@ uint8, BGR, channel-major, 0..255, as convert_imageset stores it; labels are int
     labels(path)                   -> (N,) labels in record order (one streaming pass)
     random_positions(N, k, seed)   -> k sorted positions, a seeded uniform sample
     balanced_positions(labels, per_class, seed) -> a seeded class-balanced sample
-    Writer(path, n_records) -> put(key, value) ...; close() -> records written
+    Writer(path, n_records) -> put(key, value) ...; close() -> records written; .sha256 of them all
     write(path, records, n)        -> an LMDB from (key, value) pairs, verified, appearing atomically
+    check_intact(path, expected)   -> cheap proof that the file is whole (LmdbError, one line, if not)
     check(path, num_output)        -> what Caffe would abort on, said in one line (LmdbError)
 
     python -m linfool.records LMDB    # stream it once: count, shape, labels, records/s
 """
 import argparse
+import hashlib
 import json
 import math
 import shutil
@@ -32,6 +34,7 @@ import lmdb
 import numpy as np
 
 from linfool import datum
+from linfool.cli import UserError
 
 BATCH = 256                  # records per batch: Caffe's ImageNet batch; ~3 MB of pixels
 COMMIT_EVERY = 1000          # convert_imageset commits every 1000 records
@@ -41,7 +44,7 @@ _PAGE_HEADER = 16            # an overflow run starts with one page header
 _NODE = 16                   # leaf-node header + overflow page number, per record
 
 
-class LmdbError(ValueError):
+class LmdbError(UserError, ValueError):
     """The LMDB cannot be read as Caffe Datum records; the message says what is wrong and how to fix it."""
 
 
@@ -188,15 +191,23 @@ def map_size(n_records, shape=(3, 64, 64)) -> int:
 
 class Writer:
     """Writes records in order, commits every COMMIT_EVERY; the map is sized up front from the
-    page-rounded record size, and doubled (the fallback) if it fills anyway."""
+    page-rounded record size, and doubled (the fallback) if it fills anyway. `sha256` fingerprints
+    every (key, value) written, in order: a data set's identity is made from it."""
 
     def __init__(self, path, n_records, shape=(3, 64, 64), initial_map=None):
         self.path = Path(path)
         self.env = lmdb.open(str(path), map_size=initial_map or map_size(n_records, shape), subdir=True,
                              meminit=False, map_async=True)
         self.pending, self.count, self.grown = [], 0, 0
+        self._digest = hashlib.sha256()
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
 
     def put(self, key, value):
+        self._digest.update(len(key).to_bytes(4, "little") + key + len(value).to_bytes(4, "little"))
+        self._digest.update(value)
         self.pending.append((key, value))
         self.count += 1
         if len(self.pending) == COMMIT_EVERY:
@@ -239,9 +250,10 @@ def verify(path, expected, shape=(3, 64, 64), num_classes=None):
             raise LmdbError(f"{path}: a record decodes to {image.shape} label {label}; the build is broken")
 
 
-def write(path, records, n_records, num_classes=None):
-    """Write (key, value) `records` (n_records of them) to a new LMDB at `path`, verified, appearing
-    atomically (built as .<name>.partial, then renamed). Returns `path`."""
+def write(path, records, n_records, num_classes=None, shape=(3, 64, 64)):
+    """Write (key, value) `records` (n_records of them) to a new LMDB at `path`, verified, with a
+    manifest.json (count, sha256 of the records), appearing atomically (built as .<name>.partial,
+    then renamed). Returns `path`."""
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -249,10 +261,55 @@ def write(path, records, n_records, num_classes=None):
     writer = Writer(partial, n_records)
     for key, value in records:
         writer.put(key, value)
-    verify(partial, writer.close(), num_classes=num_classes)
+    written = writer.close()
+    verify(partial, written, shape, num_classes=num_classes)
+    manifest = {"written": written, "records_sha256": writer.sha256, "options": {"num_classes": num_classes}}
+    (partial / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(path, ignore_errors=True)
     partial.rename(path)
     return path
+
+
+def check_intact(path, expected=None, shape=(3, 64, 64)) -> int:
+    """Raise LmdbError (one line) unless the LMDB at `path` is whole, cheaply: data.mdb is at least as
+    long as its last page (a cut-short file kills any reader, Caffe included, with SIGBUS), it holds
+    `expected` records (when given), and its first and last records decode to `shape`. Reads the
+    two meta pages and two records, never the whole file. Returns the record count."""
+    path = Path(path)
+    mdb = path / "data.mdb"
+    if not mdb.is_file():
+        raise LmdbError(f"no LMDB at {path}; run `make data` (or give DATA=<name> of a built set)")
+    size = mdb.stat().st_size
+    fix = "rebuild it with `make data`"
+    if size < 2 * PAGE:
+        raise LmdbError(f"{mdb} is damaged ({size} bytes, not even LMDB's two meta pages); {fix}")
+    try:
+        env = lmdb.open(str(path), readonly=True, lock=False)
+    except lmdb.Error as err:
+        raise LmdbError(f"{mdb} is damaged ({err}); {fix}") from None
+    try:
+        need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        if size < need:
+            raise LmdbError(f"{mdb} is cut short ({size:,} of {need:,} bytes: truncated or copied in part); {fix}")
+        with env.begin() as txn:
+            entries = txn.stat()["entries"]
+            cursor = txn.cursor()
+            ends = [cursor.value()] if cursor.first() else []
+            ends += [cursor.value()] if cursor.last() else []
+    except lmdb.Error as err:
+        raise LmdbError(f"{mdb} is damaged ({err}); {fix}") from None
+    finally:
+        env.close()
+    if expected is not None and entries != expected:
+        raise LmdbError(f"{path} holds {entries} records but was built with {expected}; {fix}")
+    for value in ends:
+        try:
+            image, _ = datum.decode_datum(value)
+        except Exception:      # a record that is not a Datum: protobuf's DecodeError, a bad reshape
+            raise LmdbError(f"{path}: a record is not a Caffe Datum; {fix}") from None
+        if shape is not None and image.shape != tuple(shape):
+            raise LmdbError(f"{path} holds {image.shape} records, the net needs {tuple(shape)}; {fix}")
+    return entries
 
 
 LABEL_SCAN = 2000        # records scanned for labels when the LMDB has no manifest of ours
@@ -262,15 +319,16 @@ def check(path, num_output, shape=(3, 64, 64)) -> int:
     """Raise LmdbError unless `path` is a non-empty LMDB of `shape` records with labels in
     0..num_output-1 (what Caffe aborts on with a glog stack trace). Returns the number of records."""
     path = Path(path)
-    entries = count(path)
+    manifest = path / "manifest.json"
+    recorded = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    entries = check_intact(path, recorded.get("written"), shape=None)
     if entries == 0:
         raise LmdbError(f"the LMDB {path} is empty; rebuild it with `make data`")
     images, first_labels = next(batches(path, batch=min(LABEL_SCAN, entries)))
     if images.shape[1:] != tuple(shape):
         raise LmdbError(f"{path} holds {images.shape[1:]} records, the net needs {tuple(shape)}; "
                         f"rebuild it with `make data`")
-    manifest = path / "manifest.json"
-    classes = json.loads(manifest.read_text())["options"].get("num_classes") if manifest.is_file() else None
+    classes = recorded.get("options", {}).get("num_classes")
     top = int(first_labels.max()) if classes is None else classes - 1
     if top >= num_output or first_labels.min() < 0:
         raise LmdbError(f"{path} has labels up to {top} but the net has num_output {num_output}")

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from scipy.io import savemat
 
-from linfool import datasets
+from linfool import sources
 
 KNOWN_DEVKIT_IDS = {"n02119789": 1, "n01751748": 490}
 SIZE = 96                    # source pictures are 96 x 96 (resized to 64 x 64 by make data)
@@ -31,7 +31,7 @@ SIZE = 96                    # source pictures are 96 x 96 (resized to 64 x 64 b
 
 def wnids() -> list:
     """The 1000 ILSVRC2012 wnids, sorted (Caffe's label order)."""
-    return sorted(datasets.imagenet_names())
+    return sorted(sources.imagenet_names())
 
 
 def picture(wnid, seed) -> np.ndarray:
@@ -54,8 +54,8 @@ def devkit_ids(classes) -> dict:
 
 def val_names(classes, per_class) -> dict:
     """{official val file name: wnid}: the first `per_class` official val images of each class."""
-    official = datasets.imagenet_table("val_image_to_1k_label.json")
-    to_wnid = datasets.imagenet_table("imagenet1k_to_21k.json")
+    official = sources.imagenet_table("val_image_to_1k_label.json")
+    to_wnid = sources.imagenet_table("imagenet1k_to_21k.json")
     chosen, counts = {}, {}
     for name in sorted(official):
         wnid = to_wnid[str(official[name])]
@@ -74,11 +74,11 @@ def write_devkit(folder, classes):
     n = 1, 2, ...) and a meta.mat with the devkit's synsets fields (ILSVRC2012_ID, WNID, words)."""
     folder.mkdir(parents=True, exist_ok=True)
     ids = devkit_ids(classes)
-    official = datasets.imagenet_table("val_image_to_1k_label.json")
-    to_wnid = datasets.imagenet_table("imagenet1k_to_21k.json")
+    official = sources.imagenet_table("val_image_to_1k_label.json")
+    to_wnid = sources.imagenet_table("imagenet1k_to_21k.json")
     (folder / "ILSVRC2012_validation_ground_truth.txt").write_text(
         "".join(f"{ids[to_wnid[str(official[name])]]}\n" for name in sorted(official)))
-    names = datasets.imagenet_names()
+    names = sources.imagenet_names()
     synsets = np.array([(ids[w], w, names[w]) for w in sorted(classes, key=ids.get)],
                        dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O")])
     savemat(str(folder / "meta.mat"), {"synsets": synsets})

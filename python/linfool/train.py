@@ -6,16 +6,20 @@
     python -m linfool.train --sweep --run blog --data synthetic ...   # reg_low, blog, reg_high
 
 runs/<name>/ receives the exact solver.prototxt, train_val.prototxt and deploy.prototxt used,
-run.json (data set, solver, overlays, settings, command, resume history), train.log (Caffe's full
-log) and snap_iter_N.caffemodel / .solverstate snapshots. Ctrl-C makes Caffe snapshot and stop.
+run.json (data set and its identity, solver, overlays, settings, command, resume history), train.log
+(Caffe's full log), snap_iter_N.caffemodel / .solverstate snapshots and the training curves
+(curves.png, curves.json: linfool.curves). One trainer per run (its
+lock); the data set cannot be rebuilt while it trains. Ctrl-C makes Caffe snapshot and stop, and the
+command exits 130 saying how to continue; a snapshot cut short (a full disk) is removed, never left
+as the newest.
 --resume continues from the newest .solverstate with the run's recorded data set, solver, overlays
 and settings (run.json); changing them needs --change-solver and is logged in run.json and train.log.
 Caffe does not store its position in the LMDB, so a resumed run re-reads the data from the start:
 it equals an uninterrupted run when the stop falls on an epoch boundary.
 """
-import argparse
-import json
+import ctypes
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,12 +27,12 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from linfool import caffe_env, datasets, paths, records, runs
+from linfool import caffe_env, cli, curves, datasets, files, paths, records, runs
 
 SWEEP_OVERLAYS = ("prototxt/solver_reg_low.prototxt", "prototxt/solver_reg_high.prototxt")
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(cli.UserError, ValueError):
     """A configuration Caffe would abort on; the message says what to fix, in one line."""
 
 
@@ -77,29 +81,45 @@ def fc_layer(net):
     return next(layer for layer in net.layer if layer.type == "InnerProduct")
 
 
-def write_run_files(run_dir, data_dir, solver, gpu_mode):
+def write_run_files(run_dir, dataset, solver, gpu_mode):
     """Write the run's solver, train_val and deploy prototxt (paths and num_output for this data).
-    Each Data layer reads the LMDB of the same folder name (train_lmdb, val_lmdb, ...) in data_dir."""
+    Each Data layer reads the LMDB of the same folder name (train_lmdb, val_lmdb, ...) in the data
+    set's published version; an Accuracy layer's top_k is capped at the number of classes (Caffe
+    aborts on top_k > classes). Returns the train_val NetParameter."""
     pb2 = _caffe_pb2()
     net = text_format.Parse(Path(solver.net).read_text(), pb2.NetParameter())
-    num_classes = len(datasets.read_labels(data_dir / "labels.txt"))
+    num_classes = dataset.num_classes
     for layer in net.layer:
         if layer.type == "Data":        # the template names each LMDB by its folder name in the data set
-            layer.data_param.source = str(data_dir / Path(layer.data_param.source).name)
-            layer.transform_param.mean_file = str(data_dir / "train_lmdb" / "mean.binaryproto")
+            layer.data_param.source = str(dataset.root / Path(layer.data_param.source).name)
+            layer.transform_param.mean_file = str(dataset.mean_file)
+        if layer.type == "Accuracy" and layer.accuracy_param.top_k > num_classes:
+            layer.accuracy_param.top_k = num_classes
     fc_layer(net).inner_product_param.num_output = num_classes
     deploy = text_format.Parse((paths.PROTOTXT / "deploy.prototxt").read_text(), pb2.NetParameter())
     fc_layer(deploy).inner_product_param.num_output = num_classes
     solver.net = str(run_dir / "train_val.prototxt")
     solver.snapshot_prefix = str(run_dir / runs.SNAPSHOT_PREFIX)
     solver.solver_mode = pb2.SolverParameter.GPU if gpu_mode else pb2.SolverParameter.CPU
-    (run_dir / "train_val.prototxt").write_text(text_format.MessageToString(net))
-    (run_dir / "deploy.prototxt").write_text(text_format.MessageToString(deploy))
-    (run_dir / "solver.prototxt").write_text(text_format.MessageToString(solver))
+    files.write_text(run_dir / "train_val.prototxt", text_format.MessageToString(net))
+    files.write_text(run_dir / "deploy.prototxt", text_format.MessageToString(deploy))
+    files.write_text(run_dir / "solver.prototxt", text_format.MessageToString(solver))
     return net
 
 
-def preflight(net, data_dir):
+def check_solver(solver):
+    """The solver values Caffe would abort on or silently misuse, refused in one line."""
+    for key, low in (("max_iter", 1), ("snapshot", 0), ("display", 0), ("test_interval", 1)):
+        if getattr(solver, key) < low:
+            raise TrainConfigError(f"{key}={getattr(solver, key)} is out of range (needs >= {low}); "
+                                   f"e.g. SET=\"{key}={max(low, 1)}\"")
+    if any(n < 0 for n in solver.test_iter):
+        raise TrainConfigError(f"test_iter={list(solver.test_iter)} is out of range (needs >= 0)")
+    if not solver.base_lr > 0:
+        raise TrainConfigError(f"base_lr={solver.base_lr} is out of range (needs > 0; the blog's is 1e-7)")
+
+
+def preflight(net, data_dir=None):
     """Check what Caffe would die on with a glog abort, and say it in one line instead."""
     num_output = fc_layer(net).inner_product_param.num_output
     for layer in net.layer:
@@ -141,107 +161,170 @@ def multi_gpu(flag, solver, net, n_records, keep_epochs=False):
     return line + f"keeping {epochs:.1f} epochs: max_iter {solver.max_iter} -> {solver.max_iter // n}", settings
 
 
-def run_caffe(run_dir, gpu, resume, extra):
-    """Run `caffe train`, teeing its log to run_dir/train.log; returns Caffe's exit code."""
+def _child_dies_with_parent():
+    """In the caffe child: Ctrl-C is Caffe's own (it snapshots and stops), and when the wrapper dies
+    the kernel stops Caffe too (SIGINT: it snapshots), so no trainer is left writing unseen."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGINT)          # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_caffe(run_dir, gpu, state, extra):
+    """Run `caffe train` (from solver state `state` when resuming), teeing its log to
+    run_dir/train.log; returns (Caffe's exit code, whether Ctrl-C stopped it)."""
     cmd = [str(caffe_env.tool("caffe")), "train", f"--solver={run_dir / 'solver.prototxt'}"]
     if gpu:
         cmd.append(f"--gpu={gpu}")
-    if resume:
-        state = runs.newest(run_dir, ".solverstate")
+    if state:
         cmd.append(f"--snapshot={state}")
-        print(f"Resuming from {state.name}", flush=True)
+        print(f"Resuming from {Path(state).name}", flush=True)
     cmd += list(extra)
     print(f"Training on {'GPU ' + gpu if gpu else 'CPU'}: {' '.join(cmd)}", flush=True)
     interesting = re.compile(r"Iteration \d+|Test net output|Snapshotting to|Optimization|Error|Check failed")
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is Caffe's: it snapshots and stops
+    stopped = []
+    previous = signal.signal(signal.SIGINT, lambda *_: stopped.append(True))   # Caffe gets it too, and stops
+    proc = None
     try:
         with open(run_dir / "train.log", "a") as log:
             proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=caffe_env.tool_env(),
-                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                    pass_fds=files.lock_fds(), preexec_fn=_child_dies_with_parent)
             for line in proc.stderr:
                 log.write(line)
                 if interesting.search(line):
                     print(line.split("] ", 1)[-1].rstrip(), flush=True)
-            return proc.wait()
+            return proc.wait(), bool(stopped)
     finally:
+        if proc is not None and proc.poll() is None:   # we are being stopped (SIGTERM, make killed)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         signal.signal(signal.SIGINT, previous)
 
 
-def _resume_config(run_dir, data, solver_file, overlays, settings, change_solver):
+def drop_damaged_snapshots(run):
+    """Remove the newest snapshot pair while one of its files does not parse whole (Caffe was cut
+    short writing it, e.g. by a full disk), so that no later stage takes it as the newest; returns
+    one line per removal."""
+    lines = []
+    while True:
+        newest = run.newest_files()
+        problems = [(p, runs.check_file(p)[0]) for p in newest]
+        damaged = [(p, problem) for p, problem in problems if problem]
+        if not damaged:
+            return lines
+        path, problem = damaged[0]
+        step = runs.iteration(path)
+        for part in run.path.glob(f"{runs.SNAPSHOT_PREFIX}_iter_{step}.*"):
+            part.unlink()
+        free = shutil.disk_usage(run.path).free
+        lines.append(f"the snapshot at iteration {step} was cut short ({path.name}: {problem}; {free / 1e9:.2f} GB "
+                     f"free on the disk of {run.path}): removed it")
+
+
+def _resume_config(run, data, solver_file, overlays, settings, change_solver):
     """The recorded (data, solver, overlays, settings, changes) of a run to resume; new overlays
     or settings are laid over the recorded ones only with change_solver."""
-    recorded = runs.info(run_dir)
+    recorded = run.info
     if data not in (None, recorded["data"]):
-        raise TrainConfigError(f"{run_dir.name} was trained on '{recorded['data']}', not '{data}'; "
+        raise TrainConfigError(f"{run.name} was trained on '{recorded['data']}', not '{data}'; "
                                "a resumed run keeps its data set (train a new RUN instead)")
     changes = ([f"solver {solver_file}"] if solver_file not in (None, recorded["solver"]) else []) \
         + [f"overlay {o}" for o in overlays] + [f"set {s}" for s in settings]
     if changes and not change_solver:
-        raise TrainConfigError(f"RESUME=1 continues {run_dir.name} with its recorded solver ({recorded['solver']}"
+        raise TrainConfigError(f"RESUME=1 continues {run.name} with its recorded solver ({recorded['solver']}"
                                f" + {recorded['overlays'] + recorded['settings']}); to change it add --change-solver "
                                f"to {', '.join(changes)} (make does so for SET= or OVERLAY= with RESUME=1)")
     return (recorded["data"], solver_file or recorded["solver"], [*recorded["overlays"], *overlays],
             [*recorded["settings"], *settings], changes)
 
 
-def _record(run_dir, data, data_dir, solver_file, overlays, settings, flag, history):
-    (run_dir / "run.json").write_text(json.dumps({
-        "data": data, "data_dir": str(data_dir.resolve()), "solver": str(solver_file),
+def _record(run, dataset, solver_file, overlays, settings, flag, history):
+    files.write_json(run.path / "run.json", {
+        "data": dataset.name, "data_identity": dataset.identity, "solver": str(solver_file),
         "overlays": [str(o) for o in overlays], "settings": list(settings), "gpu": flag,
-        "command": "python -m linfool.train " + " ".join(sys.argv[1:]), "history": history}, indent=1) + "\n")
+        "command": "python -m linfool.train " + " ".join(sys.argv[1:]), "history": history})
 
 
-def train(run, data=None, solver_file=None, overlays=(), settings=(), gpu="auto", resume=False, extra=(),
-          change_solver=False, keep_epochs=False):
-    """Prepare runs/<run>/ and train; returns Caffe's exit code. Raises TrainConfigError.
-    A fresh run defaults to the embedded data set and the blog's solver; a resumed one uses its
-    run.json (see _resume_config). With several GPUs see multi_gpu (keep_epochs)."""
-    run_dir = paths.run_dir(run)
-    history, changes = [], []
-    if resume:
-        if runs.newest(run_dir, ".solverstate") is None:
-            raise TrainConfigError(f"RESUME=1 but {run_dir} has no .solverstate; train without RESUME first")
-        data, solver_file, overlays, settings, changes = _resume_config(
-            run_dir, data, solver_file, overlays, settings, change_solver)
-        history = runs.info(run_dir).get("history", [])
-    data = data or "synthetic"
-    solver_file = solver_file or str(paths.PROTOTXT / "solver.prototxt")
-    data_dir = paths.dataset_dir(data)
-    if not (data_dir / "labels.txt").is_file():
-        raise TrainConfigError(f"no data set '{data}' in {paths.DATA} (no labels.txt); run `make data`")
+def _solver(solver_file, overlays, settings):
     solver = read_solver(solver_file, overlays, settings)
     solver.net = str(paths.ROOT / solver.net)          # a relative net path is relative to the repo
     if not Path(solver.net).is_file():
         raise TrainConfigError(f"the solver's net {solver.net} does not exist")
-    flag = gpu_flag(gpu)
-    template = text_format.Parse(Path(solver.net).read_text(), _caffe_pb2().NetParameter())
-    note, epoch_settings = multi_gpu(flag, solver, template, records.count(data_dir / "train_lmdb"),
-                                     keep_epochs and not resume)
-    if epoch_settings:
-        settings = [*settings, *epoch_settings]
-        solver = read_solver(solver_file, overlays, settings)
-        solver.net = str(paths.ROOT / solver.net)
-    if note:
-        print(note, flush=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    net = write_run_files(run_dir, data_dir, solver, flag is not None)
-    preflight(net, data_dir)
-    if not resume:
-        for old in list(run_dir.glob(f"{runs.SNAPSHOT_PREFIX}_iter_*")) + [run_dir / "train.log"]:
+    check_solver(solver)
+    return solver
+
+
+def _start(run, dataset, state, changes, history):
+    """Clear a fresh run's old snapshots and log, or log a resumed run's solver changes."""
+    if state is None:
+        for old in list(run.path.glob(f"{runs.SNAPSHOT_PREFIX}_iter_*")) + [run.path / "train.log"]:
             old.unlink(missing_ok=True)
     elif changes:
-        history.append({"resumed_from": runs.newest(run_dir, ".solverstate").name, "changes": changes})
-        with open(run_dir / "train.log", "a") as log:
+        history.append({"resumed_from": state.path.name, "changes": changes})
+        with open(run.path / "train.log", "a") as log:
             log.write(f"linfool: resuming with solver changes: {'; '.join(changes)}\n")
         print(f"Resuming with solver changes: {'; '.join(changes)}", flush=True)
-    _record(run_dir, data, data_dir, solver_file, overlays, settings, flag, history)
-    return run_caffe(run_dir, flag, resume, extra)
+
+
+def _finish(run, code, stopped, max_iter):
+    """Exit code after Caffe: a snapshot cut short is removed (1), Ctrl-C says how to continue (130)."""
+    for line in drop_damaged_snapshots(run):
+        print(f"ERROR: {line}", file=sys.stderr)
+        code = code or 1
+    if stopped:
+        at = runs.iteration(run.snapshot().path) if run.has_snapshot() else 0
+        print(f"ERROR: stopped at iteration {at} of {max_iter}; `make train RUN={run.name} RESUME=1` continues",
+              file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+    return code
+
+
+def train(run, data=None, solver_file=None, overlays=(), settings=(), gpu="auto", resume=False, extra=(),
+          change_solver=False, keep_epochs=False):
+    """Prepare runs/<run>/ and train under the run's lock (the data set's shared); returns the exit
+    code (Caffe's, 1 for a cut-short snapshot, 130 for Ctrl-C). Raises TrainConfigError and other
+    cli.UserErrors. A fresh run defaults to the embedded data set and the blog's solver; a resumed
+    one uses its run.json (see _resume_config). With several GPUs see multi_gpu (keep_epochs)."""
+    run = runs.Run.named(run)
+    with run.lock():
+        history, changes, state = [], [], None
+        if resume:
+            state = run.solverstate()           # checked whole; names the newest good one if not
+            data, solver_file, overlays, settings, changes = _resume_config(
+                run, data, solver_file, overlays, settings, change_solver)
+            history = run.info.get("history", [])
+        dataset = run.dataset() if resume else datasets.DataSet.named(data or "synthetic")
+        with dataset.lock(shared=True):
+            solver_file = solver_file or str(paths.PROTOTXT / "solver.prototxt")
+            solver = _solver(solver_file, overlays, settings)
+            flag = gpu_flag(gpu)
+            template = text_format.Parse(Path(solver.net).read_text(), _caffe_pb2().NetParameter())
+            note, epoch_settings = multi_gpu(flag, solver, template, records.count(dataset.lmdb("train")),
+                                             keep_epochs and not resume)
+            if epoch_settings:
+                settings = [*settings, *epoch_settings]
+                solver = _solver(solver_file, overlays, settings)
+            if note:
+                print(note, flush=True)
+            run.path.mkdir(parents=True, exist_ok=True)
+            preflight(write_run_files(run.path, dataset, solver, flag is not None))
+            _start(run, dataset, state, changes, history)
+            _record(run, dataset, solver_file, overlays, settings, flag, history)
+            code, stopped = run_caffe(run.path, flag, state.path if state else None, extra)
+            code = _finish(run, code, stopped, solver.max_iter)
+            if code in (0, cli.EXIT_INTERRUPTED) and run.has_snapshot():
+                curves.make_curves(run)          # train.log -> curves.png / curves.json, beside the snapshots
+            return code
 
 
 def sweep(run, data, solver_file, overlays=(), settings=(), gpu="auto", extra=(), keep_epochs=False):
     """The regularization sweep: runs.sweep_names(run)[0] (weight decay 0.0005), `run` (the blog's
     100) and [1] (10,000), each a fresh `caffe train`. Returns the first non-zero exit code, or 0."""
-    low, high = runs.sweep_names(run)
+    low, high = runs.sweep_names(paths.check_name(run))
     for name, extra_overlays in ((low, [SWEEP_OVERLAYS[0]]), (run, []), (high, [SWEEP_OVERLAYS[1]])):
         print(f"== sweep: run {name}", flush=True)
         code = train(name, data, solver_file, [*overlays, *extra_overlays], settings, gpu, extra=extra,
@@ -252,7 +335,7 @@ def sweep(run, data, solver_file, overlays=(), settings=(), gpu="auto", extra=()
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="default", help="run name: runs/<run>/")
     parser.add_argument("--data", help="data set name under data/ (default: synthetic; resume: the run's)")
     parser.add_argument("--solver", help="solver prototxt (default: prototxt/solver.prototxt; resume: the run's)")
@@ -265,21 +348,24 @@ def main(argv=None) -> int:
     parser.add_argument("--keep-epochs", action="store_true", help="several GPUs: divide max_iter by their number")
     parser.add_argument("extra", nargs="*", help="more flags for `caffe train` (after --)")
     args = parser.parse_args(argv)
-    try:
+
+    def body():
+        paths.check_name(args.run)
+        if args.data is not None:
+            paths.check_name(args.data, "DATA")
         if args.sweep:
             code = sweep(args.run, args.data, args.solver, args.overlay, args.settings, args.gpu, args.extra,
                          args.keep_epochs)
         else:
             code = train(args.run, args.data, args.solver, args.overlay, args.settings, args.gpu,
                          args.resume, args.extra, args.change_solver, args.keep_epochs)
-    except (TrainConfigError, records.LmdbError, caffe_env.CaffeNotFound, caffe_env.DeviceError, FileNotFoundError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 2
-    if code == 0:
-        print(f"Done: {paths.run_dir(args.run)}")
-    else:
-        print(f"ERROR: caffe train exited with {code}; see {paths.run_dir(args.run) / 'train.log'}", file=sys.stderr)
-    return code
+        if code == 0:
+            print(f"Done: {paths.run_dir(args.run)}")
+        elif code != cli.EXIT_INTERRUPTED:
+            print(f"ERROR: caffe train exited with {code}; see {paths.run_dir(args.run) / 'train.log'}",
+                  file=sys.stderr)
+        return code
+    return cli.run(body)
 
 
 if __name__ == "__main__":

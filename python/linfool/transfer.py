@@ -7,10 +7,9 @@ template giving P(target) >= 0.99 on the source) on the attack curves' fixed sam
 target) pairs (linfool.attacks.pair_sample; its size and cost are printed first). Every image fooled
 on the source is then classified by every run (pycaffe). Matrix entry [source, dest] = fraction
 whose top-1 class on dest is the target. The runs (linfool.runs.group) must be trained on the same
-data set. Writes runs/<run>/attacks/transfer.json/.png.
+data set. Writes runs/<run>/transfer/ whole: transfer.json (with every run's snapshot and the data
+set) and transfer.png.
 """
-import argparse
-import json
 import sys
 
 import matplotlib
@@ -19,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool import attacks, caffe_env, fooling, records, runs  # noqa: E402
+from linfool import attacks, cli, files, fooling, runs  # noqa: E402
 
 
 def fooled_images(classifier, images, which, targets):
@@ -38,7 +37,7 @@ def transfer_matrix(run_dirs, n_images=attacks.IMAGES, pairs=attacks.PAIRS):
     """Dict with the runs, the matrix (sources x dests) of target hit rates and the counts."""
     classifiers = {d.name: fooling.Classifier(d) for d in run_dirs}
     first = classifiers[run_dirs[0].name]
-    images, _, which, targets, about = attacks.pair_sample(runs.data_dir(run_dirs[0]) / "val_lmdb",
+    images, _, which, targets, about = attacks.pair_sample(run_dirs[0].dataset().lmdb("val"),
                                                            len(first.params["W"]), n_images, pairs)
     forwards = len(run_dirs) * len(targets) * (fooling.BISECTION_STEPS + 3 + len(run_dirs))
     print("transfer: " + attacks.describe(about, forwards, attacks.seconds_per_forward(first)), flush=True)
@@ -48,8 +47,8 @@ def transfer_matrix(run_dirs, n_images=attacks.IMAGES, pairs=attacks.PAIRS):
         counts.append(len(made_targets))
         matrix.append([float((dest.probs(made).argmax(axis=1) == made_targets).mean()) if len(made_targets)
                        else float("nan") for dest in classifiers.values()])
-    return {"runs": list(classifiers), "data": runs.info(run_dirs[0])["data"], "matrix": matrix,
-            "fooled_on_source": counts, **about}
+    return {"runs": list(classifiers), "data": run_dirs[0].dataset().name, "matrix": matrix,
+            "fooled_on_source": counts, **about, "sources": [run.source() for run in run_dirs]}
 
 
 def plot_transfer(result, out):
@@ -69,28 +68,26 @@ def plot_transfer(result, out):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     runs.add_group_arguments(parser)
-    parser.add_argument("--images", type=int, default=attacks.IMAGES, help="val images in the sample")
-    parser.add_argument("--pairs", type=int, default=attacks.PAIRS, help="(image, target) pairs in the sample")
+    parser.add_argument("--images", type=cli.positive_int, default=attacks.IMAGES, help="val images in the sample")
+    parser.add_argument("--pairs", type=cli.positive_int, default=attacks.PAIRS, help="(image, target) pairs in the sample")
     args = parser.parse_args(argv)
-    try:
-        run_dirs = runs.group(args.run, args.low, args.high)
-        if len(run_dirs) < 2:
-            raise FileNotFoundError(f"transfer needs at least two trained runs of one data set, {args.run} has "
-                                    f"no trained sweep companion; run `make sweep` first")
-        result = transfer_matrix(run_dirs, args.images, args.pairs)
-    except (runs.RunMismatch, FileNotFoundError, records.LmdbError, caffe_env.DeviceError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 2
-    result["command"] = "python -m linfool.transfer " + " ".join(sys.argv[1:] if argv is None else argv)
-    out = run_dirs[0] / "attacks"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "transfer.json").write_text(json.dumps(result, indent=1) + "\n")
-    plot_transfer(result, out / "transfer.png")
-    for run, row in zip(result["runs"], result["matrix"]):
-        print(f"made on {run:<12} " + "  ".join(f"{d}: {100 * v:5.1f} %" for d, v in zip(result["runs"], row)))
-    return 0
+
+    def body():
+        group = runs.group(args.run, args.low, args.high)
+        if len(group) < 2:
+            raise runs.RunError(f"transfer needs at least two trained runs of one data set, {args.run} has "
+                                "no trained sweep companion; run `make sweep` first")
+        with runs.locked(write=group[:1], read=group[1:]):
+            result = transfer_matrix(group, args.images, args.pairs)
+            result["command"] = "python -m linfool.transfer " + " ".join(sys.argv[1:] if argv is None else argv)
+            with files.building_dir(group[0].path / "transfer") as out:
+                plot_transfer(result, out / "transfer.png")
+                files.write_json(out / "transfer.json", result)
+        for run, row in zip(result["runs"], result["matrix"]):
+            print(f"made on {run:<12} " + "  ".join(f"{d}: {100 * v:5.1f} %" for d, v in zip(result["runs"], row)))
+    return cli.run(body)
 
 
 if __name__ == "__main__":
