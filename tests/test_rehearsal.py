@@ -72,7 +72,7 @@ def test_every_val_image_is_evaluated(rehearsed):
 def test_no_foreign_run_in_any_imagenet_output(rehearsed):
     root, _, _, logs = rehearsed
     out = root / "runs" / "imagenet"
-    named = set(json.loads((out / "attacks" / "transfer.json").read_text())["runs"])
+    named = set(json.loads((out / "transfer" / "transfer.json").read_text())["runs"])
     named |= {json.loads((root / "runs" / r / "attacks" / "attack_curves.json").read_text())["run"]
               for r in ("imagenet", "imagenet_reg_low", "imagenet_reg_high")}
     named |= {row["run"] for row in json.loads((out / "figures" / "figures.json").read_text())["regularization"]}

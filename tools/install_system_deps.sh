@@ -3,7 +3,8 @@
 # Usage: tools/install_system_deps.sh   (run as root, or as a user with sudo; the CUDA build needs no more:
 # its toolkit comes from PyPI, see tools/cuda_toolkit.sh)
 #        tools/install_system_deps.sh --tests   what only the tests need (make test): chromium for the
-#        report's browser test; where it cannot be installed, one line says so and that test skips.
+#        report's browser test, valgrind for linfool's own Caffe test (tools/test_caffe.sh); where they
+#        cannot be installed, one line says so, the browser test skips and the Caffe test runs plainly.
 set -euo pipefail
 TESTS=0
 [ "${1:-}" = "--tests" ] && TESTS=1
@@ -18,9 +19,9 @@ PACKAGES=(
   python3-dev python3-venv
 )
 
-[ "$TESTS" = 1 ] && PACKAGES=(chromium)
+[ "$TESTS" = 1 ] && PACKAGES=(chromium valgrind)
 # --tests never fails the run: it says what is missing and the browser test skips.
-soft() { if [ "$TESTS" = 1 ]; then echo "Test packages: $1 (the browser test will skip)"; exit 0; fi; echo "ERROR: $1" >&2; exit 1; }
+soft() { if [ "$TESTS" = 1 ]; then echo "Test packages: $1 (the browser test will skip; Caffe's tests run without valgrind)"; exit 0; fi; echo "ERROR: $1" >&2; exit 1; }
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -59,6 +59,7 @@ def build_dataset(source_root, out, *, val_txt=None, size=64, workers=None, prog
             print(f"Creating {split} lmdb from {plan.root} ({len(plan.items)} images)...", flush=True)
             results[split] = lmdb_builder.execute(plan, workers=workers, source=str(Path(plan.root).resolve()),
                                                   progress=progress)
+            results[split].path = Path(out) / f"{split}_lmdb"          # where it is published
             print(lmdb_builder.summary(results[split]), flush=True)
         if any(r.written == 0 for r in results.values()):
             empty = next(s for s, r in results.items() if r.written == 0)

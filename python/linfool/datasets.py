@@ -158,10 +158,12 @@ class building:  # noqa: N801  (used as a context manager: `with building(path) 
         try:
             self.store.mkdir(parents=True, exist_ok=True)
             self._remove_leftovers()
-            try:
-                self.current = DataSet.at(self.path)
-            except DataSetError:
-                self.current = None
+            self.current = None
+            if self.path.exists():
+                try:
+                    self.current = DataSet.at(self.path)
+                except DataSetError as err:        # damaged or unfinished: rebuilt whole, said so
+                    print(f"{err}: building it again", flush=True)
             self.dir = self.store / f".partial-{os.getpid()}"
             self.dir.mkdir()
         except BaseException:
@@ -193,9 +195,11 @@ class building:  # noqa: N801  (used as a context manager: `with building(path) 
         files.write_json(self.dir / "dataset.json", {"identity": identity, "lmdbs": lmdbs,
                                                      "classes": len(read_labels(self.dir / "labels.txt"))})
         version = self.store / identity
-        if version.exists():
-            shutil.rmtree(self.dir)            # the same records and labels are published already
+        if version.exists() and self.current is not None and self.current.identity == identity:
+            shutil.rmtree(self.dir)            # the same records and labels are published already, intact
         else:
+            if version.exists():               # the same identity, but damaged (a cut-short LMDB): replaced
+                version.rename(self.store / f".damaged-{os.getpid()}")
             self.dir.rename(version)
         link = self.path.parent / f".{self.path.name}.link-{os.getpid()}"
         link.unlink(missing_ok=True)

@@ -193,12 +193,12 @@ def execute(build, *, workers=None, source="", progress=True) -> BuildResult:
         results = pool.imap(load, build.items, chunksize=8)
         bar = tqdm(results, total=len(build.items), unit="img", desc=f"LMDB {out.name}",
                    disable=not progress, smoothing=0.1)
-        for line_id, ((path, _), (record, reason)) in enumerate(zip(build.items, bar)):
+        # the bar first: zip then asks it for one more item, so that it counts the last one and closes
+        for line_id, ((record, reason), (path, _)) in enumerate(zip(bar, build.items)):
             if record is None:
                 result.skipped.append((path, reason))
                 continue
             writer.put(f"{line_id:08d}_{path}".encode(), record)
-        bar.close()
     result.written = writer.close()
     records.verify(partial_dir, result.written, (3, size, size), num_classes)
     (partial_dir / "mean.binaryproto").write_bytes(datum.encode_mean(writer.mean(size)))
