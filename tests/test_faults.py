@@ -27,7 +27,7 @@ from linfool import caffe_env, datasets, paths, runs, synthetic
 pytestmark = pytest.mark.faults
 TRIALS = int(os.environ.get("LINFOOL_FAULT_TRIALS", "5"))
 SEED = int(os.environ.get("LINFOOL_FAULT_SEED", str(int(time.time()))))
-TRAIN_SET = "SET=max_iter=27 snapshot=9 test_interval=1000 test_iter=1"      # 9 iterations = one epoch here
+TRAIN_SET = "SET=max_iter=900 snapshot=90 test_interval=100000 test_iter=1"   # 9 iterations = one epoch here
 TRIED = []
 
 
@@ -161,17 +161,17 @@ def _rerun_training(env, run_dir, name):
 def test_killed_training_resumes_to_the_uninterrupted_weights_from_an_epoch_boundary(tiny, rng):
     root, env = tiny
     seconds = _timed(env, "train", "RUN=reference", "DATA=imagenet", TRAIN_SET)
-    reference = _weights(root / "runs" / "reference", 27)
+    reference = _weights(root / "runs" / "reference", 900)
     for trial in range(TRIALS):
         name, whole = f"k{trial}", trial % 2 == 0
         at = rng.uniform(0, seconds)
         finished = _kill_at(env, at, ["train", f"RUN={name}", "DATA=imagenet", TRAIN_SET], whole_group=whole)
         run_dir = root / "runs" / name
         outcome = "finished first" if finished else _rerun_training(env, run_dir, name)
-        assert runs.Run(run_dir).snapshot().iteration == 27
+        assert runs.Run(run_dir).snapshot().iteration == 900
         resumed = re.search(r"snap_iter_(\d+)", outcome)
         if resumed is None or int(resumed.group(1)) % 9 == 0:      # an epoch boundary: the same weights
-            np.testing.assert_array_equal(_weights(run_dir, 27), reference)
+            np.testing.assert_array_equal(_weights(run_dir, 900), reference)
             outcome += ", weights equal the uninterrupted run's"
         else:
             outcome += " (off an epoch boundary: Caffe re-reads the data from the start, as documented)"
@@ -225,7 +225,7 @@ def test_a_disk_that_fills_while_caffe_writes_a_snapshot_leaves_no_cut_short_sna
         pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()}): needs root")
     try:
         env = {**env, "LINFOOL_RUNS": str(disk)}
-        done = _make(env, "train", "RUN=full", "DATA=imagenet", TRAIN_SET, check=False)
+        done = _make(env, "train", "RUN=full", "DATA=imagenet", "SET=max_iter=27 snapshot=9 test_iter=1", check=False)
         errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
         assert done.returncode != 0 and any("was cut short" in e and "GB free on the disk" in e for e in errors), done.stderr
         assert runs.Run(disk / "full").snapshot().iteration == 9          # the newest good one, whole

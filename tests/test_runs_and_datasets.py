@@ -165,6 +165,14 @@ def test_two_data_builds_at_once_one_is_refused_in_one_line(tmp_path):
     assert first.returncode == 0 and datasets.DataSet.at(tmp_path / "data" / "synthetic").num_classes == 18
 
 
+def test_a_stage_that_reads_a_data_set_being_rebuilt_is_refused(own_set):
+    data, runs_dir = own_set
+    with datasets.write_lock(data / "tiny"):                    # what make data holds while it builds
+        done = _py("train", _env(data, runs_dir), "--data", "tiny", "--run", "reader", *SHORT)
+    _one_error(done, "data set 'tiny' is busy", f"PID {os.getpid()}", "is writing it")
+    assert not (runs_dir / "reader").exists()
+
+
 # 3. A data set appears whole or not at all --------------------------------------------------------------
 
 def test_a_build_killed_while_writing_val_leaves_the_old_set_whole_and_its_rerun_frees_the_partial(tmp_path):

@@ -188,9 +188,14 @@ def data_layer_exact(work, gpu, batch=256, batches=8):
 
 def caffe_build():
     """The build's options line from the tree's BUILD_INFO (tools/build_caffe.sh writes it: CPU or CUDA
-    version and archs, Python, numpy, recipe), e.g. 'options cpu py3.11 numpy2.2.6 recipe6'."""
-    info = caffe_env.caffe_tree() / "BUILD_INFO"
-    return info.read_text().splitlines()[1] if info.is_file() else "no BUILD_INFO (not built by linfool)"
+    version and archs, Python, numpy, recipe), e.g. 'options cpu py3.11 numpy2.2.6 recipe7', and the
+    last line of its Caffe-test record beside it (tools/test_caffe.sh), e.g. 'recipe 7: 431 passed, ...'."""
+    tree = caffe_env.caffe_tree()
+    info = tree / "BUILD_INFO"
+    options = info.read_text().splitlines()[1] if info.is_file() else "no BUILD_INFO (not built by linfool)"
+    tests = tree.with_name(tree.name + ".caffe-tests")
+    record = tests.read_text().splitlines()[-1] if tests.is_file() else "Caffe's own tests not run for this build"
+    return f"{options}; {record}"
 
 
 def check(gpu="0", iters=500):

@@ -171,6 +171,36 @@ def _child_dies_with_parent():
         pass
 
 
+class _Log:
+    """train.log, appended line by line; a write that fails (a full disk) stops the log, not the
+    training, and is said once at the end."""
+
+    def __init__(self, path):
+        self.path, self.error = path, None
+        self.handle = open(path, "a")
+
+    def write(self, line):
+        if self.error is None:
+            try:
+                self.handle.write(line)
+                self.handle.flush()
+            except OSError as err:
+                self.error = err
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.handle.close()
+        except OSError as err:
+            self.error = self.error or err
+        if self.error is not None:
+            print(f"ERROR: {self.path} could not be written ({self.error.strerror}); Caffe's log is incomplete",
+                  file=sys.stderr)
+        return False
+
+
 def run_caffe(run_dir, gpu, state, extra):
     """Run `caffe train` (from solver state `state` when resuming), teeing its log to
     run_dir/train.log; returns (Caffe's exit code, whether Ctrl-C stopped it)."""
@@ -187,7 +217,7 @@ def run_caffe(run_dir, gpu, state, extra):
     previous = signal.signal(signal.SIGINT, lambda *_: stopped.append(True))   # Caffe gets it too, and stops
     proc = None
     try:
-        with open(run_dir / "train.log", "a") as log:
+        with _Log(run_dir / "train.log") as log:
             proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=caffe_env.tool_env(),
                                     pass_fds=files.lock_fds(), preexec_fn=_child_dies_with_parent)
             for line in proc.stderr:
@@ -272,6 +302,9 @@ def _start(run, dataset, state, changes, history):
 
 def _finish(run, code, stopped, max_iter):
     """Exit code after Caffe: a snapshot cut short is removed (1), Ctrl-C says how to continue (130)."""
+    if code < 0:                                   # killed by a signal (SIGABRT: a glog CHECK): as a shell says it
+        print(f"ERROR: caffe train was stopped by signal {-code} ({signal.Signals(-code).name})", file=sys.stderr)
+        code = 128 - code
     for line in drop_damaged_snapshots(run):
         print(f"ERROR: {line}", file=sys.stderr)
         code = code or 1
