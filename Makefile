@@ -97,9 +97,10 @@ test-docker: ## build the CPU image (Docker or Podman) and run make test + a sho
 	@$(SETUP)
 	$(PY) -m pytest -s -m docker tests/test_docker_image.py
 
-test-gpu-build: ## build the CUDA Caffe (sm_90 unless CUDA_ARCH=; cached; ~15 min cold on 2 cores) and test it; no GPU needed
+test-gpu-build: ## build the CUDA Caffe (sm_90 unless CUDA_ARCH=; cached; ~15 min cold on 2 cores), run Caffe's own tests on its CPU path and ours; no GPU needed
 	@$(SETUP)
 	tree=$$(LINFOOL_CUDA=1 CUDA_ARCH=$(or $(strip $(CUDA_ARCH)),90) tools/build_caffe.sh $(PY) | tail -n 1) && [ -n "$$tree" ] && \
+	LINFOOL_CUDA=1 CUDA_ARCH=$(or $(strip $(CUDA_ARCH)),90) tools/test_caffe.sh $(PY) --if-needed && \
 	LINFOOL_CUDA_TREE=$$tree $(PY) -m pytest -m gpu_build tests/test_gpu_build.py
 
 gpu-check: ## on a GPU box: device query, caffe time, GPU vs CPU training and pycaffe, images/s -> runs/gpu_check.txt

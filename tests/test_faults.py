@@ -8,14 +8,11 @@ LINFOOL_FAULT_TRIALS (default 5 per stage) and LINFOOL_FAULT_SEED (default: the 
 the injection points. Each kill hits the whole process group (make, python, caffe) or, for half of the
 training trials, make alone (then the stage and Caffe must stop by themselves).
 """
-import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 

@@ -13,7 +13,10 @@
 5. images/s of `caffe train` and of pycaffe forwards, GPU and CPU, measured in the same run;
 6. several GPUs: `caffe train --gpu=0,1` (Caffe's P2PSync: N solvers of batch 256, gradients averaged)
    against one GPU at batch 256 x N, same seed and records: the weights' changes after SYNC_ITERS
-   iterations within SYNC_TOLERANCE. With one GPU it says it did not check (P2PSync refuses `--gpu=0,0`).
+   iterations within SYNC_TOLERANCE. With one GPU it says it did not check (P2PSync refuses `--gpu=0,0`);
+7. Caffe's own tests, GPU cases (CAFFE_GPU_TESTS: data layer, inner product, softmax loss, the
+   gradient-based solvers), from the test binaries `make test-gpu-build` built for this CUDA build and
+   kept beside it (caffe-<key>.tests/, carried to a GPU box without compilers); said when absent.
 Data: a temporary LMDB of random 64x64 records with 1000 classes. Exit 1 when a check fails.
 """
 import argparse
@@ -35,6 +38,8 @@ TOLERANCE = 1e-5             # pycaffe softmax, GPU vs CPU (issue 12)
 LOSS_TOLERANCE = 1e-5        # relative, train losses GPU vs CPU
 SYNC_ITERS = 40
 SYNC_TOLERANCE = 1e-4        # change_diff of N solvers vs one at N x the batch (float sums reordered)
+CAFFE_GPU_TESTS = ("data_layer", "inner_product_layer", "softmax_with_loss_layer", "gradient_based_solver",
+                   "linfool_data_layer")
 
 
 def write_data(work):
@@ -198,6 +203,26 @@ def caffe_build():
     return f"{options}; {record}"
 
 
+def caffe_gpu_tests(gpu):
+    """(one line, passed) for Caffe's own GPU test cases of CAFFE_GPU_TESTS, run from the kept test
+    binaries (tools/test_caffe.sh) in their folder (they read examples/ and src/caffe/test/test_data
+    there) against this tree's libcaffe (LD_LIBRARY_PATH); passed is None when none are kept."""
+    tree = caffe_env.caffe_tree()
+    kept = tree.with_name(tree.name + ".tests")
+    if not (kept / "test").is_dir():
+        return (f"Caffe's own GPU tests: not run (no {kept}; `make test-gpu-build` builds them for this CUDA "
+                "build, carry the folder with the build)"), None
+    env = {**caffe_env.tool_env(), "LD_LIBRARY_PATH": str(tree / "build" / "lib"), "GLOG_minloglevel": "2"}
+    counts, ok = [], True
+    for name in CAFFE_GPU_TESTS:
+        done = subprocess.run([str(kept / "test" / f"test_{name}.testbin"), gpu, "--gtest_filter=*GPU*"], cwd=kept,
+                              capture_output=True, text=True, env=env)
+        passed = re.search(r"\[  PASSED  \] (\d+) test", done.stdout)
+        ok &= done.returncode == 0
+        counts.append(f"{name} {passed.group(1) if passed else 0}{'' if done.returncode == 0 else ' FAILED'}")
+    return f"Caffe's own GPU tests (*GPU* cases): {', '.join(counts)}", ok
+
+
 def check(gpu="0", iters=500):
     """Run every check; returns (report lines, all passed)."""
     lines, ok = [], True
@@ -240,6 +265,9 @@ def check(gpu="0", iters=500):
     ok &= diff < TOLERANCE
     lines.append(f"pycaffe softmax GPU vs CPU: max abs diff {diff:.2e} ({'< ' if diff < TOLERANCE else 'NOT < '}"
                  f"{TOLERANCE:g}); forwards images/s: GPU {py_gpu:,.0f}, CPU {py_cpu:,.0f} ({py_gpu / py_cpu:.1f}x)")
+    line, passed = caffe_gpu_tests(gpu)
+    lines.append(line)
+    ok &= passed is not False
     return lines, ok
 
 

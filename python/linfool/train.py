@@ -119,7 +119,7 @@ def check_solver(solver):
         raise TrainConfigError(f"base_lr={solver.base_lr} is out of range (needs > 0; the blog's is 1e-7)")
 
 
-def preflight(net, data_dir=None):
+def preflight(net):
     """Check what Caffe would die on with a glog abort, and say it in one line instead."""
     num_output = fc_layer(net).inner_product_param.num_output
     for layer in net.layer:
