@@ -81,11 +81,11 @@ test: ## run the test suite (sets everything up first; Caffe's own tests once pe
 	else tools/test_caffe.sh $(PY) --if-needed; fi
 	$(PY) -m pytest
 
-test-caffe: ## Caffe's own gtest suite (data layers, solver, net, IO, ...) built against the cached libcaffe, run now (~5 min)
+test-caffe: ## Caffe's own gtest suite (data layers, solver, net, IO, ...) built against the cached libcaffe, run now (~4 min)
 	@$(SETUP)
 	tools/test_caffe.sh $(PY)
 
-test-faults: ## fault injection: SIGKILL at random points of make data, train, figures and report, then rerun (~10 min)
+test-faults: ## fault injection: SIGKILL at random points of make data, train, figures and report, then rerun (~5 min)
 	@$(SETUP)
 	$(PY) -m pytest -m faults tests/test_faults.py
 
