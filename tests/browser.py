@@ -1,5 +1,6 @@
 """A real headless Chromium driven through the DevTools protocol over a pipe (--remote-debugging-pipe:
 commands in on fd 3, answers out on fd 4, NUL-separated JSON): no websocket library, no network."""
+
 import base64
 import json
 import os
@@ -21,10 +22,23 @@ class Browser:
         def pipes():
             os.dup2(to_chrome, 3)
             os.dup2(from_chrome, 4)
+
         self.process = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
-             f"--window-size={width},{height}", "about:blank"],
-            preexec_fn=pipes, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--remote-debugging-pipe",
+                "--no-first-run",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            preexec_fn=pipes,
+            pass_fds=(3, 4),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_chrome)
         os.close(from_chrome)
         self._id, self._buffer, self.events = 0, b"", []
@@ -76,11 +90,18 @@ class Browser:
 
     def screenshot(self, selector):
         """PNG bytes of the element (page coordinates; rendered beyond the viewport, no scrolling)."""
-        rect = self.eval(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect(); "
-                         "return [r.x + scrollX, r.y + scrollY, r.width, r.height]; })()")
+        rect = self.eval(
+            f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect(); "
+            "return [r.x + scrollX, r.y + scrollY, r.width, r.height]; })()"
+        )
         x, y, width, height = rect
-        shot = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True,
-                         clip={"x": x, "y": y, "width": width, "height": height, "scale": 1})
+        shot = self.call(
+            "Page.captureScreenshot",
+            session=True,
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": x, "y": y, "width": width, "height": height, "scale": 1},
+        )
         return base64.b64decode(shot["data"])
 
     def console_errors(self):

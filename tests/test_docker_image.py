@@ -5,6 +5,7 @@ The host must see the outputs, owned by that uid, and nothing may be written int
 Docker runs the image with --read-only (any write outside the mounts fails). Podman where `podman run`
 works does the same; where it cannot start containers (these machines: the OCI runtime cannot set
 rlimits), buildah runs the command in a working container and `podman diff` lists what it changed."""
+
 import os
 import shutil
 import subprocess
@@ -13,14 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from linfool import paths
+from linfool.core import paths
 
 pytestmark = pytest.mark.docker
 IMAGE = "linfool:cpu"
 UID = GID = 1000
 # A short demo: the real pipeline with fewer iterations, background rounds and pairs.
-DEMO = ('make demo SET="max_iter=200 snapshot=200 test_iter=2 test_interval=200" ROUNDS=1 FOOL=20 ITERS=20 '
-        'MEASURE=2 PAIRS=17 QUERIES=500')
+DEMO = (
+    'make demo SET="max_iter=200 snapshot=200 test_iter=2 test_interval=200" ROUNDS=1 FOOL=20 ITERS=20 '
+    "MEASURE=2 PAIRS=17 QUERIES=500"
+)
 
 
 def engine():
@@ -53,9 +56,24 @@ def _run(name, command, volumes, mounts):
         return subprocess.run(args + [IMAGE, "bash", "-c", command], capture_output=True, text=True), None
     container = subprocess.run(["buildah", "from", IMAGE], capture_output=True, text=True, check=True).stdout.strip()
     try:
-        done = subprocess.run(["buildah", "run", "--isolation", "chroot", "--user", f"{UID}:{GID}",
-                               *[a for v in volumes for a in ("-v", v)], container, "--", "bash", "-c", command],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                "buildah",
+                "run",
+                "--isolation",
+                "chroot",
+                "--user",
+                f"{UID}:{GID}",
+                *[a for v in volumes for a in ("-v", v)],
+                container,
+                "--",
+                "bash",
+                "-c",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+        )
         diff = subprocess.run(["podman", "diff", container], capture_output=True, text=True, check=True).stdout
     finally:
         subprocess.run(["buildah", "rm", container], capture_output=True)
@@ -76,8 +94,10 @@ def image():
 
 @pytest.fixture
 def host_dirs(tmp_path):
-    dirs = {tmp_path / name: inside for name, inside in
-            (("data", "/opt/linfool/data"), ("runs", "/opt/linfool/runs"), ("tmp", "/tmp"))}
+    dirs = {
+        tmp_path / name: inside
+        for name, inside in (("data", "/opt/linfool/data"), ("runs", "/opt/linfool/runs"), ("tmp", "/tmp"))
+    }
     for host in dirs:
         host.mkdir()
         os.chown(host, UID, GID)
@@ -86,13 +106,17 @@ def host_dirs(tmp_path):
 
 
 def _owned_by_uid(folder):
-    return all(os.lstat(os.path.join(root, name)).st_uid == UID
-               for root, dirs, files in os.walk(folder) for name in dirs + files)
+    return all(
+        os.lstat(os.path.join(root, name)).st_uid == UID
+        for root, dirs, files in os.walk(folder)
+        for name in dirs + files
+    )
 
 
 def test_image_size_and_what_it_holds(image):
-    size = subprocess.run([engine(), "image", "inspect", "--format", "{{.Size}}", image], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    size = subprocess.run(
+        [engine(), "image", "inspect", "--format", "{{.Size}}", image], capture_output=True, text=True, check=True
+    ).stdout.strip()
     print(f"{image}: {int(size) / 1e9:.2f} GB")
     assert int(size) < 1.5e9
     done, _ = run_in_image("command -v gcc cmake nvcc || echo no-compilers; ls /opt/linfool-cache 2>&1 | head -1", {})

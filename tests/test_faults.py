@@ -8,6 +8,7 @@ LINFOOL_FAULT_TRIALS (default 5 per stage) and LINFOOL_FAULT_SEED (default: the 
 the injection points. Each kill hits the whole process group (make, python, caffe) or, for half of the
 training trials, make alone (then the stage and Caffe must stop by themselves).
 """
+
 import os
 import random
 import re
@@ -19,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from linfool import caffe_env, datasets, paths, runs, synthetic
+from linfool.core import caffe_env, datasets, paths, runs
+from linfool.data import synthetic
 
 pytestmark = pytest.mark.faults
 TRIALS = int(os.environ.get("LINFOOL_FAULT_TRIALS", "5"))
 SEED = int(os.environ.get("LINFOOL_FAULT_SEED", str(int(time.time()))))
-TRAIN_SET = "SET=max_iter=900 snapshot=90 test_interval=100000 test_iter=1"   # 9 iterations = one epoch here
+TRAIN_SET = "SET=max_iter=900 snapshot=90 test_interval=100000 test_iter=1"  # 9 iterations = one epoch here
 TRIED = []
 
 
@@ -33,8 +35,9 @@ def _env(root):
 
 
 def _make(env, *args, check=True):
-    done = subprocess.run(["make", "--no-print-directory", *args], cwd=paths.ROOT, env=env, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        ["make", "--no-print-directory", *args], cwd=paths.ROOT, env=env, capture_output=True, text=True
+    )
     if check:
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done
@@ -49,8 +52,14 @@ def _timed(env, *args):
 def _kill_at(env, seconds, args, whole_group=True):
     """Start `make ARGS`, SIGKILL it (its process group, or make alone) after `seconds`; wait for every
     process of the group to end. Returns whether it had finished by itself."""
-    proc = subprocess.Popen(["make", "--no-print-directory", *args], cwd=paths.ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", *args],
+        cwd=paths.ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         proc.wait(timeout=seconds)
         return True
@@ -82,8 +91,10 @@ def _group_alive(pgid):
 def rng():
     print(f"\nfault injection: seed {SEED} (LINFOOL_FAULT_SEED={SEED} repeats it), {TRIALS} trials per stage")
     yield random.Random(SEED)
-    print(f"\nfault injection: {len(TRIED)} kills tried: " + ", ".join(
-        f"{stage} {sum(1 for s, _ in TRIED if s == stage)}" for stage in dict.fromkeys(s for s, _ in TRIED)))
+    print(
+        f"\nfault injection: {len(TRIED)} kills tried: "
+        + ", ".join(f"{stage} {sum(1 for s, _ in TRIED if s == stage)}" for stage in dict.fromkeys(s for s, _ in TRIED))
+    )
     for stage, outcome in TRIED:
         print(f"  {stage}: {outcome}")
 
@@ -91,8 +102,10 @@ def rng():
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
     root = tmp_path_factory.mktemp("trees")
-    return [synthetic.generate(root / name, train_per_class=n, val_per_class=4, seed=s, progress=False)
-            for name, n, s in (("a", 10, 1), ("b", 14, 2))]
+    return [
+        synthetic.generate(root / name, train_per_class=n, val_per_class=4, seed=s, progress=False)
+        for name, n, s in (("a", 10, 1), ("b", 14, 2))
+    ]
 
 
 def _published(root):
@@ -103,7 +116,7 @@ def test_killed_data_builds_leave_the_old_set_or_none_and_the_rerun_publishes_th
     reference = _env(tmp_path / "reference")
     _make(reference, "data", f"IMAGENET={trees[0]}")
     old = _published(tmp_path / "reference")
-    seconds = _timed(reference, "data", f"IMAGENET={trees[1]}")       # a rebuild: tree a's set -> tree b's
+    seconds = _timed(reference, "data", f"IMAGENET={trees[1]}")  # a rebuild: tree a's set -> tree b's
     expected = _published(tmp_path / "reference")
     for trial in range(TRIALS):
         root = tmp_path / f"t{trial}"
@@ -112,12 +125,17 @@ def test_killed_data_builds_leave_the_old_set_or_none_and_the_rerun_publishes_th
         at = rng.uniform(0, seconds)
         finished = _kill_at(env, at, ["data", f"IMAGENET={trees[1]}"])
         published = _published(root)
-        assert published in (old, expected)                       # the old set or the new one, whole
+        assert published in (old, expected)  # the old set or the new one, whole
         _make(env, "data", f"IMAGENET={trees[1]}")
         assert _published(root) == expected
-        assert [p.name for p in (root / "data" / ".imagenet.d").iterdir()] == [expected]   # no partial left
-        TRIED.append(("make data", f"killed at {at:.1f} of {seconds:.1f} s: "
-                                   f"{'finished first' if finished else 'old set kept' if published == old else 'new set'}"))
+        assert [p.name for p in (root / "data" / ".imagenet.d").iterdir()] == [expected]  # no partial left
+        TRIED.append(
+            (
+                "make data",
+                f"killed at {at:.1f} of {seconds:.1f} s: "
+                f"{'finished first' if finished else 'old set kept' if published == old else 'new set'}",
+            )
+        )
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +165,7 @@ def _rerun_training(env, run_dir, name):
     errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and "is damaged" in errors[0], done.stderr[-2000:]
     damaged = re.search(r"rm '([^']+)'", errors[0])
-    if damaged is None:                                         # no good state left: train again
+    if damaged is None:  # no good state left: train again
         _make(env, "train", f"RUN={name}", "DATA=imagenet", TRAIN_SET)
         return "refused (no good snapshot), trained again"
     for part in Path(damaged.group(1)).parent.glob(Path(damaged.group(1)).stem + ".*"):
@@ -167,12 +185,14 @@ def test_killed_training_resumes_to_the_uninterrupted_weights_from_an_epoch_boun
         outcome = "finished first" if finished else _rerun_training(env, run_dir, name)
         assert runs.Run(run_dir).snapshot().iteration == 900
         resumed = re.search(r"snap_iter_(\d+)", outcome)
-        if resumed is None or int(resumed.group(1)) % 9 == 0:      # an epoch boundary: the same weights
+        if resumed is None or int(resumed.group(1)) % 9 == 0:  # an epoch boundary: the same weights
             np.testing.assert_array_equal(_weights(run_dir, 900), reference)
             outcome += ", weights equal the uninterrupted run's"
         else:
             outcome += " (off an epoch boundary: Caffe re-reads the data from the start, as documented)"
-        TRIED.append(("make train", f"{'group' if whole else 'make alone'} killed at {at:.1f} of {seconds:.1f} s: {outcome}"))
+        TRIED.append(
+            ("make train", f"{'group' if whole else 'make alone'} killed at {at:.1f} of {seconds:.1f} s: {outcome}")
+        )
 
 
 def _strip_page(text):
@@ -198,7 +218,7 @@ def test_killed_figures_and_reports_leave_the_old_ones_whole_and_the_rerun_equal
             at = rng.uniform(0, seconds)
             finished = _kill_at(env, at, [stage, "RUN=shown"])
             assert result.read_text() in (before, expected) or _strip_page(result.read_text()) == _strip_page(expected)
-            if stage == "report":                          # every file the page links is there
+            if stage == "report":  # every file the page links is there
                 page = result.read_text()
                 assert all((out / src).is_file() for src in re.findall(r"src='(report_assets/[^']+)'", page))
             else:
@@ -208,8 +228,13 @@ def test_killed_figures_and_reports_leave_the_old_ones_whole_and_the_rerun_equal
             assert _strip_page(result.read_text()) == _strip_page(expected)
             if stage == "report":
                 assert len(list((out / "report_assets").iterdir())) == 1
-            TRIED.append((f"make {stage}", f"killed at {at:.1f} of {seconds:.1f} s: "
-                                           f"{'finished first' if finished else 'old one kept whole'}; rerun equal"))
+            TRIED.append(
+                (
+                    f"make {stage}",
+                    f"killed at {at:.1f} of {seconds:.1f} s: "
+                    f"{'finished first' if finished else 'old one kept whole'}; rerun equal",
+                )
+            )
 
 
 def test_a_disk_that_fills_while_caffe_writes_a_snapshot_leaves_no_cut_short_snapshot(tiny, tmp_path):
@@ -224,8 +249,10 @@ def test_a_disk_that_fills_while_caffe_writes_a_snapshot_leaves_no_cut_short_sna
         env = {**env, "LINFOOL_RUNS": str(disk)}
         done = _make(env, "train", "RUN=full", "DATA=imagenet", "SET=max_iter=27 snapshot=9 test_iter=1", check=False)
         errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
-        assert done.returncode != 0 and any("was cut short" in e and "GB free on the disk" in e for e in errors), done.stderr
-        assert runs.Run(disk / "full").snapshot().iteration == 9          # the newest good one, whole
+        assert done.returncode != 0 and any("was cut short" in e and "GB free on the disk" in e for e in errors), (
+            done.stderr
+        )
+        assert runs.Run(disk / "full").snapshot().iteration == 9  # the newest good one, whole
         assert not (disk / "full" / "snap_iter_18.caffemodel").exists()
         TRIED.append(("full disk", f"caffe train exited {done.returncode}; {errors[0]}"))
     finally:

@@ -1,5 +1,6 @@
 """The CUDA build of Caffe (`make test-gpu-build`; no GPU needed): it links the CUDA libraries it
 was built against, says cleanly that there is no GPU, and computes on the CPU exactly as the CPU build."""
+
 import os
 import re
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from linfool import caffe_env
+from linfool.core import caffe_env
 
 pytestmark = pytest.mark.gpu_build
 
@@ -27,16 +28,24 @@ def _env(tree):
 
 
 def test_cuda_build_links_cudart_cublas_curand(cuda_tree):
-    linked = subprocess.run(["ldd", str(cuda_tree / "build" / "tools" / "caffe")], capture_output=True, text=True).stdout
+    linked = subprocess.run(
+        ["ldd", str(cuda_tree / "build" / "tools" / "caffe")], capture_output=True, text=True
+    ).stdout
     for lib in ("libcudart.so", "libcublas.so", "libcurand.so", "libcaffe.so"):
         line = next((row for row in linked.splitlines() if lib in row), "")
         assert line and "not found" not in line, f"{lib}: {line or 'not linked'}"
-    assert re.search(r"arch:[0-9]+(,[0-9]+|,ptx[0-9]+)*", (cuda_tree / "BUILD_INFO").read_text())   # CUDA_ARCH, in the key
+    assert re.search(
+        r"arch:[0-9]+(,[0-9]+|,ptx[0-9]+)*", (cuda_tree / "BUILD_INFO").read_text()
+    )  # CUDA_ARCH, in the key
 
 
 def test_device_query_without_a_gpu_fails_with_one_line(cuda_tree):
-    done = subprocess.run([sys.executable, "-m", "linfool.caffe_env", "--device-query"], capture_output=True,
-                          text=True, env=_env(cuda_tree))
+    done = subprocess.run(
+        [sys.executable, "-m", "linfool", "caffe", "--device-query"],
+        capture_output=True,
+        text=True,
+        env=_env(cuda_tree),
+    )
     if caffe_env.gpu_visible():
         assert done.returncode == 0 and "Name:" in done.stdout
     else:
@@ -61,15 +70,19 @@ def test_cuda_build_computes_on_the_cpu_exactly_as_the_cpu_build(cuda_tree, tmp_
     same forward, bit for bit. (Its Data layer cannot: Caffe's prefetch thread calls cudaGetDevice
     even in CPU mode, so training with a CUDA build needs a GPU; linfool.train says so.)"""
     net = tmp_path / "net.prototxt"
-    net.write_text('''
+    net.write_text("""
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 4 dim: 3 dim: 64 dim: 64 } } }
 layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
   inner_product_param { num_output: 18 weight_filler { type: "gaussian" std: 0.001 } } }
-layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }''')
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }""")
     results = {}
     for name, tree in (("cuda", cuda_tree), ("cpu", caffe_env.caffe_tree())):
-        done = subprocess.run([sys.executable, "-c", FORWARD, str(net), str(tmp_path / f"{name}.npz")],
-                              capture_output=True, text=True, env=_env(tree))
+        done = subprocess.run(
+            [sys.executable, "-c", FORWARD, str(net), str(tmp_path / f"{name}.npz")],
+            capture_output=True,
+            text=True,
+            env=_env(tree),
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         results[name] = np.load(tmp_path / f"{name}.npz")
     assert str(results["cuda"]["module"]).startswith(str(cuda_tree))
@@ -82,7 +95,11 @@ def test_training_with_a_cuda_build_and_no_gpu_says_so_in_one_line(cuda_tree, ti
     if caffe_env.gpu_visible():
         pytest.skip("a GPU is visible here")
     env = {**_env(cuda_tree), "LINFOOL_DATA": str(tiny_data), "LINFOOL_RUNS": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "linfool.train", "--data", "tiny", "--run", "x", "--gpu", "cpu"],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "linfool", "train", "--data", "tiny", "--run", "x", "--gpu", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "CUDA build and no GPU is visible" in done.stderr

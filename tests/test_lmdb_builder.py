@@ -1,5 +1,6 @@
 """The LMDB builder: byte-identical to Caffe's convert_imageset and compute_image_mean, robust to
 broken files, atomic under SIGKILL, seeded shuffling, and the ILSVRC2012 / per-class layouts."""
+
 import os
 import signal
 import subprocess
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from linfool import caffe_env, data, datasets, datum, lmdb_builder, records, sources, synthetic
+from linfool.core import caffe_env, datasets, datum, records
+from linfool.data import build, lmdb_builder, sources, synthetic
 
 
 def _photo(seed, w=500, h=375):
@@ -52,20 +54,35 @@ def test_records_and_mean_match_convert_imageset_and_compute_image_mean(tmp_path
     list_file = _write_list(tmp_path / "list.txt", items)
     ours = lmdb_builder.build_lmdb(lmdb_builder.read_list(list_file), root, tmp_path / "ours", progress=False)
     assert ours.written == len(items) and not ours.skipped
-    subprocess.run([str(caffe_env.tool("convert_imageset")), "--resize_height=64", "--resize_width=64",
-                    f"{root}/", str(list_file), str(tmp_path / "caffe")],
-                   check=True, capture_output=True, env=caffe_env.tool_env())
+    subprocess.run(
+        [
+            str(caffe_env.tool("convert_imageset")),
+            "--resize_height=64",
+            "--resize_width=64",
+            f"{root}/",
+            str(list_file),
+            str(tmp_path / "caffe"),
+        ],
+        check=True,
+        capture_output=True,
+        env=caffe_env.tool_env(),
+    )
     theirs = list(records.raw(tmp_path / "caffe"))
     assert [k for k, _ in list(records.raw(tmp_path / "ours"))] == [k for k, _ in theirs]
     for (key, mine), (_, caffes) in zip(list(records.raw(tmp_path / "ours")), theirs):
         assert mine == caffes, f"record {key!r} differs from convert_imageset's"
-    subprocess.run([str(caffe_env.tool("compute_image_mean")), str(tmp_path / "caffe"), str(tmp_path / "mean.binaryproto")],
-                   check=True, capture_output=True, env=caffe_env.tool_env())
+    subprocess.run(
+        [str(caffe_env.tool("compute_image_mean")), str(tmp_path / "caffe"), str(tmp_path / "mean.binaryproto")],
+        check=True,
+        capture_output=True,
+        env=caffe_env.tool_env(),
+    )
     assert (tmp_path / "ours" / "mean.binaryproto").read_bytes() == (tmp_path / "mean.binaryproto").read_bytes()
     image, label = datum.decode_datum(theirs[0][1])
     assert image.shape == (3, 64, 64) and label == items[0][1]
 
 
+@pytest.mark.fast
 def test_bad_inputs_are_skipped_with_reasons_and_good_ones_kept(tmp_path):
     root = tmp_path / "img"
     root.mkdir()
@@ -78,15 +95,22 @@ def test_bad_inputs_are_skipped_with_reasons_and_good_ones_kept(tmp_path):
     (root / "empty.JPEG").write_bytes(b"")
     Image.fromarray(_photo(8, 64, 64)).save(root / "gif.JPEG", format="GIF")
     (root / "text.JPEG").write_text("this is not an image\n" * 10)
-    (root / "folder.JPEG").mkdir()                                   # unreadable as a file
-    bad = {"truncated.JPEG": "truncated JPEG", "empty.JPEG": "empty file", "gif.JPEG": "GIF",
-           "text.JPEG": "not an image", "folder.JPEG": "unreadable", "missing.JPEG": "missing file"}
+    (root / "folder.JPEG").mkdir()  # unreadable as a file
+    bad = {
+        "truncated.JPEG": "truncated JPEG",
+        "empty.JPEG": "empty file",
+        "gif.JPEG": "GIF",
+        "text.JPEG": "not an image",
+        "folder.JPEG": "unreadable",
+        "missing.JPEG": "missing file",
+    }
     list_file = tmp_path / "list.txt"
     lines = [f"{p} {label}" for p, label in good[:2]] + [f"{name} 1" for name in bad]
     lines += ["ok_2.JPEG 7", "ok_3.JPEG"] + [f"{p} {label}" for p, label in good[:1]]
     list_file.write_text("\n".join(lines) + "\n")
-    result = lmdb_builder.build_lmdb(lmdb_builder.read_list(list_file), root, tmp_path / "out",
-                                     num_classes=5, progress=False)
+    result = lmdb_builder.build_lmdb(
+        lmdb_builder.read_list(list_file), root, tmp_path / "out", num_classes=5, progress=False
+    )
     reasons = dict(result.skipped)
     for name, why in bad.items():
         assert why in reasons[name]
@@ -98,15 +122,22 @@ def test_bad_inputs_are_skipped_with_reasons_and_good_ones_kept(tmp_path):
         assert datum.decode_datum(value)[0].shape == (3, 64, 64)
     assert len((tmp_path / "out" / "skipped.txt").read_text().splitlines()) == len(bad) + 2
     assert "skipped 8" in lmdb_builder.summary(result)
-    cli = subprocess.run([sys.executable, "-m", "linfool.lmdb_builder", str(root), str(tmp_path / "bad_only.txt"),
-                          str(tmp_path / "none")], capture_output=True, text=True)
+    cli = subprocess.run(
+        [sys.executable, "-m", "linfool", "lmdb", str(root), str(tmp_path / "bad_only.txt"), str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+    )
     assert cli.returncode == 2 and "no list file" in cli.stderr
     (tmp_path / "bad_only.txt").write_text("empty.JPEG 0\n")
-    cli = subprocess.run([sys.executable, "-m", "linfool.lmdb_builder", str(root), str(tmp_path / "bad_only.txt"),
-                          str(tmp_path / "none")], capture_output=True, text=True)
+    cli = subprocess.run(
+        [sys.executable, "-m", "linfool", "lmdb", str(root), str(tmp_path / "bad_only.txt"), str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+    )
     assert cli.returncode == 1 and "wrote 0 records" in cli.stdout
 
 
+@pytest.mark.fast
 def test_sigkill_leaves_nothing_finished_and_the_rerun_is_identical(tmp_path):
     root = tmp_path / "img"
     root.mkdir()
@@ -114,8 +145,19 @@ def test_sigkill_leaves_nothing_finished_and_the_rerun_is_identical(tmp_path):
         cv2.imwrite(str(root / f"{i}.JPEG"), _photo(i % 40, 640, 480))
     list_file = _write_list(tmp_path / "list.txt", [(f"{i}.JPEG", i % 3) for i in range(400)])
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "linfool.lmdb_builder", str(root), str(list_file), str(out), "--workers", "1",
-           "--shuffle-seed", "5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "linfool",
+        "lmdb",
+        str(root),
+        str(list_file),
+        str(out),
+        "--workers",
+        "1",
+        "--shuffle-seed",
+        "5",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     partial_dir = tmp_path / ".out.partial"
     deadline = time.time() + 60
@@ -126,13 +168,15 @@ def test_sigkill_leaves_nothing_finished_and_the_rerun_is_identical(tmp_path):
     proc.wait()
     assert not out.exists(), "a killed build must not leave a finished-looking LMDB"
     subprocess.run(cmd, check=True, capture_output=True)
-    reference = lmdb_builder.build_lmdb(lmdb_builder.read_list(list_file), root, tmp_path / "ref",
-                                        shuffle_seed=5, progress=False)
+    reference = lmdb_builder.build_lmdb(
+        lmdb_builder.read_list(list_file), root, tmp_path / "ref", shuffle_seed=5, progress=False
+    )
     assert list(records.raw(out)) == list(records.raw(tmp_path / "ref")) and reference.written == 400
     again = lmdb_builder.build_lmdb(lmdb_builder.read_list(list_file), root, out, shuffle_seed=5, progress=False)
     assert again.up_to_date
 
 
+@pytest.mark.fast
 def test_shuffle_is_seeded(tmp_path, odd_images):
     root, items = odd_images
     keys = []
@@ -149,6 +193,7 @@ def _official_val_names(wnid_index, count):
     return sorted(name for name, label in official.items() if label == wnid_index)[:count]
 
 
+@pytest.mark.fast
 def test_ilsvrc2012_layout_with_official_val_labels(tmp_path):
     # goldfish (1k label 1) and kit fox (278): labels renumbered 0, 1 in sorted-wnid order.
     src = tmp_path / "ILSVRC2012"
@@ -159,15 +204,19 @@ def test_ilsvrc2012_layout_with_official_val_labels(tmp_path):
     (src / "val").mkdir()
     for k, name in enumerate(_official_val_names(1, 2) + _official_val_names(278, 2)):
         cv2.imwrite(str(src / "val" / name), _photo(k))
-    results = data.build_dataset(src, tmp_path / "built", progress=False)
+    results = build.build_dataset(src, tmp_path / "built", progress=False)
     assert results["train"].written == 6 and results["val"].written == 4
     val_labels = sorted(datum.decode_datum(v)[1] for _, v in list(records.raw(tmp_path / "built" / "val_lmdb")))
     assert val_labels == [0, 0, 1, 1]
-    assert datasets.read_labels(tmp_path / "built" / "labels.txt") == [("n01443537", "goldfish"), ("n02119789", "kit fox")]
+    assert datasets.read_labels(tmp_path / "built" / "labels.txt") == [
+        ("n01443537", "goldfish"),
+        ("n02119789", "kit fox"),
+    ]
 
 
+@pytest.mark.fast
 def test_per_class_folders_at_any_depth(tmp_path):
-    root = tmp_path / "tiny"                      # Tiny ImageNet: train/<wnid>/images/*.JPEG
+    root = tmp_path / "tiny"  # Tiny ImageNet: train/<wnid>/images/*.JPEG
     for wnid in ("n02", "n01"):
         (root / wnid / "images").mkdir(parents=True)
         cv2.imwrite(str(root / wnid / "images" / "a.JPEG"), _photo(1))

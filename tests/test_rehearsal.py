@@ -1,6 +1,7 @@
 """`make rehearse`: the README's ImageNet recipe, exactly as written (plus only size knobs), on a
 generated ILSVRC2012-shaped tree with all 1000 classes (linfool.rehearsal), in a runs/ folder that
 also holds the embedded demo's runs (blog, reg_low, reg_high), which no ImageNet output may use."""
+
 import json
 import os
 import re
@@ -9,7 +10,8 @@ import time
 
 import pytest
 
-from linfool import datasets, records, rehearsal
+from linfool.core import datasets, records
+from linfool_dev import rehearsal
 
 pytestmark = pytest.mark.rehearsal
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,9 +45,23 @@ def rehearsed(tmp_path_factory):
     root = tmp_path_factory.mktemp("rehearsal")
     tree = rehearsal.generate(root / "ILSVRC2012")
     env = {**os.environ, "LINFOOL_DATA": str(root / "data"), "LINFOOL_RUNS": str(root / "runs")}
-    subprocess.run([os.path.join(ROOT, ".venv/bin/python"), "-m", "linfool.data", "--train-per-class", "8",
-                    "--val-per-class", "2"], cwd=ROOT, env=env, check=True, capture_output=True)
-    _make('make sweep DATA=synthetic', {**env, "SET": "max_iter=30 snapshot=30 test_iter=1"})
+    subprocess.run(
+        [
+            os.path.join(ROOT, ".venv/bin/python"),
+            "-m",
+            "linfool",
+            "data",
+            "--train-per-class",
+            "8",
+            "--val-per-class",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    _make("make sweep DATA=synthetic", {**env, "SET": "max_iter=30 snapshot=30 test_iter=1"})
     logs = {command: _make(command.format(tree=tree / "flat"), env) for command in RECIPE}
     return root, tree, env, logs
 
@@ -54,7 +70,9 @@ def test_labels_are_the_1000_sorted_wnids_with_official_val_labels(rehearsed):
     root, tree, _, _ = rehearsed
     labels = datasets.read_labels(root / "data" / "imagenet" / "labels.txt")
     assert [w for w, _ in labels] == rehearsal.wnids() and len(labels) == 1000
-    val_list = dict(line.rsplit(" ", 1) for line in (root / "data" / "imagenet" / "val_lmdb" / "list.txt").read_text().splitlines())
+    val_list = dict(
+        line.rsplit(" ", 1) for line in (root / "data" / "imagenet" / "val_lmdb" / "list.txt").read_text().splitlines()
+    )
     assert val_list["ILSVRC2012_val_00000001.JPEG"] == "65" and labels[65][0] == "n01751748"
     keys = [key.decode() for key, _ in records.raw(root / "data" / "imagenet" / "val_lmdb")]
     first = next(i for i, key in enumerate(keys) if key.endswith("ILSVRC2012_val_00000001.JPEG"))
@@ -73,8 +91,10 @@ def test_no_foreign_run_in_any_imagenet_output(rehearsed):
     root, _, _, logs = rehearsed
     out = root / "runs" / "imagenet"
     named = set(json.loads((out / "transfer" / "transfer.json").read_text())["runs"])
-    named |= {json.loads((root / "runs" / r / "attacks" / "attack_curves.json").read_text())["run"]
-              for r in ("imagenet", "imagenet_reg_low", "imagenet_reg_high")}
+    named |= {
+        json.loads((root / "runs" / r / "attacks" / "attack_curves.json").read_text())["run"]
+        for r in ("imagenet", "imagenet_reg_low", "imagenet_reg_high")
+    }
     named |= {row["run"] for row in json.loads((out / "figures" / "figures.json").read_text())["regularization"]}
     page = (out / "report.html").read_text()
     named |= set(re.findall(r"\.\./([\w-]+)/curves\.png", page))
@@ -83,7 +103,7 @@ def test_no_foreign_run_in_any_imagenet_output(rehearsed):
     for text in (page, claims, json.dumps(json.loads((out / "figures" / "figures.json").read_text()))):
         assert not re.search(r"(?<!imagenet_)\breg_(low|high)\b", text)
         assert "synthetic" not in text
-    assert all((root / "runs" / r / "snap_iter_30.caffemodel").is_file() for r in FOREIGN)   # they were there
+    assert all((root / "runs" / r / "snap_iter_30.caffemodel").is_file() for r in FOREIGN)  # they were there
     assert "no regularization figure" not in logs["make figures RUN=imagenet"]
 
 
@@ -93,6 +113,7 @@ def test_the_1000_class_figures(rehearsed):
     assert figures["fooling_image"][0]["target"] == "goldfish" and figures["fooling_image"][1]["target"] == "school bus"
     assert figures["templates_grid"]["cols"] == 40 and len(figures["templates_grid"]["names"]) == 1000
     import cv2
+
     mosaic = cv2.imread(str(root / "runs" / "imagenet" / "figures" / "blog_templates_all.png"))
     assert mosaic.shape == (25 * 65 + 1, 40 * 65 + 1, 3)
     assert "kit fox" in (root / "runs" / "imagenet" / "report.html").read_text()
@@ -135,8 +156,22 @@ def test_resume_keeps_the_sweep_overlay(rehearsed):
 
 def test_per_class_val_folders_give_the_same_val_set(rehearsed):
     root, tree, env, _ = rehearsed
-    subprocess.run([os.path.join(ROOT, ".venv/bin/python"), "-m", "linfool.data", "--imagenet", str(tree / "folders"),
-                    "--name", "imagenet_folders"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            os.path.join(ROOT, ".venv/bin/python"),
+            "-m",
+            "linfool",
+            "data",
+            "--imagenet",
+            str(tree / "folders"),
+            "--name",
+            "imagenet_folders",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     flat = _file_labels(root / "data" / "imagenet" / "val_lmdb")
     assert _file_labels(root / "data" / "imagenet_folders" / "val_lmdb") == flat and len(flat) == 2000
 

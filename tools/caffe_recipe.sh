@@ -68,7 +68,7 @@ caffe_source() {
   CV_COMPAT+=" -include opencv2/imgcodecs/legacy/constants_c.h -include opencv2/videoio/legacy/constants_c.h"
   # This source's `caffe train` accepts --weights but ignores it (BVLC's fine-tuning branch is missing):
   # put it back, so that `caffe train --weights=model.caffemodel` fine-tunes as Caffe documents
-  # (linfool.background relies on it).
+  # (linfool.experiments.background relies on it).
   perl -0pi -e 's/(    solver->Restore\(FLAGS_snapshot\.c_str\(\)\);\n  \})/$1 else if (FLAGS_weights.size()) {\n    LOG(INFO) << "Finetuning from " << FLAGS_weights;\n    solver->net()->CopyTrainedLayersFrom(FLAGS_weights);\n    for (int i = 0; i < solver->test_nets().size(); ++i) {\n      solver->test_nets()[i]->CopyTrainedLayersFrom(FLAGS_weights);\n    }\n  }/' "$SRC/tools/caffe.cpp"
   grep -q 'LOG(INFO) << "Finetuning from "' "$SRC/tools/caffe.cpp" || die "the --weights fix did not apply"
   # Feed the GPU (measured on an H100: the Data layer's one prefetch thread took 7.7-8.5 ms of each

@@ -3,7 +3,8 @@
 # pinned Python packages, Caffe (built once per machine into ~/.cache/linfool, or CAFFE_ROOT), and
 # pycaffe made importable in the venv. A warm rerun takes a few seconds.
 #
-# Usage: tools/setup.sh        Env: PYTHON (default python3), CAFFE_ROOT (a built BVLC Caffe tree),
+# Usage: tools/setup.sh [--choose]   (--choose: take GPU= and CUDA_ARCH= from make setup)
+#                              Env: PYTHON (default python3), CAFFE_ROOT (a built BVLC Caffe tree),
 #                                   LINFOOL_CACHE (default ~/.cache/linfool),
 #                                   CUDA_ARCH=auto|all|80,90 (CUDA build; remembered like LINFOOL_CUDA),
 #                                   LINFOOL_CUDA=1|0 (CUDA or CPU build of Caffe; `make setup GPU=1`;
@@ -16,6 +17,20 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 step() { printf '[setup %4ds] %s\n' $((SECONDS - START)) "$*"; }
 die() { echo "ERROR: $*" >&2; exit 1; }
+
+# `make setup GPU=...` (--choose): GPU=1, a device list or all switches to the CUDA build, GPU=cpu back
+# to the CPU build, auto (or nothing) keeps the current choice; anything else is refused here, before
+# anything is installed.
+if [ "${1:-}" = "--choose" ]; then
+  case "${GPU:-auto}" in
+    auto) ;;
+    cpu) export LINFOOL_CUDA=0 ;;
+    *) [[ "$GPU" =~ ^(all|[0-9]+(,[0-9]+)*)$ ]] || { echo "ERROR: GPU=$GPU is not auto, cpu, all, a GPU number or a"\
+" list such as 0,1 (make setup GPU=1 builds the CUDA Caffe, GPU=cpu the CPU one)" >&2; exit 2; }
+       export LINFOOL_CUDA=1 ;;
+  esac
+  [ -n "${CUDA_ARCH:-}" ] || unset CUDA_ARCH
+fi
 
 if [ -n "${CAFFE_ROOT:-}" ]; then
   # Your own Caffe brings its libraries: no build packages, no apt, no root (clusters).
@@ -65,5 +80,5 @@ fi
 # passes this step.
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 [ "$(cat "$SITE/linfool_caffe.pth" 2>/dev/null)" = "$TREE/python" ] || echo "$TREE/python" > "$SITE/linfool_caffe.pth"
-CAFFE_PY=$("$VENV/bin/python" -m linfool.caffe_env --check) || die "pycaffe does not import; see the message above"
+CAFFE_PY=$("$VENV/bin/python" -m linfool caffe --check) || die "pycaffe does not import; see the message above"
 step "ready: Caffe at $TREE; $VENV/bin/python imports pycaffe from $CAFFE_PY"

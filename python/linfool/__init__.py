@@ -1,6 +1,9 @@
 """linfool: Karpathy's "Breaking Linear Classifiers on ImageNet" (2015), reproduced with real Caffe.
 
-Data flows images -> LMDB (linfool.lmdb_builder) -> `caffe train` (linfool.train) -> snapshot ->
-weights (linfool.weights) -> figures (linfool.figures) -> report (linfool.report).
+Data flows images -> LMDB (linfool.data) -> `caffe train` (linfool.model.train) -> snapshot ->
+weights (linfool.model.weights) -> experiments (linfool.experiments) -> report (linfool.report), every
+stage through the run and data-set handles of linfool.core. Layers import only from below:
+core <- data <- model <- experiments <- report. `python -m linfool --help` lists the stages.
 """
+
 __version__ = "0.1.0"

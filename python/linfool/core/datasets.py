@@ -1,0 +1,231 @@
+"""A built data set: data/<name> appears whole or not at all, has an identity, and has one writer.
+
+Layout (written by `make data` and the background rounds through `building`; nothing else needs it):
+
+    data/<name>                   -> .<name>.d/<identity>     a relative symlink: the published version
+    data/.<name>.d/<identity>/    train_lmdb/ val_lmdb/ (each with manifest.json, mean.binaryproto, ...),
+                                  labels.txt, dataset.json (written last)
+    data/.<name>.lock             its lock: a build holds it exclusively, every reader shared
+
+A build writes into data/.<name>.d/.partial-<pid>/ and is published by one atomic rename of the
+symlink, so a reader sees the old set or the new one, never a new train LMDB beside an old val LMDB.
+The identity is a fingerprint of the set's records (each LMDB's sha256 over its keys and values, made
+while writing it) and of labels.txt: every run records it, every result carries it, and a run whose
+set was rebuilt since is refused. Partials and versions left by killed builds are removed, and so
+freed, by the next build before it checks the disk.
+
+    DataSet.at(path) / DataSet.named(name)   the published set, checked (complete, LMDBs intact)
+    ds.identity  ds.root  ds.lmdb("train")  ds.mean_file  ds.labels()  ds.num_classes  ds.lock()
+    with building(path) as build:            build.dir, build.current (the published set or None),
+        ...; build.publish()                 build.reclaimed (bytes freed from killed builds)
+"""
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from linfool.core import files, paths, records
+from linfool.core.cli import UserError
+
+MAKE_DATA = "make data"
+
+
+class DataSetError(UserError):
+    """A data set that is missing, incomplete or damaged; the message says how to (re)build it."""
+
+
+def read_labels(path) -> list:
+    """[(wnid, name)] in label order from a labels.txt."""
+    return [tuple(line.split(" ", 1)) for line in Path(path).read_text().splitlines() if line]
+
+
+def _store(path) -> Path:
+    path = Path(path)
+    return path.parent / f".{path.name}.d"
+
+
+def _lock_file(path) -> Path:
+    path = Path(path)
+    return path.parent / f".{path.name}.lock"
+
+
+class DataSet:
+    """A published data set (see the module docstring). Open it with `at` or `named`."""
+
+    def __init__(self, path, root, meta):
+        self.path, self.root, self.meta = Path(path), Path(root), meta
+        self.name = self.path.name
+
+    @classmethod
+    def named(cls, name):
+        """data/<name> (LINFOOL_DATA), the name checked first (paths.check_name)."""
+        return cls.at(paths.dataset_dir(name))
+
+    @classmethod
+    def at(cls, path):
+        """The set published at `path`; DataSetError (one line) when it is missing, was never
+        finished, or one of its LMDBs is damaged (cheap checks: records.check_intact)."""
+        path = Path(path)
+        if not path.exists():
+            raise DataSetError(
+                f"no data set '{path.name}' in {path.parent}; run `{MAKE_DATA}` "
+                f"(`make data IMAGENET=/path` for ImageNet)"
+            )
+        root = path.resolve()
+        if not (root / "dataset.json").is_file():
+            raise DataSetError(
+                f"{path} is not a whole data set (no dataset.json: made by an older linfool, by hand, or "
+                f"a build that was cut short); run `{MAKE_DATA}` to rebuild it"
+            )
+        meta = files.read_json(root / "dataset.json", MAKE_DATA)
+        for name, lmdb in meta["lmdbs"].items():
+            try:
+                records.check_intact(root / name, lmdb["written"], shape=None)
+            except records.LmdbError as err:
+                raise DataSetError(f"data set '{path.name}': {err}") from None
+        return cls(path, root, meta)
+
+    @property
+    def identity(self) -> str:
+        return self.meta["identity"]
+
+    def lmdb(self, split) -> Path:
+        """The LMDB folder of a split ('train', 'val', 'background')."""
+        return self.root / f"{split}_lmdb"
+
+    @property
+    def mean_file(self) -> Path:
+        """The train LMDB's mean.binaryproto (compute_image_mean's format): what the nets subtract."""
+        return self.lmdb("train") / "mean.binaryproto"
+
+    def labels(self) -> list:
+        return read_labels(self.root / "labels.txt")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels())
+
+    def lock(self, shared=True):
+        """The set's lock: shared for stages that read it (a rebuild then waits), exclusive to write."""
+        return files.lock(_lock_file(self.path), f"data set '{self.name}'", shared=shared)
+
+    def describe(self) -> dict:
+        """Provenance: {'data': name, 'data_identity': identity}."""
+        return {"data": self.name, "data_identity": self.identity}
+
+
+def identity_of(folder) -> str:
+    """The identity of a finished set in `folder`: sha256 over each LMDB's recorded records_sha256
+    (in name order) and labels.txt's bytes; 16 hex digits."""
+    digest = hashlib.sha256()
+    for lmdb in sorted(p for p in Path(folder).iterdir() if p.name.endswith("_lmdb")):
+        meta = files.read_json(lmdb / "manifest.json", MAKE_DATA)
+        digest.update(f"{lmdb.name} {meta['written']} {meta['records_sha256']}\n".encode())
+    digest.update((Path(folder) / "labels.txt").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _du(path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def write_lock(path):
+    """The exclusive lock of the data set at `path` (re-entrant: `building` takes it again)."""
+    return files.lock(_lock_file(path), f"data set '{Path(path).name}'")
+
+
+class building:  # noqa: N801  (used as a context manager: `with building(path) as build`)
+    """Build a new version of the data set at `path` under its exclusive lock (see the module
+    docstring); leaving the block without publish() discards the partial."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.store = _store(self.path)
+        self.reclaimed = 0
+        self._lock = write_lock(self.path)
+
+    def __enter__(self):
+        self._lock.__enter__()
+        try:
+            self.store.mkdir(parents=True, exist_ok=True)
+            self._remove_leftovers()
+            self.current = None
+            if self.path.exists():
+                try:
+                    self.current = DataSet.at(self.path)
+                except DataSetError as err:  # damaged or unfinished: rebuilt whole, said so
+                    print(f"{err}: building it again", flush=True)
+            self.dir = self.store / f".partial-{os.getpid()}"
+            self.dir.mkdir()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def _published(self):
+        return self.path.resolve() if self.path.is_symlink() else None
+
+    def _remove_leftovers(self):
+        """Partials and unpublished versions left by killed builds: removed, their size said."""
+        published = self._published()
+        for entry in self.store.iterdir():
+            if entry.resolve() != published:
+                size = _du(entry)
+                shutil.rmtree(entry, ignore_errors=True)
+                self.reclaimed += size
+                print(
+                    f"Removed {entry.name} under {self.store} ({size / 1e9:.2f} GB), left by an interrupted build",
+                    flush=True,
+                )
+
+    def publish(self) -> DataSet:
+        """Give the finished folder its identity and make it the published version (one rename of
+        the symlink); older versions are then deleted. Returns the published DataSet."""
+        identity = identity_of(self.dir)
+        lmdbs = {
+            p.name: {
+                k: v
+                for k, v in files.read_json(p / "manifest.json", MAKE_DATA).items()
+                if k in ("written", "records_sha256")
+            }
+            for p in sorted(self.dir.iterdir())
+            if p.name.endswith("_lmdb")
+        }
+        files.write_json(
+            self.dir / "dataset.json",
+            {"identity": identity, "lmdbs": lmdbs, "classes": len(read_labels(self.dir / "labels.txt"))},
+        )
+        version = self.store / identity
+        if version.exists() and self.current is not None and self.current.identity == identity:
+            shutil.rmtree(self.dir)  # the same records and labels are published already, intact
+        else:
+            if version.exists():  # the same identity, but damaged (a cut-short LMDB): replaced
+                version.rename(self.store / f".damaged-{os.getpid()}")
+            self.dir.rename(version)
+        link = self.path.parent / f".{self.path.name}.link-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(os.path.relpath(version, self.path.parent))
+        if self.path.exists() and not self.path.is_symlink():  # a data set of the older, unversioned layout
+            print(f"Replacing {self.path} (an older linfool's unversioned layout)", flush=True)
+            shutil.rmtree(self.path)
+        os.replace(link, self.path)
+        for old in self.store.iterdir():
+            if old.name != identity:
+                shutil.rmtree(old, ignore_errors=True)
+        return DataSet.at(self.path)
+
+    def __exit__(self, *exc):
+        try:
+            if getattr(self, "dir", None) is not None and self.dir.exists():
+                shutil.rmtree(self.dir, ignore_errors=True)
+        finally:
+            self._lock.__exit__(*exc)
+        return False

@@ -1,0 +1,44 @@
+"""Every path linfool uses, built in this one place from the repository root, and the one rule for
+the names of runs and data sets.
+
+Environment overrides: LINFOOL_CACHE (Caffe build cache, default ~/.cache/linfool),
+LINFOOL_DATA (data sets, default <root>/data), LINFOOL_RUNS (training runs, default <root>/runs).
+Those folders may have spaces or non-ASCII letters in their paths; the names inside them may not.
+"""
+
+import os
+import re
+from pathlib import Path
+
+from linfool.core.cli import UserError
+
+ROOT = Path(__file__).resolve().parents[3]
+PROTOTXT = ROOT / "prototxt"
+CACHE = Path(os.environ.get("LINFOOL_CACHE", Path.home() / ".cache" / "linfool"))
+DATA = Path(os.environ.get("LINFOOL_DATA", ROOT / "data"))
+RUNS = Path(os.environ.get("LINFOOL_RUNS", ROOT / "runs"))
+
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+NAME_RULE = "letters, digits, '.', '_' and '-', not starting with '.'"
+
+
+class BadName(UserError):
+    """A run or data-set name that is not a plain name (a path, a space, a leading dot)."""
+
+
+def check_name(name, what="RUN") -> str:
+    """`name` when it is a plain name (NAME_RULE, at most 100 characters), else BadName in one line
+    before anything is written (RUN=../prototxt, RUN=/abs/path and RUN='a b' are all refused)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > 100:
+        raise BadName(f"{what}={name!r} is not a plain name ({NAME_RULE}; no '/', no spaces); use e.g. {what}=my_run")
+    return name
+
+
+def dataset_dir(name: str) -> Path:
+    """Where data set `name` is published: data/<name> (see linfool.core.datasets)."""
+    return DATA / check_name(name, "DATA")
+
+
+def run_dir(name: str) -> Path:
+    """Folder of one training run: the prototxt used, train.log, snapshots, metrics, figures."""
+    return RUNS / check_name(name, "RUN")

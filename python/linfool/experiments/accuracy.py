@@ -1,0 +1,91 @@
+"""Top-1 / top-k of a run's newest snapshot over a data set's records, with pycaffe: the measurement
+`make eval` writes to metrics.json and every background round repeats on its fine-tuned runs.
+
+    measure(run, val_per_class=None, train_sample=10000) -> metrics dict, written to runs/<run>/metrics.json
+    table(rows) -> the printed table
+"""
+
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from linfool.core import files, records, runs
+from linfool.model.classifier import Classifier
+
+TRAIN_SAMPLE = 10_000  # train records whose accuracy is measured (seeded uniform sample)
+
+
+SEED = 1701
+
+
+def accuracy(classifier, lmdb_path, positions=None, desc="", top_k=5) -> dict:
+    """Top-1 / top-k of pycaffe's forward over the LMDB's records (or those at `positions`):
+    {'top1', 'top5' (top-k), 'images'}. Streams batches of records.BATCH."""
+    total = records.count(lmdb_path) if positions is None else len(np.unique(positions))
+    hits1 = hits5 = seen = 0
+    bar = tqdm(total=total, unit="img", desc=desc, disable=not desc or not sys.stderr.isatty())
+    for images, labels in records.batches(lmdb_path, positions=positions):
+        top5 = np.argsort(-classifier.probs(images), axis=1)[:, :top_k]
+        hits1 += int((top5[:, 0] == labels).sum())
+        hits5 += int((top5 == labels[:, None]).any(axis=1).sum())
+        seen += len(labels)
+        bar.update(len(labels))
+    bar.close()
+    return {"top1": hits1 / max(seen, 1), "top5": hits5 / max(seen, 1), "images": seen}
+
+
+def measure(run, val_per_class=None, train_sample=TRAIN_SAMPLE, seed=SEED, command=None) -> dict:
+    """Accuracy of the run's newest snapshot on all of val (or a class-balanced subset) and on a
+    seeded train sample; writes and returns metrics.json's dict."""
+    run = runs.as_run(run)
+    dataset = run.dataset()
+    classifier = Classifier(run)
+    val, train = dataset.lmdb("val"), dataset.lmdb("train")
+    top_k = min(5, dataset.num_classes)
+    metrics = {
+        "run": run.name,
+        "data": dataset.name,
+        "iteration": int(classifier.params["iteration"]),
+        "val_records": records.count(val),
+        "train_records": records.count(train),
+        "seed": seed,
+        "top_k": top_k,
+        "sources": [run.source()],
+        "command": command or f"make eval RUN={run.name}",
+    }
+    val_positions = None
+    if val_per_class:
+        val_positions = records.balanced_positions(records.labels(val), val_per_class, seed)
+    metrics["val_subset"] = (
+        f"class-balanced subset, {val_per_class} per class, seed {seed}" if val_per_class else "all val records"
+    )
+    result = accuracy(classifier, val, val_positions, desc=f"eval {run.name} val", top_k=top_k)
+    metrics.update(val_top1=result["top1"], val_top5=result["top5"], val_images=result["images"])
+    train_positions = records.random_positions(metrics["train_records"], train_sample, seed)
+    result = accuracy(classifier, train, train_positions, desc=f"eval {run.name} train sample", top_k=top_k)
+    metrics.update(
+        train_top1=result["top1"],
+        train_top5=result["top5"],
+        train_images=result["images"],
+        train_subset=f"seeded uniform sample of {result['images']} of {metrics['train_records']} records",
+    )
+    files.write_json(run.path / "metrics.json", metrics)
+    return metrics
+
+
+def table(rows) -> str:
+    k = rows[0].get("top_k", 5)
+    lines = [
+        f"{'run':<22} {'data':<12} {'iter':>6} {'val top-1':>9} {f'val top-{k}':>9} {'val images':>11} "
+        f"{'train top-1':>11} {'train sample':>12}"
+    ]
+    for m in rows:
+        lines.append(
+            f"{m['run']:<22} {m['data']:<12} {m['iteration']:>6} {100 * m['val_top1']:>8.1f}% "
+            f"{100 * m['val_top5']:>8.1f}% {m['val_images']:>11} {100 * m['train_top1']:>10.1f}% "
+            f"{m['train_images']:>12}"
+        )
+    subsets = {m["val_subset"] for m in rows}
+    lines.append(f"val: {'; '.join(sorted(subsets))}; train: seeded uniform sample (seed {rows[0]['seed']})")
+    return "\n".join(lines)

@@ -1,0 +1,338 @@
+"""`make background`: the blog's closing claim, tested with real Caffe fine-tuning.
+
+    python -m linfool background --run blog [--rounds 3] [--fool 300] [--iters 1000]
+
+Blog: "introducing a background class and iteratively adding fooling images as a new background class
+during training [is] not effective". Round 0 is the trained run. Each round r = 1..R:
+  1. fool `--fool` train records (a seeded sample, read from the LMDB) of the current model into
+     random other classes (the blog's attack, P(target) >= 0.99), rounded to 8-bit pixels;
+  2. data/<data>_bg<r>/: background_lmdb with every fooling image so far, label K ("background");
+     train_lmdb and val_lmdb are links to the original ones (never a copy: ImageNet's is 21 GB);
+  3. `caffe train --weights=<previous model>` for `--iters` iterations on the net with K + 1 outputs
+     whose TRAIN batch mixes two Caffe Data layers with a Concat: 256 - b original records and b
+     background records, b = max(1, round(256 * background / (train + background))), the share a
+     shuffled union of the two would have (round 1 starts from the run's weights with a zero
+     background row: net surgery through protobuf);
+  4. measure: the median Linf needed to fool fresh val images into the K real classes (blog and
+     sign directions, linfool.experiments.attack_curves), val top-1 over every val record, and how many of this round's
+     new fooling images the fine-tuned model now calls background;
+  5. control arm: the same fine-tuning from the same start on the original data with K + 1 outputs
+     and no background images (runs <run>_ctl<r>), measured the same way, so that longer training is
+     not credited to the class.
+Memory holds one round's fooling images and one batch of records, whatever the train set's size.
+Writes runs/<run>/background/background.json and background.png; the rounds are runs <run>_bg<r>.
+Embedded demo data: 3 rounds of 300 images and 1000 iterations take about 4 minutes on 2 cores.
+"""
+
+import os
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from google.protobuf import text_format
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from linfool.core import caffe_env, cli, datasets, datum, files, paths, prototxt, records, runs  # noqa: E402
+from linfool.experiments import accuracy, difficulty, fooling  # noqa: E402
+from linfool.model import train, weights  # noqa: E402
+from linfool.model.classifier import Classifier  # noqa: E402
+
+BACKGROUND = ("background", "background")  # (wnid, name) of the added class in labels.txt
+SEED = 1701
+MEASURE_IMAGES = 10  # val images per round's attack measurement
+MEASURE_TARGETS = 17  # targets per image (every other class on the demo)
+
+
+def make_fooling_images(classifier, train_lmdb, n, num_real, seed):
+    """Fool n train records (a seeded sample) into random other real classes: (m, 3, 64, 64) uint8
+    of the fooled ones (m <= n), rounded to 8 bits as an LMDB stores them."""
+    rng = np.random.default_rng(seed)
+    images, labels = records.read(train_lmdb, records.random_positions(records.count(train_lmdb), n, seed))
+    made = []
+    for image, label in zip(images, labels):
+        target = rng.choice(np.delete(np.arange(num_real), label))
+        result = fooling.fool(classifier, image.astype(np.float32), [target])[0]
+        if result.fooled:
+            made.append(np.clip(np.rint(result.image), 0, 255).astype(np.uint8))
+    return np.array(made, np.uint8).reshape(-1, 3, 64, 64)
+
+
+def write_round_data(source, out, background_images, per_batch=None, run=None):
+    """Publish the round's data set at `out` (linfool.core.datasets, whole): labels.txt (the K classes +
+    background), train_lmdb and val_lmdb linked to the source set's (relative links, never a copy),
+    and (when there are images) background_lmdb holding them with label K, in a seeded order, with
+    the run's mixed net for it (mixed_net, `per_batch` background records a batch) as
+    train_val_mixed.prototxt. Returns the published DataSet."""
+    labels = source.labels()
+    with datasets.building(out) as build:
+        for split in ("train", "val"):  # relative links: data/ may be seen from a host and a container
+            (build.dir / f"{split}_lmdb").symlink_to(os.path.relpath(source.lmdb(split).resolve(), build.dir))
+        if len(background_images):
+            order = np.random.default_rng(SEED).permutation(len(background_images))
+            records.write(
+                build.dir / "background_lmdb",
+                (
+                    (f"{k:08d}_background".encode(), datum.encode_datum(background_images[i], len(labels)))
+                    for k, i in enumerate(order)
+                ),
+                len(order),
+                num_classes=len(labels) + 1,
+            )
+            mixed_net(run, per_batch, build.dir / "train_val_mixed.prototxt")
+        files.write_text(build.dir / "labels.txt", "".join(f"{w} {n}\n" for w, n in [*labels, BACKGROUND]))
+        return build.publish()
+
+
+def background_batch(n_train, n_background, batch=256):
+    """Background records per TRAIN batch: their share of the union, at least 1."""
+    return max(1, round(batch * n_background / (n_train + n_background)))
+
+
+def mixed_net(run_dir, background, out):
+    """Write the run's train_val net with its TRAIN batch split over two Data layers (the original
+    LMDB and background_lmdb, `background` records a batch) joined by Concat layers; returns `out`.
+    Net surgery through protobuf; make train resolves each source name in the round's data set."""
+    pb2 = caffe_env.import_caffe().proto.caffe_pb2
+    net = text_format.Parse((run_dir.path / "train_val.prototxt").read_text(), pb2.NetParameter())
+    real = next(layer for layer in net.layer if layer.type == "Data" and layer.include[0].phase == pb2.TRAIN)
+    batch = real.data_param.batch_size
+    real.data_param.batch_size = batch - background
+    real.top[:] = ["data_real", "label_real"]
+    extra = pb2.NetParameter()
+    bg = extra.layer.add()
+    bg.CopyFrom(real)
+    bg.name, bg.top[:] = "background", ["data_background", "label_background"]
+    bg.data_param.source, bg.data_param.batch_size = "background_lmdb", background
+    for top in ("data", "label"):
+        concat = extra.layer.add(
+            name=f"{top}_mix", type="Concat", bottom=[f"{top}_real", f"{top}_background"], top=[top]
+        )
+        concat.concat_param.axis = 0
+        concat.include.add(phase=pb2.TRAIN)
+    first_compute = next(i for i, layer in enumerate(net.layer) if layer.type != "Data")
+    layers = list(net.layer)
+    del net.layer[:]
+    net.layer.extend(layers[:first_compute] + list(extra.layer) + layers[first_compute:])
+    Path(out).write_text(text_format.MessageToString(net))
+    return out
+
+
+def surgery_weights(run_dir, out):
+    """A .caffemodel for the K + 1 output net: the run's W, b and a zero background row."""
+    caffe = caffe_env.use_device()
+    params = weights.load(run_dir)
+    deploy = text_format.Parse((run_dir.path / "deploy.prototxt").read_text(), caffe.proto.caffe_pb2.NetParameter())
+    prototxt.fc_layer(deploy).inner_product_param.num_output = len(params["W"]) + 1
+    path = out.with_suffix(".prototxt")
+    path.write_text(text_format.MessageToString(deploy))
+    net = caffe.Net(str(path), caffe.TEST)
+    net.params["fc"][0].data[...] = np.vstack([params["W"], np.zeros_like(params["W"][:1])])
+    net.params["fc"][1].data[...] = np.append(params["b"], 0.0)
+    net.save(str(out))
+    return out
+
+
+def measure(run_dir, num_real, n_images=MEASURE_IMAGES):
+    """Attack difficulty into the real classes, val top-1: dict for one round."""
+    curves = difficulty.attack_curves(run_dir, n_images, n_images * MEASURE_TARGETS, num_classes=num_real)
+    metrics = accuracy.measure(run_dir)
+    return {
+        "run": run_dir.name,
+        "median_epsilon": curves["median_epsilon"],
+        "curves": curves["curves"],
+        "epsilons": curves["epsilons"],
+        "pairs": curves["pairs"],
+        "val_top1": metrics["val_top1"],
+        "val_images": metrics["val_images"],
+    }
+
+
+def fine_tune(run, info, data, model, iterations, command, net=None):
+    """`caffe train --weights=model` of the run's solver (or with `net` as its net) on data set
+    `data` into runs/<run>/, on the device GPU= chose; returns the new snapshot's path. `command` is
+    recorded in the round's run.json (the make command that remakes the rounds)."""
+    settings = [*info["settings"], f"max_iter={iterations}", f"snapshot={iterations}"]
+    code = train.train(
+        run,
+        data=data,
+        solver_file=info["solver"],
+        overlays=info["overlays"],
+        settings=settings + ([f'net="{net}"'] if net else []),
+        extra=[f"--weights={model}"],
+        command=command,
+    )
+    if code != 0:
+        raise runs.RunError(f"caffe train exited with {code}; see {paths.run_dir(run) / 'train.log'}")
+    return runs.Run.named(run).snapshot().path
+
+
+def _round(run, r, state, source, iterations, n_measure):
+    """One round: fool, publish the round's data, fine-tune it and its control, measure both."""
+    num_real = source.num_classes
+    new = make_fooling_images(Classifier(state["current"]), source.lmdb("train"), state["n_fool"], num_real, SEED + r)
+    state["background"] = np.concatenate([state["background"], new])
+    per_batch = background_batch(records.count(source.lmdb("train")), len(state["background"]))
+    round_data = write_round_data(
+        source, paths.dataset_dir(f"{source.name}_bg{r}"), state["background"], per_batch, run
+    )
+    state["model"] = fine_tune(
+        f"{run.name}_bg{r}",
+        run.info,
+        round_data.name,
+        state["model"],
+        iterations,
+        state["command"],
+        round_data.root / "train_val_mixed.prototxt",
+    )
+    state["control"] = fine_tune(
+        f"{run.name}_ctl{r}", run.info, state["control_data"], state["control"], iterations, state["command"]
+    )
+    state["current"] = runs.Run(state["model"].parent)
+    caught = Classifier(state["current"]).probs(new.astype(np.float32)).argmax(axis=1) == num_real
+    result = {
+        **measure(state["current"], num_real, n_measure),
+        "round": r,
+        "background_images": len(state["background"]),
+        "background_per_batch": per_batch,
+        "new_fooling_images": len(new),
+        "caught": float(caught.mean()) if len(new) else None,
+        "control": measure(runs.Run(state["control"].parent), num_real, n_measure),
+    }
+    print(
+        f"round {r}: {len(state['background'])} background images ({per_batch} per batch of 256); median Linf to "
+        f"fool (blog direction): {result['median_epsilon']['blog']:.1f}, control without background "
+        f"{result['control']['median_epsilon']['blog']:.1f}; this round's fooling images now called "
+        f"background: {100 * (result['caught'] or 0):.0f} %",
+        flush=True,
+    )
+    return result
+
+
+def run_rounds(run, rounds, n_fool, iterations, n_measure=MEASURE_IMAGES, command=None):
+    """Round 0 and the background rounds, each beside a control arm fine-tuned for as long on the
+    same K + 1 output net without background images (so that longer training is not mistaken for the
+    background class's effect). Returns one dict per round."""
+    source = run.dataset()
+    round0 = measure(run, source.num_classes, n_measure)
+    results = [{**round0, "round": 0, "background_images": 0, "caught": None, "control": round0}]
+    control_data = write_round_data(source, paths.dataset_dir(f"{source.name}_bg0"), np.zeros((0, 3, 64, 64), np.uint8))
+    surgery = runs.Run.named(f"{run.name}_bg_surgery")
+    surgery.path.mkdir(parents=True, exist_ok=True)
+    model = surgery_weights(run, surgery.path / "surgery.caffemodel")
+    state = {
+        "current": run,
+        "background": np.zeros((0, 3, 64, 64), np.uint8),
+        "model": model,
+        "control": model,
+        "control_data": control_data.name,
+        "n_fool": n_fool,
+        "command": command or f"make background RUN={run.name}",
+    }
+    for r in range(1, rounds + 1):
+        results.append(_round(run, r, state, source, iterations, n_measure))
+    return results
+
+
+def plot_rounds(results, out):
+    """Left: fooled fraction vs epsilon per round (blog direction). Right: median epsilon per round."""
+    fig, (ax_curves, ax_rounds) = plt.subplots(1, 2, figsize=(11, 4))
+    for result in results:
+        ax_curves.plot(result["epsilons"], result["curves"]["blog"], label=f"round {result['round']}")
+    ax_curves.set(
+        xlabel="Linf budget epsilon (0..255)",
+        ylabel="fraction fooled to P >= 0.99",
+        title="Blog-direction attack after each round",
+        xlim=(0, 255),
+    )
+    ax_curves.set_xscale("symlog", linthresh=4)
+    ax_curves.legend(fontsize=8)
+    rounds = [r["round"] for r in results]
+    for kind, color in (("blog", "C0"), ("sign", "C1")):
+        ax_rounds.plot(
+            rounds,
+            [r["median_epsilon"][kind] for r in results],
+            "o-",
+            color=color,
+            label=f"{kind} direction, with background class",
+        )
+        ax_rounds.plot(
+            rounds,
+            [r["control"]["median_epsilon"][kind] for r in results],
+            "s--",
+            color=color,
+            label=f"{kind} direction, control (same fine-tuning, no background images)",
+        )
+    ax_rounds.set(
+        xlabel="round (fooling images added as background, then fine-tuned)",
+        ylabel="median Linf to fool (0..255)",
+        title="Does a background class help?",
+        xticks=rounds,
+    )
+    ax_rounds.legend(fontsize=7, loc="center left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _round_locks(stack, run, rounds):
+    """Exclusive locks on what the rounds write: their runs and data sets (train takes them again)."""
+    data = run.dataset().name
+    for name in [
+        f"{run.name}_bg_surgery",
+        *(f"{run.name}_{kind}{r}" for r in range(1, rounds + 1) for kind in ("bg", "ctl")),
+    ]:
+        stack.enter_context(runs.Run.named(name).lock())
+    for r in range(rounds + 1):
+        stack.enter_context(datasets.write_lock(paths.dataset_dir(f"{data}_bg{r}")))
+
+
+def main(argv=None) -> int:
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", help="the run (default: blog on the embedded set, else the data set's name)")
+    parser.add_argument("--data", help="the data set, naming the default run")
+    parser.add_argument("--rounds", type=cli.positive_int, default=3)
+    # 300 per round = as many as one real class has in the embedded set, so the background class is
+    # not starved; 1000 iterations = about 50 epochs of the embedded set's 5,400 train images.
+    parser.add_argument("--fool", type=cli.positive_int, default=300, help="fooling images added per round")
+    parser.add_argument("--iters", type=cli.positive_int, default=1000, help="fine-tuning iterations per round")
+    parser.add_argument(
+        "--measure-images", type=cli.positive_int, default=MEASURE_IMAGES, help="val images per measurement"
+    )
+    args = parser.parse_args(argv)
+
+    def body():
+        run = runs.Run.named(args.run or runs.default_run(args.data))
+        command = cli.make_command(
+            "background",
+            RUN=run.name,
+            **{
+                var: getattr(args, dest)
+                for var, dest in (
+                    ("ROUNDS", "rounds"),
+                    ("FOOL", "fool"),
+                    ("ITERS", "iters"),
+                    ("MEASURE", "measure_images"),
+                )
+                if getattr(args, dest) != parser.get_default(dest)
+            },
+        )
+        with ExitStack() as stack:
+            stack.enter_context(runs.locked(write=[run]))
+            _round_locks(stack, run, args.rounds)
+            results = run_rounds(run, args.rounds, args.fool, args.iters, args.measure_images, command)
+            with files.building_dir(run.path / "background") as out:
+                plot_rounds(results, out / "background.png")
+                files.write_json(
+                    out / "background.json", {"command": command, "rounds": results, "sources": [run.source()]}
+                )
+        print(f"Background-class rounds in {run.path / 'background'}")
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""`make eval`: top-1 / top-5 of each run's newest snapshot with pycaffe, over EVERY val record.
+
+    python -m linfool eval --run NAME [--low RUN --high RUN] [--val-per-class N] [--train-sample 10000]
+    python -m linfool eval --all               # every trained run under runs/
+
+Val: every record of the val LMDB (ImageNet: all 50,000, as the blog's 3.0 % / 10 % are), or, only
+when --val-per-class is given, a seeded class-balanced subset, said so in metrics.json and the
+table. Train: a seeded uniform random sample of --train-sample records (the whole set when smaller),
+its size stated. Records stream in batches (linfool.core.records): memory does not grow with the LMDB.
+Top-5 is top-k with k = min(5, classes) (a 3-class set reports top-3). Writes runs/<name>/metrics.json
+(with the snapshot and data set it measured) and prints a table. Other stages read it through
+read_metrics, which refuses a metrics.json of another snapshot or data set (never re-evaluates).
+"""
+
+import sys
+
+from linfool.core import cli, paths, runs
+from linfool.experiments.accuracy import TRAIN_SAMPLE, measure, table
+
+
+def main(argv=None) -> int:
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    runs.add_group_arguments(parser)
+    parser.add_argument("--all", action="store_true", help="every trained run under runs/ instead")
+    parser.add_argument(
+        "--val-per-class", type=cli.positive_int, help="evaluate a seeded class-balanced val subset instead of all"
+    )
+    parser.add_argument("--train-sample", type=cli.positive_int, default=TRAIN_SAMPLE, help="train records measured")
+    args = parser.parse_args(argv)
+    runs.group_run(args)
+
+    def body():
+        if args.all:
+            group = [
+                runs.Run(p.parent)
+                for p in sorted({p.parent for p in paths.RUNS.glob("*/*_iter_*.caffemodel")})
+                if (p.parent / "run.json").is_file()
+            ]
+            if not group:
+                raise runs.RunError("no trained run in runs/; run `make train` first")
+        else:
+            group = runs.group(args.run, args.low, args.high)
+        command = cli.make_command("eval", RUN=args.run, LOW=args.low, HIGH=args.high, VAL_PER_CLASS=args.val_per_class)
+        with runs.locked(write=group):
+            rows = [measure(run, args.val_per_class, args.train_sample, command=command) for run in group]
+        print(table(rows))
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Fooling a linear classifier, the blog's way: x' = x + alpha * w_target in the net's input
+space (0..255 BGR pixels, channel-major), with the smallest alpha that makes Caffe's softmax give
+the target at least `confidence`. Every probability comes from a pycaffe forward of the deploy net.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BISECTION_STEPS = 25
+
+
+@dataclass
+class FoolResult:
+    """One fooled image: alpha, the perturbation's L2 / Linf in 0..255 pixel units (after
+    clipping), the target's probability, and whether clipping changed the top class."""
+
+    target: int
+    alpha: float
+    image: np.ndarray  # (3, 64, 64) float32, 0..255 BGR, clipped
+    prob: float
+    l2: float
+    linf: float
+    fooled: bool
+    clipping_changed_outcome: bool
+
+
+def _apply(x, directions, alphas):
+    """Clipped images x + alpha_i * d_i: (n, 3, 64, 64) float32 in 0..255."""
+    return np.clip(x[None] + alphas[:, None, None, None] * directions, 0, 255).astype(np.float32)
+
+
+def fool(classifier, x, targets, confidence=0.99, max_linf=255.0):
+    """Smallest alpha per target (bisection, all targets in one batched forward per step) such
+    that P(target | clip(x + alpha * w_target)) >= confidence. x: (3, 64, 64) 0..255 BGR."""
+    targets = np.asarray(targets)
+    directions = classifier.params["W"][targets].reshape(len(targets), 3, 64, 64)
+    rows = np.arange(len(targets))
+    hi = max_linf / np.abs(directions).reshape(len(targets), -1).max(axis=1)
+    reached = classifier.probs(_apply(x, directions, hi))[rows, targets] >= confidence
+    lo = np.zeros(len(targets))
+    for _ in range(BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        ok = classifier.probs(_apply(x, directions, mid))[rows, targets] >= confidence
+        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
+    images = _apply(x, directions, hi)
+    probs = classifier.probs(images)
+    unclipped = classifier.probs((x[None] + hi[:, None, None, None] * directions).astype(np.float32))
+    results = []
+    for i, target in enumerate(targets):
+        delta = images[i] - x
+        results.append(
+            FoolResult(
+                int(target),
+                float(hi[i]),
+                images[i],
+                float(probs[i, target]),
+                float(np.linalg.norm(delta)),
+                float(np.abs(delta).max()),
+                bool(reached[i]),
+                bool(probs[i].argmax() != unclipped[i].argmax()),
+            )
+        )
+    return results
+
+
+def noise_image(seed=0):
+    """A uniform random noise start image: (3, 64, 64) float32, 0..255."""
+    return np.random.default_rng(seed).uniform(0, 255, (3, 64, 64)).astype(np.float32)

@@ -1,0 +1,120 @@
+"""`make transfer`: do fooling images made on one run fool the others?
+
+    python -m linfool transfer --run blog [--low reg_low --high reg_high] [--images 30] [--pairs 510]
+
+For each source run, the blog's attack (linfool.experiments.fooling.fool: the smallest multiple of the target's
+template giving P(target) >= 0.99 on the source) on the attack curves' fixed sample of (val image,
+target) pairs (linfool.experiments.pairs.pair_sample; its size and cost are printed first). Every image fooled
+on the source is then classified by every run (pycaffe). Matrix entry [source, dest] = fraction
+whose top-1 class on dest is the target. The runs (linfool.core.runs.group) must be trained on the same
+data set. Writes runs/<run>/transfer/ whole: transfer.json (with every run's snapshot and the data
+set) and transfer.png.
+"""
+
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from linfool.core import cli, files, runs  # noqa: E402
+from linfool.experiments import fooling  # noqa: E402
+from linfool.experiments.pairs import IMAGES, PAIRS, describe, pair_sample, seconds_per_forward  # noqa: E402
+from linfool.model.classifier import Classifier  # noqa: E402
+
+
+def fooled_images(classifier, images, which, targets):
+    """The blog attack on the sample's pairs: ((m, 3, 64, 64) float32 0..255 BGR, (m,) targets),
+    only the pairs that reached P(target) >= 0.99 on this classifier."""
+    made, made_targets = [], []
+    for i in np.unique(which):
+        for result in fooling.fool(classifier, images[i], targets[which == i]):
+            if result.fooled:
+                made.append(result.image)
+                made_targets.append(result.target)
+    return np.array(made, np.float32).reshape(-1, 3, 64, 64), np.array(made_targets, int)
+
+
+def transfer_matrix(run_dirs, n_images=IMAGES, pairs=PAIRS):
+    """Dict with the runs, the matrix (sources x dests) of target hit rates and the counts."""
+    classifiers = {d.name: Classifier(d) for d in run_dirs}
+    first = classifiers[run_dirs[0].name]
+    images, _, which, targets, about = pair_sample(
+        run_dirs[0].dataset().lmdb("val"), len(first.params["W"]), n_images, pairs
+    )
+    forwards = len(run_dirs) * len(targets) * (fooling.BISECTION_STEPS + 3 + len(run_dirs))
+    print("transfer: " + describe(about, forwards, seconds_per_forward(first)), flush=True)
+    matrix, counts = [], []
+    for source in cli.progress(
+        classifiers.values(), total=len(classifiers), desc="transfer: fooling on each run", unit="run"
+    ):
+        made, made_targets = fooled_images(source, images, which, targets)
+        counts.append(len(made_targets))
+        matrix.append(
+            [
+                float((dest.probs(made).argmax(axis=1) == made_targets).mean()) if len(made_targets) else float("nan")
+                for dest in classifiers.values()
+            ]
+        )
+    return {
+        "runs": list(classifiers),
+        "data": run_dirs[0].dataset().name,
+        "matrix": matrix,
+        "fooled_on_source": counts,
+        **about,
+        "sources": [run.source() for run in run_dirs],
+    }
+
+
+def plot_transfer(result, out):
+    """Heat map: rows = run the fooling images were made on, columns = run classifying them."""
+    names, matrix = result["runs"], np.array(result["matrix"])
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 1.2 * len(names) + 1.5))
+    ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, f"{100 * value:.0f}%", ha="center", va="center", color="w" if value < 0.6 else "k")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), [f"{r} (n={n})" for r, n in zip(names, result["fooled_on_source"])])
+    ax.set(xlabel="classified by", ylabel="fooling images made on", title="Transfer: fraction classified as the target")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    runs.add_group_arguments(parser)
+    parser.add_argument("--images", type=cli.positive_int, default=IMAGES, help="val images in the sample")
+    parser.add_argument("--pairs", type=cli.positive_int, default=PAIRS, help="(image, target) pairs in the sample")
+    args = parser.parse_args(argv)
+    runs.group_run(args)
+
+    def body():
+        group = runs.group(args.run, args.low, args.high)
+        if len(group) < 2:
+            raise runs.RunError(
+                f"transfer needs at least two trained runs of one data set, {args.run} has "
+                "no trained sweep companion; run `make sweep` first"
+            )
+        with runs.locked(write=group[:1], read=group[1:]):
+            result = transfer_matrix(group, args.images, args.pairs)
+            result["command"] = cli.make_command(
+                "transfer",
+                RUN=args.run,
+                LOW=args.low,
+                HIGH=args.high,
+                PAIRS=args.pairs if args.pairs != PAIRS else None,
+            )
+            with files.building_dir(group[0].path / "transfer") as out:
+                plot_transfer(result, out / "transfer.png")
+                files.write_json(out / "transfer.json", result)
+        for run, row in zip(result["runs"], result["matrix"]):
+            print(f"made on {run:<12} " + "  ".join(f"{d}: {100 * v:5.1f} %" for d, v in zip(result["runs"], row)))
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

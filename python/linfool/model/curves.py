@@ -1,0 +1,84 @@
+"""Training curves from Caffe's log: train loss, val loss, top-1, top-5 against iteration.
+
+    python -m linfool curves --run NAME     # runs/<name>/curves.png and curves.json
+
+curves.json records the snapshot the log led to (the report shows the curves only when that is
+still the run's newest); the picture is written first and curves.json last, each whole.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from linfool.core import cli, files, runs  # noqa: E402
+
+_ITER = re.compile(r"Iteration (\d+)")
+_TRAIN = re.compile(r"Iteration (\d+).*, loss = ([\d.eE+-]+|nan|inf)")
+_TEST = re.compile(r"Test net output #\d+: (\w+) = ([\d.eE+-]+|nan|inf)")
+
+
+def parse_log(text) -> dict:
+    """{'train': [(iter, loss)], 'test': {name: [(iter, value)]}} from a `caffe train` log."""
+    curves = {"train": [], "test": {}}
+    iteration = 0
+    for line in text.splitlines():
+        if m := _TRAIN.search(line):
+            curves["train"].append((int(m.group(1)), float(m.group(2))))
+        elif m := _TEST.search(line):
+            curves["test"].setdefault(m.group(1), []).append((iteration, float(m.group(2))))
+        elif "Testing net" in line and (m := _ITER.search(line)):
+            iteration = int(m.group(1))
+    return curves
+
+
+def plot(curves, out, title):
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    if curves["train"]:
+        ax_loss.plot(*zip(*curves["train"]), label="train loss", lw=1)
+    if "loss" in curves["test"]:
+        ax_loss.plot(*zip(*curves["test"]["loss"]), "o-", label="val loss")
+    ax_loss.set(xlabel="iteration", ylabel="softmax loss", title=f"{title}: loss")
+    ax_loss.legend()
+    for name, label in (("accuracy_top1", "val top-1"), ("accuracy_top5", "val top-5")):
+        if name in curves["test"]:
+            iters, values = zip(*curves["test"][name])
+            ax_acc.plot(iters, [100 * v for v in values], "o-", label=label)
+    ax_acc.set(xlabel="iteration", ylabel="accuracy (%)", title=f"{title}: val accuracy", ylim=(0, 100))
+    ax_acc.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def make_curves(run) -> Path:
+    run = runs.as_run(run)
+    log = run.path / "train.log"
+    if not log.is_file():
+        raise runs.RunError(f"no {log}; run `make train RUN={run.name}` first")
+    curves = parse_log(log.read_text())
+    with files.atomic_path(run.path / "curves.png") as tmp:
+        plot(curves, tmp, run.name)
+    files.write_json(run.path / "curves.json", {**curves, "sources": [run.source()]})
+    return run.path / "curves.png"
+
+
+def main(argv=None) -> int:
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="default")
+    args = parser.parse_args(argv)
+
+    def body():
+        run = runs.Run.named(args.run)
+        with runs.locked(write=[run]):
+            print(make_curves(run))
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""`make bench`: speed tables with ratios measured in the same run (never timed tests).
+
+    python -m linfool_dev.bench [--images 1000] [--iters 40] [--scale-train 200000] [--parts builder,train,scale]
+
+1. LMDB builder vs the built convert_imageset on the same list of ImageNet-like JPEGs.
+2. Where one training step of the blog's full-size net (12288 -> 1000) goes: forward, backward and the
+   solver update (pycaffe), against the GEMM roofline (the two matrix products of a step, forward
+   X.W^T and backward dTop^T.X, on the same OpenBLAS that Caffe links) and the update's memory floor.
+3. The real `caffe train` binary vs the roofline at batch 256 (shipped), one BLAS thread, 512, 1024.
+4. ImageNet scale (linfool.bench_scale): peak RSS and records/s of each stage on a 200,000-record
+   train / 50,000-record val LMDB of 1000 classes, projected to ImageNet.
+5. With a CUDA build and a visible GPU: `caffe train` and pycaffe images/s on the GPU against the
+   CPU in the same run (linfool.gpu_check).
+"""
+
+import argparse
+import ctypes
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+from google.protobuf import text_format
+
+from linfool.core import caffe_env, datum, paths, records
+from linfool.data import synthetic
+from linfool_dev import bench_scale, gpu_check
+
+IMAGENET_TRAIN = 1_281_167
+INPUTS, CLASSES = 3 * 64 * 64, 1000  # the blog's InnerProduct layer
+
+
+def _jpegs(folder, n):
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(n):
+        w, h = synthetic.SOURCE_SIZES[i % len(synthetic.SOURCE_SIZES)]
+        cv2.imwrite(str(folder / f"{i}.JPEG"), synthetic.render(rng, synthetic.CLASSES[i % 18], w, h))
+        names.append(f"{i}.JPEG {i % 18}\n")
+    (folder / "list.txt").write_text("".join(names))
+
+
+def _timed(cmd, env=None):
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
+def bench_builder(n_images, work):
+    """Rows of (tool, seconds, images/s) and whether the outputs are byte-identical."""
+    src = work / "jpeg"
+    src.mkdir()
+    _jpegs(src, n_images)
+    convert = [
+        str(caffe_env.tool("convert_imageset")),
+        "--resize_height=64",
+        "--resize_width=64",
+        f"{src}/",
+        str(src / "list.txt"),
+        str(work / "caffe_lmdb"),
+    ]
+    ours = [sys.executable, "-m", "linfool.data.lmdb_builder", str(src), str(src / "list.txt"), str(work / "our_lmdb")]
+    t_caffe = _timed(convert, caffe_env.tool_env())
+    t_ours = _timed(ours)
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    identical = list(records.raw(work / "caffe_lmdb")) == list(records.raw(work / "our_lmdb"))
+    print(f"\nLMDB build, {n_images} JPEGs (~500x375) -> 64x64, {os.cpu_count()} cores")
+    print(f"{'tool':<28} {'seconds':>8} {'images/s':>9}")
+    print(f"{'convert_imageset (Caffe)':<28} {t_caffe:>8.2f} {n_images / t_caffe:>9.0f}")
+    print(f"{'linfool.data.lmdb_builder':<28} {t_ours:>8.2f} {n_images / t_ours:>9.0f}")
+    print(
+        f"ratio (ours / convert_imageset): {t_caffe / t_ours:.2f}x   byte-identical: {identical}   "
+        f"peak RSS of the largest process: {peak_mb:.0f} MB"
+    )
+
+
+def _train_lmdb(path, n):
+    rng = np.random.default_rng(0)
+    records.write(
+        path,
+        (
+            (
+                f"{i:08d}".encode(),
+                datum.encode_datum(rng.integers(0, 256, (3, 64, 64), dtype=np.uint8), int(rng.integers(1000))),
+            )
+            for i in range(n)
+        ),
+        n,
+    )
+    (path / "mean.binaryproto").write_bytes(datum.encode_mean(np.full((3, 64, 64), 127.5, np.float32)))
+
+
+def _ms_per_iter(log, skip=5):
+    """Median ms between consecutive 'Iteration N, loss' lines of a glog log (display: 1), after
+    `skip` warm-up iterations; the median ignores the shared machine's occasional stalls."""
+    stamps = [
+        datetime.strptime(m.group(1), "%H:%M:%S.%f")
+        for m in re.finditer(r"^I\d{8} (\S+) .*Iteration \d+, loss", log, re.M)
+    ][skip:]
+    return 1000 * float(np.median([(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]))
+
+
+def _times_ms(fn, reps):
+    """ms of each of `reps` calls of fn, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def _best_ms(fn, reps):
+    """Fastest call in ms (a roofline is the best the hardware does)."""
+    return min(_times_ms(fn, reps))
+
+
+def _median_ms(fn, reps):
+    return float(np.median(_times_ms(fn, reps)))
+
+
+def _cblas_sgemm():
+    """cblas_sgemm of the OpenBLAS that Caffe links (Debian's libopenblas.so.0), not numpy's own."""
+    sgemm = ctypes.CDLL("libopenblas.so.0").cblas_sgemm
+    ints, ptr, real = [ctypes.c_int] * 6, ctypes.c_void_p, ctypes.c_float
+    sgemm.argtypes = [*ints, real, ptr, ctypes.c_int, ptr, ctypes.c_int, real, ptr, ctypes.c_int]
+    return sgemm
+
+
+def gemm_roofline_ms(batch, reps=15):
+    """Best ms for the two products of one training step of the 12288 -> 1000 InnerProduct layer,
+    called exactly as Caffe calls them: forward top = X.W^T, backward dW += dTop^T.X."""
+    sgemm, (row_major, no_t, t) = _cblas_sgemm(), (101, 111, 112)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, INPUTS)).astype(np.float32)
+    w = rng.normal(size=(CLASSES, INPUTS)).astype(np.float32)
+    top = np.zeros((batch, CLASSES), np.float32)
+    dw = np.zeros_like(w)
+
+    def step():
+        sgemm(
+            row_major,
+            no_t,
+            t,
+            batch,
+            CLASSES,
+            INPUTS,
+            1.0,
+            x.ctypes.data,
+            INPUTS,
+            w.ctypes.data,
+            INPUTS,
+            0.0,
+            top.ctypes.data,
+            CLASSES,
+        )
+        sgemm(
+            row_major,
+            t,
+            no_t,
+            CLASSES,
+            INPUTS,
+            batch,
+            1.0,
+            top.ctypes.data,
+            CLASSES,
+            x.ctypes.data,
+            INPUTS,
+            1.0,
+            dw.ctypes.data,
+            INPUTS,
+        )
+
+    return _best_ms(step, reps)
+
+
+UPDATE_PASSES = 12  # Caffe's CPU SGD step streams the 12.3M-float weight/diff/history arrays 12 times:
+# clear diff 1, L2 decay axpy 3, momentum axpby 3, copy history->diff 2, update axpy 3
+
+
+def copy_bandwidth_gbs(reps=15):
+    """Best memory bandwidth of one large copy on this machine (read + write bytes per second)."""
+    a = np.ones(CLASSES * INPUTS, np.float32)
+    b = np.empty_like(a)
+    return 2 * a.nbytes / _best_ms(lambda: np.copyto(b, a), reps) / 1e6
+
+
+def _write_net(work, batch, iters=1_000_000):
+    """The blog's net reading work/lmdb at TRAIN batch `batch` (protobuf surgery), and its solver."""
+    pb2 = caffe_env.import_caffe().proto.caffe_pb2
+    net = text_format.Parse((paths.PROTOTXT / "train_val.prototxt").read_text(), pb2.NetParameter())
+    for layer in net.layer:
+        if layer.type == "Data":
+            layer.data_param.source = str(work / "lmdb")
+            layer.transform_param.mean_file = str(work / "lmdb" / "mean.binaryproto")
+            if layer.include[0].phase == pb2.TRAIN:
+                layer.data_param.batch_size = batch
+    solver = work / f"solver_{batch}.prototxt"
+    (work / f"net_{batch}.prototxt").write_text(text_format.MessageToString(net))
+    solver.write_text(
+        f'net: "{work / f"net_{batch}.prototxt"}"\nbase_lr: 1e-7 momentum: 0.9 weight_decay: 100 '
+        f'lr_policy: "fixed"\nmax_iter: {iters} display: 1 snapshot_after_train: false solver_mode: CPU '
+        f"random_seed: 1\n"
+    )
+    return solver
+
+
+def caffe_train_ms(work, batch, iters, threads=None):
+    """Median ms per iteration of the real `caffe train` binary on the blog's net."""
+    env = caffe_env.tool_env()
+    if threads:
+        env["OPENBLAS_NUM_THREADS"] = str(threads)
+    run = subprocess.run(
+        [str(caffe_env.tool("caffe")), "train", f"--solver={_write_net(work, batch, iters)}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return _ms_per_iter(run.stderr)
+
+
+def step_parts_ms(work, batch, reps):
+    """Median ms of forward (data + fc + loss), backward, and the solver's update (a whole
+    solver.step(1) minus forward and backward), through pycaffe on the same net."""
+    caffe = caffe_env.import_caffe()
+    caffe.set_mode_cpu()
+    solver = caffe.SGDSolver(str(_write_net(work, batch)))
+    net = solver.net
+    forward = _median_ms(net.forward, reps)
+    backward = _median_ms(net.backward, reps)
+    step = _median_ms(lambda: solver.step(1), reps)
+    return forward, backward, step - forward - backward
+
+
+def bench_train(iters, work):
+    """Print where one training step's time goes and how close `caffe train` gets to the GEMM
+    roofline, for the shipped batch of 256 and for larger batches."""
+    _train_lmdb(work / "lmdb", 2048)
+    forward, backward, update = step_parts_ms(work, 256, reps=iters // 2)
+    print(
+        f"\nOne training step of the blog's net (12288 -> 1000, batch 256), CPU, {os.cpu_count()} cores,"
+        f" pycaffe, median ms"
+    )
+    print(f"{'part':<44} {'ms':>7}")
+    print(f"{'forward (data copy + fc + softmax loss)':<44} {forward:>7.1f}")
+    print(f"{'backward (fc weight gradient)':<44} {backward:>7.1f}")
+    print(f"{'solver update (decay, momentum, copy, axpy)':<44} {update:>7.1f}")
+    streamed_gb = UPDATE_PASSES * CLASSES * INPUTS * 4 / 1e9
+    print(
+        f"{'  = GB/s over its 12 passes of 49 MB':<44} {streamed_gb / update * 1000:>7.1f}"
+        f"   (best copy on this machine: {copy_bandwidth_gbs():.1f} GB/s)"
+    )
+    roof = gemm_roofline_ms(256)
+    print(f"{'GEMM roofline (the 2 products, same BLAS)':<44} {roof:>7.1f}")
+    gap = forward + backward + update - roof
+    print(
+        f"gap to the roofline {gap:.0f} ms: solver update {100 * update / gap:.0f} %, forward+backward beyond "
+        f"the 2 GEMMs (data copy, loss, bias, BLAS sharing 2 cores with the prefetch thread) "
+        f"{100 * (forward + backward - roof) / gap:.0f} %"
+    )
+
+    print(f"\ncaffe train vs the GEMM roofline (Caffe's own OpenBLAS via cblas_sgemm), median of {iters} iterations")
+    print(f"{'run':<34} {'ms/iter':>8} {'images/s':>9} {'roofline ms':>12} {'of roofline':>12}")
+    rows = [
+        ("batch 256 (shipped)", 256, None),
+        ("batch 256, OPENBLAS_NUM_THREADS=1", 256, 1),
+        ("batch 512", 512, None),
+        ("batch 1024", 1024, None),
+    ]
+    for name, batch, threads in rows:
+        ms, roof = caffe_train_ms(work, batch, iters, threads), gemm_roofline_ms(batch)
+        print(f"{name:<34} {ms:>8.1f} {batch * 1000 / ms:>9.0f} {roof:>12.1f} {100 * roof / ms:>11.0f} %")
+        if name.endswith("(shipped)"):
+            epoch_min = IMAGENET_TRAIN / (batch * 1000 / ms) / 60
+    print(f"projected ImageNet epoch (1,281,167 images) at the shipped batch on this machine: {epoch_min:.0f} min")
+
+
+def bench_gpu(work, iters):
+    """GPU against CPU in the same run: `caffe train` of the blog's net and pycaffe forwards."""
+    net = gpu_check.write_data(work)
+    rates = {
+        name: gpu_check.images_per_second(gpu_check.train_log(work, net, iters, device))
+        for name, device in (("GPU", "0"), ("CPU", None))
+    }
+    _, py_gpu, py_cpu = gpu_check.pycaffe_compare("0")
+    print(f"\nGPU vs CPU, blog's net (12288 -> 1000, batch 256), images/s, {iters} training iterations")
+    print(f"{'what':<28} {'GPU':>10} {'CPU':>10} {'ratio':>7}")
+    print(f"{'caffe train':<28} {rates['GPU']:>10,.0f} {rates['CPU']:>10,.0f} {rates['GPU'] / rates['CPU']:>6.1f}x")
+    print(f"{'pycaffe forward (1024)':<28} {py_gpu:>10,.0f} {py_cpu:>10,.0f} {py_gpu / py_cpu:>6.1f}x")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--iters", type=int, default=40)
+    parser.add_argument("--scale-train", type=int, default=200_000, help="train records of the scale part")
+    parser.add_argument(
+        "--parts",
+        default="builder,train,scale,gpu",
+        help="comma-separated: builder, train, scale, gpu (gpu only with a CUDA build and a GPU)",
+    )
+    args = parser.parse_args(argv)
+    parts = args.parts.split(",")
+    if "gpu" in parts and caffe_env.device("auto") is None:
+        parts.remove("gpu")
+        print("(no GPU rows: this Caffe is CPU-only or no GPU is visible)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in parts:
+            (Path(tmp) / name).mkdir()
+        if "builder" in parts:
+            bench_builder(args.images, Path(tmp) / "builder")
+        if "train" in parts:
+            bench_train(args.iters, Path(tmp) / "train")
+        if "scale" in parts:
+            bench_scale.bench_scale(Path(tmp) / "scale", args.scale_train, bench_scale.IMAGENET_VAL)
+        if "gpu" in parts:
+            bench_gpu(Path(tmp) / "gpu", args.iters * 10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

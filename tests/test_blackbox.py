@@ -1,0 +1,101 @@
+"""linfool.experiments.blackbox: exact template recovery and the square attack on hand-made Caffe models
+whose answers are known, and the stage on tiny Caffe runs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from linfool.experiments import blackbox
+
+SHAPE = (3, 4, 4)
+
+
+def tiny_net(caffe, tmp_path, W, b):
+    """A 48-input linear softmax in Caffe with the given weights; returns probs(images) -> (n, K)."""
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(
+        f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 1 dim: 3 dim: 4 dim: 4 }} }} }}\n'
+        f'layer {{ name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param {{ num_output: {len(W)} }} }}\n'
+        'layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }\n'
+    )
+    net = caffe.Net(str(deploy), caffe.TEST)
+    net.params["fc"][0].data[...] = W
+    net.params["fc"][1].data[...] = b
+
+    def probs(images):
+        net.blobs["data"].reshape(*images.shape)
+        net.blobs["data"].data[...] = images
+        return net.forward()["prob"].copy()
+
+    return probs
+
+
+@pytest.fixture
+def model():
+    rng = np.random.default_rng(3)
+    return (0.02 * rng.standard_normal((5, 48))).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+
+
+def test_scores_reveal_W_up_to_the_one_vector_all_classes_share(caffe, tmp_path, model):
+    W, b = model
+    oracle = blackbox.Oracle(tiny_net(caffe, tmp_path, W, b))
+    recovered = blackbox.recover_templates(oracle, SHAPE)
+    assert oracle.queries == 1 + 48
+    np.testing.assert_allclose(recovered, W - W.mean(axis=0), atol=2e-5 * np.abs(W).max())
+    # The part no softmax output shows: a vector added to every class row changes nothing.
+    shifted_dir = tmp_path / "shifted"
+    shifted_dir.mkdir()
+    shifted = W + np.random.default_rng(4).standard_normal(48).astype(np.float32) * 0.05
+    again = blackbox.recover_templates(blackbox.Oracle(tiny_net(caffe, shifted_dir, shifted, b)), SHAPE)
+    np.testing.assert_allclose(again, recovered, atol=2e-5 * np.abs(W).max())
+    assert blackbox.template_agreement(recovered, shifted)["correlation_min"] > 0.9999
+
+
+def test_square_attack_reaches_an_easy_target_within_its_budget(caffe, tmp_path, model):
+    W, b = model
+    oracle = blackbox.Oracle(tiny_net(caffe, tmp_path, W, b))
+    x = np.full(SHAPE, 128, np.float32)
+    target = int(np.argsort(oracle(x[None])[0])[-2])  # the runner-up: reachable at eps 60, not at 0.5
+    oracle.queries = 0
+    result = blackbox.square_attack(oracle, x, target, eps=60, max_queries=2000, seed=0)
+    assert result["reached"] and result["prob"] >= 0.99 and result["linf"] <= 60 + 1e-4
+    assert result["queries"] == oracle.queries <= 2000
+    assert oracle(result["image"][None])[0, target] == pytest.approx(result["prob"])
+    # the same budget too small to matter: no success, and every query of the budget used
+    small = blackbox.square_attack(oracle, x, target, eps=0.5, max_queries=50, seed=0)
+    assert not small["reached"] and small["queries"] == 50
+
+
+def test_blackbox_on_tiny_caffe_runs_and_its_report_rows(own_runs):
+    runs, env = own_runs
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "linfool",
+            "blackbox",
+            "--run",
+            "low",
+            "--low",
+            "low",
+            "--high",
+            "high",
+            "--images",
+            "2",
+            "--queries",
+            "3000",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for run in ("low", "high"):
+        result = json.loads((runs / run / "blackbox" / "blackbox.json").read_text())
+        assert result["recovery"]["queries"] == 12289 and result["recovery"]["correlation_min"] > 0.999
+        assert len(result["rows"]) == 2 and all(r["recovered_prob"] >= 0.99 - 1e-6 for r in result["rows"])
+        assert all(r["squares_linf"] <= r["squares_budget_linf"] + 1e-3 for r in result["rows"])
+        assert (runs / run / "blackbox" / "blackbox.png").stat().st_size > 10_000

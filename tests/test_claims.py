@@ -1,0 +1,38 @@
+"""linfool.experiments.claims: every claim row has a verdict, measured on tiny Caffe runs; refused while
+its inputs are missing."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from linfool.core import paths
+from linfool.experiments import claims
+
+
+def _run(module, env, *args):
+    done = subprocess.run([sys.executable, "-m", "linfool", module, *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_every_claim_row_has_a_verdict(own_runs, monkeypatch):
+    runs_dir, env = own_runs
+    group = ["--run", "low", "--low", "low", "--high", "high"]
+    (runs_dir / "low" / "metrics.json").unlink(missing_ok=True)
+    refused = subprocess.run(
+        [sys.executable, "-m", "linfool", "claims", *group], capture_output=True, text=True, env=env
+    )
+    for module, extra in (("eval", []), ("figures", []), ("attack-curves", ["--images", "2"])):
+        _run(module, env, *group, *extra)
+    monkeypatch.setattr(paths, "RUNS", runs_dir)
+    monkeypatch.setattr(paths, "DATA", Path(env["LINFOOL_DATA"]))
+    rows = claims.check_claims("low", "low", "high")
+    assert len(rows) >= 10
+    assert all(r["verdict"] in (claims.HOLDS, claims.FAILS, claims.UNCHECKABLE) for r in rows)
+    assert all(r["why"] for r in rows if r["verdict"] == claims.UNCHECKABLE)
+    by_claim = {r["claim"].split(" ")[0]: r for r in rows}
+    assert by_claim["init"]["verdict"] == claims.HOLDS  # Caffe's forward at iteration 0
+    assert by_claim["toy:"]["verdict"] == claims.HOLDS
+    assert by_claim["~3.0"]["verdict"] == claims.UNCHECKABLE  # 18 classes, not ImageNet
+    # before its inputs existed (or when they are out of date), the claims were refused in one line
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "`make " in refused.stderr

@@ -1,0 +1,49 @@
+"""linfool_dev.gpu_check on the CPU side: its one-line refusal without a GPU, its measurements, and the
+several-GPU comparison that would see a wrong record split."""
+
+
+def test_gpu_check_says_in_one_line_that_there_is_no_gpu():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "linfool_dev.gpu_check"], capture_output=True, text=True)
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(errors) == 1 and "built CPU-only" in errors[0], done.stderr
+
+
+def test_gpu_check_measurements_on_the_cpu_side(tmp_path):
+    """The parts of make gpu-check that run on any machine: data, caffe time's per-layer rows, the
+    training log's losses and images/s (on a GPU box the same code runs with --gpu)."""
+    from linfool.model import curves
+    from linfool_dev import gpu_check
+
+    net = gpu_check.write_data(tmp_path)
+    times = gpu_check.layer_times(gpu_check.caffe(["time", f"--model={net}", "--iterations=2"]))
+    assert {"data forward", "fc forward", "fc backward", "loss forward"} <= set(times)
+    assert times["Average Forward-Backward"] > 0
+    log = gpu_check.train_log(tmp_path, net, 100, None)
+    losses = dict(curves.parse_log(log)["train"])
+    assert sorted(losses) == [0, 50, 100] and abs(losses[0] - 6.9) < 0.7  # ~ln(1000) at the blog's init
+    assert gpu_check.images_per_second(log) > 0
+    assert gpu_check.caffe_build().startswith("options cpu ") and " recipe" in gpu_check.caffe_build()
+    line, passed = gpu_check.caffe_gpu_tests("0")  # the CPU build keeps no GPU test binaries: said so
+    assert passed is None and line.startswith("Caffe's own tests: not run") and "make test-gpu-build" in line
+
+
+def test_several_gpu_check_would_see_a_wrong_record_split(tmp_path):
+    """make gpu-check's several-GPU comparison, on the CPU: the weights read back from a snapshot are
+    reproducible, and a run that saw half the records (what P2PSync would average if both solvers got
+    the same records) lands far outside SYNC_TOLERANCE of the batch-512 run."""
+    import numpy as np
+
+    from linfool_dev import gpu_check
+
+    net = gpu_check.write_data(tmp_path)
+    init = gpu_check.trained_fc(tmp_path, net, 0, None, "init")
+    full = gpu_check.trained_fc(tmp_path, net, 3, None, "full", batch=512)
+    again = gpu_check.trained_fc(tmp_path, net, 3, None, "again", batch=512)
+    half = gpu_check.trained_fc(tmp_path, net, 3, None, "half")
+    assert full.shape == (1000, 12288) and np.array_equal(full, again) and not np.array_equal(full, init)
+    assert gpu_check.change_diff(again, full, init) == 0
+    assert gpu_check.change_diff(half, full, init) > 100 * gpu_check.SYNC_TOLERANCE
+    assert gpu_check.sync_devices("0", 1) is None and gpu_check.sync_devices("1", 2) == "1,0"
