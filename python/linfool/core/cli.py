@@ -53,9 +53,9 @@ def make_command(target, **variables) -> str:
     """The make command that remakes a stage's result, recorded in it: the one make passed in
     (LINFOOL_COMMAND, exactly as the user typed it) when it is for `target`, else `make TARGET VAR=value`
     from the stage's own settings (a stage run as `python -m linfool ...`). Never read from sys.argv."""
-    given = os.environ.get("LINFOOL_COMMAND", "")
-    if given.split()[:2] == ["make", target]:
-        return given
+    given = os.environ.get("LINFOOL_COMMAND", "").split()
+    if given[:2] == ["make", target]:
+        return " ".join(word for word in given if not word.endswith("="))       # DATA= (empty) says nothing
     return " ".join(["make", target, *(f"{k}={v}" for k, v in variables.items() if v not in (None, "", False))])
 
 

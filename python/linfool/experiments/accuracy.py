@@ -19,7 +19,7 @@ TRAIN_SAMPLE = 10_000  # train records whose accuracy is measured (seeded unifor
 SEED = 1701
 
 
-def accuracy(classifier, lmdb_path, positions=None, desc="", top_k=5) -> dict:
+def accuracy(classifier, lmdb_path, *, positions=None, desc="", top_k=5) -> dict:
     """Top-1 / top-k of pycaffe's forward over the LMDB's records (or those at `positions`):
     {'top1', 'top5' (top-k), 'images'}. Streams batches of records.BATCH."""
     total = records.count(lmdb_path) if positions is None else len(np.unique(positions))
@@ -35,7 +35,7 @@ def accuracy(classifier, lmdb_path, positions=None, desc="", top_k=5) -> dict:
     return {"top1": hits1 / max(seen, 1), "top5": hits5 / max(seen, 1), "images": seen}
 
 
-def measure(run, val_per_class=None, train_sample=TRAIN_SAMPLE, seed=SEED, command=None) -> dict:
+def measure(run, *, val_per_class=None, train_sample=TRAIN_SAMPLE, seed=SEED, command=None) -> dict:
     """Accuracy of the run's newest snapshot on all of val (or a class-balanced subset) and on a
     seeded train sample; writes and returns metrics.json's dict."""
     run = runs.as_run(run)
@@ -60,10 +60,10 @@ def measure(run, val_per_class=None, train_sample=TRAIN_SAMPLE, seed=SEED, comma
     metrics["val_subset"] = (
         f"class-balanced subset, {val_per_class} per class, seed {seed}" if val_per_class else "all val records"
     )
-    result = accuracy(classifier, val, val_positions, desc=f"eval {run.name} val", top_k=top_k)
+    result = accuracy(classifier, val, positions=val_positions, desc=f"eval {run.name} val", top_k=top_k)
     metrics.update(val_top1=result["top1"], val_top5=result["top5"], val_images=result["images"])
     train_positions = records.random_positions(metrics["train_records"], train_sample, seed)
-    result = accuracy(classifier, train, train_positions, desc=f"eval {run.name} train sample", top_k=top_k)
+    result = accuracy(classifier, train, positions=train_positions, desc=f"eval {run.name} train sample", top_k=top_k)
     metrics.update(
         train_top1=result["top1"],
         train_top5=result["top5"],

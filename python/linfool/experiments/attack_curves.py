@@ -97,7 +97,7 @@ def make_attack_curves(group, n_images=IMAGES, pairs=PAIRS, command=""):
     measured), and the comparison plot in the first run's folder."""
     results = []
     for run in group:
-        result = attack_curves(run, n_images, pairs)
+        result = attack_curves(run, n_images=n_images, pairs=pairs)
         result.update(command=command, sources=[run.source()])
         results.append(result)
         print(

@@ -138,7 +138,9 @@ def surgery_weights(run_dir, out):
 
 def measure(run_dir, num_real, n_images=MEASURE_IMAGES):
     """Attack difficulty into the real classes, val top-1: dict for one round."""
-    curves = difficulty.attack_curves(run_dir, n_images, n_images * MEASURE_TARGETS, num_classes=num_real)
+    curves = difficulty.attack_curves(
+        run_dir, n_images=n_images, pairs=n_images * MEASURE_TARGETS, num_classes=num_real
+    )
     metrics = accuracy.measure(run_dir)
     return {
         "run": run_dir.name,
@@ -212,7 +214,7 @@ def _round(run, r, state, source, iterations, n_measure):
     return result
 
 
-def run_rounds(run, rounds, n_fool, iterations, n_measure=MEASURE_IMAGES, command=None):
+def run_rounds(run, *, rounds, n_fool, iterations, n_measure=MEASURE_IMAGES, command=None):
     """Round 0 and the background rounds, each beside a control arm fine-tuned for as long on the
     same K + 1 output net without background images (so that longer training is not mistaken for the
     background class's effect). Returns one dict per round."""
@@ -323,7 +325,14 @@ def main(argv=None) -> int:
         with ExitStack() as stack:
             stack.enter_context(runs.locked(write=[run]))
             _round_locks(stack, run, args.rounds)
-            results = run_rounds(run, args.rounds, args.fool, args.iters, args.measure_images, command)
+            results = run_rounds(
+                run,
+                rounds=args.rounds,
+                n_fool=args.fool,
+                iterations=args.iters,
+                n_measure=args.measure_images,
+                command=command,
+            )
             with files.building_dir(run.path / "background") as out:
                 plot_rounds(results, out / "background.png")
                 files.write_json(

@@ -72,14 +72,14 @@ def _median(values):
     return float(np.median(values))  # json writes inf as Infinity, which json.loads reads back
 
 
-def attack_curves(run, n_images=IMAGES, pairs=PAIRS, num_classes=None, quiet=False):
+def attack_curves(run, *, n_images=IMAGES, pairs=PAIRS, num_classes=None, quiet=False):
     """Measure both directions and the bound on the run's val sample; returns the json dict.
     Targets are drawn from the first `num_classes` classes (default: all)."""
     run = runs.as_run(run)
     classifier = Classifier(run)
     W = classifier.params["W"]
     val = run.dataset().lmdb("val")
-    images, labels, which, targets, about = pair_sample(val, num_classes or len(W), n_images, pairs)
+    images, labels, which, targets, about = pair_sample(val, num_classes or len(W), n_images=n_images, pairs=pairs)
     x, true = images[which], labels[which]
     forwards = len(targets) * (len(EPSILONS) * len(KINDS) + 1)
     if not quiet:

@@ -42,7 +42,10 @@ def main(argv=None) -> int:
             group = runs.group(args.run, args.low, args.high)
         command = cli.make_command("eval", RUN=args.run, LOW=args.low, HIGH=args.high, VAL_PER_CLASS=args.val_per_class)
         with runs.locked(write=group):
-            rows = [measure(run, args.val_per_class, args.train_sample, command=command) for run in group]
+            rows = [
+                measure(run, val_per_class=args.val_per_class, train_sample=args.train_sample, command=command)
+                for run in group
+            ]
         print(table(rows))
 
     return cli.run(body)

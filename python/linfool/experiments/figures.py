@@ -203,7 +203,7 @@ def _regularization(group, run, low, high, x, target, out, data):
     return None
 
 
-def make_figures(run, low=None, high=None, start=None, targets=None, command=None):
+def make_figures(run, *, low=None, high=None, start=None, targets=None, command=None):
     """Every figure for `run` into runs/<run>/figures/ (published whole); returns the numbers (also
     figures.json). start/targets default to choose_classes'."""
     group = runs.group(run, low, high)
@@ -261,11 +261,11 @@ def main(argv=None) -> int:
     def body():
         make_figures(
             args.run,
-            args.low,
-            args.high,
-            args.start or None,
-            [t for t in args.targets.split(",") if t] if args.targets else None,
-            cli.make_command(
+            low=args.low,
+            high=args.high,
+            start=args.start or None,
+            targets=[t for t in args.targets.split(",") if t] if args.targets else None,
+            command=cli.make_command(
                 "figures", RUN=args.run, LOW=args.low, HIGH=args.high, START=args.start, TARGETS=args.targets
             ),
         )

@@ -38,7 +38,7 @@ def sample_pairs(image_labels, num_classes, targets_per_image=None, rng=None):
     return np.array(which, dtype=int), np.array(targets, dtype=int)
 
 
-def pair_sample(val_lmdb, num_classes, n_images=IMAGES, pairs=PAIRS, seed=SAMPLE_SEED):
+def pair_sample(val_lmdb, num_classes, *, n_images=IMAGES, pairs=PAIRS, seed=SAMPLE_SEED):
     """The fixed sample: n_images val records drawn uniformly from the whole LMDB (seeded), then
     targets per image. Returns (images (n, 3, 64, 64) float32 0..255 BGR, labels (n,), which, targets,
     description dict)."""

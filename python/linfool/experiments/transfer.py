@@ -42,7 +42,7 @@ def transfer_matrix(run_dirs, n_images=IMAGES, pairs=PAIRS):
     classifiers = {d.name: Classifier(d) for d in run_dirs}
     first = classifiers[run_dirs[0].name]
     images, _, which, targets, about = pair_sample(
-        run_dirs[0].dataset().lmdb("val"), len(first.params["W"]), n_images, pairs
+        run_dirs[0].dataset().lmdb("val"), len(first.params["W"]), n_images=n_images, pairs=pairs
     )
     forwards = len(run_dirs) * len(targets) * (fooling.BISECTION_STEPS + 3 + len(run_dirs))
     print("transfer: " + describe(about, forwards, seconds_per_forward(first)), flush=True)
