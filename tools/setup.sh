@@ -81,4 +81,6 @@ fi
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 [ "$(cat "$SITE/linfool_caffe.pth" 2>/dev/null)" = "$TREE/python" ] || echo "$TREE/python" > "$SITE/linfool_caffe.pth"
 CAFFE_PY=$("$VENV/bin/python" -m linfool caffe --check) || die "pycaffe does not import; see the message above"
+# Which OpenBLAS kernel Caffe runs with here: checked once per CPU and cached (linfool.core.blas).
+step "$("$VENV/bin/python" -m linfool caffe --blas)"
 step "ready: Caffe at $TREE; $VENV/bin/python imports pycaffe from $CAFFE_PY"

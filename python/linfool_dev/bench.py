@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from google.protobuf import text_format
 
-from linfool.core import caffe_env, datum, paths, records
+from linfool.core import blas, caffe_env, datum, paths, records
 from linfool.data import synthetic
 from linfool_dev import bench_scale, gpu_check
 
@@ -309,6 +309,11 @@ def main(argv=None) -> int:
         help="comma-separated: builder, train, scale, gpu (gpu only with a CUDA build and a GPU)",
     )
     args = parser.parse_args(argv)
+    # Caffe's OpenBLAS core for this CPU (linfool.core.blas), in place before any part loads the library:
+    # the roofline is measured with the kernel Caffe runs, and said.
+    if blas.coretype():
+        os.environ["OPENBLAS_CORETYPE"] = blas.coretype()
+    print(blas.describe())
     parts = args.parts.split(",")
     if "gpu" in parts and caffe_env.device("auto") is None:
         parts.remove("gpu")

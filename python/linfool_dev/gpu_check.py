@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from linfool.core import caffe_env, datum, paths, prototxt, records
+from linfool.core import blas, caffe_env, datum, paths, prototxt, records
 from linfool.model import curves
 
 CLASSES, TRAIN_RECORDS = 1000, 4096
@@ -269,6 +269,7 @@ def check(gpu="0", iters=500):
         text=True,
     ).stdout.strip()
     lines += [
+        blas.describe(),
         f"GPU: {smi}",
         f"Caffe: {caffe_env.caffe_tree()}: {caffe_build()}",
         "caffe device_query:",

@@ -17,6 +17,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+from linfool.core import blas
 from linfool.core.cli import UserError
 
 FIX = "run `make setup` (or set CAFFE_ROOT to a built Caffe tree and run it again)"
@@ -34,6 +35,8 @@ def import_caffe(quiet: bool = True):
     """Import pycaffe and return the module; `quiet` keeps glog to warnings and errors."""
     if quiet:
         os.environ.setdefault("GLOG_minloglevel", "2")
+    if "caffe" not in sys.modules and blas.coretype():  # read when libopenblas loads: before import caffe
+        os.environ["OPENBLAS_CORETYPE"] = blas.coretype()
     try:
         import caffe  # noqa: PLC0415  (found through the .pth file that make setup writes)
     except ImportError as err:
@@ -131,8 +134,12 @@ def gpu_visible() -> bool:
 
 
 def tool_env() -> dict:
-    """Environment for running a Caffe tool: glog at INFO to stderr (Caffe's training log)."""
-    return {**os.environ, "GLOG_minloglevel": "0", "GLOG_logtostderr": "1"}
+    """Environment for running a Caffe tool: glog at INFO to stderr (Caffe's training log), and the
+    OpenBLAS core linfool.core.blas chose for this CPU (when OpenBLAS falls back to an older one)."""
+    env = {**os.environ, "GLOG_minloglevel": "0", "GLOG_logtostderr": "1"}
+    if blas.coretype():
+        env["OPENBLAS_CORETYPE"] = blas.coretype()
+    return env
 
 
 def device_query(gpu="all") -> str:
@@ -158,10 +165,15 @@ def main(argv=None) -> int:
     group.add_argument("--check", action="store_true", help="import pycaffe, print where from")
     group.add_argument("--tool", metavar="NAME", help="print the path of a Caffe tool binary")
     group.add_argument("--device-query", action="store_true", help="report the GPUs Caffe sees")
+    group.add_argument(
+        "--blas", action="store_true", help="the OpenBLAS core Caffe runs with here (checked once per CPU)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.device_query:
             print(device_query())
+        elif args.blas:
+            print(blas.describe())
         else:
             print(Path(import_caffe().__file__).parent if args.check else tool(args.tool))
     except CaffeNotFound as err:

@@ -55,7 +55,7 @@ def make_command(target, **variables) -> str:
     from the stage's own settings (a stage run as `python -m linfool ...`). Never read from sys.argv."""
     given = os.environ.get("LINFOOL_COMMAND", "").split()
     if given[:2] == ["make", target]:
-        return " ".join(word for word in given if not word.endswith("="))       # DATA= (empty) says nothing
+        return " ".join(word for word in given if not word.endswith("="))  # DATA= (empty) says nothing
     return " ".join(["make", target, *(f"{k}={v}" for k, v in variables.items() if v not in (None, "", False))])
 
 
