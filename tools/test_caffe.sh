@@ -143,7 +143,7 @@ for t in $TESTS; do
 done
 TOTAL=$(awk '{p += $2; f += $4} END {print p " passed, " f " failed"}' "$RESULTS")
 RAN=$(wc -l < "$RESULTS")
-LEFT="$SKIP$([ -n "$NEEDS_GPU" ] && echo "; need a CUDA device (none here):$NEEDS_GPU")"
+LEFT="$SKIP${NEEDS_GPU:+; need a CUDA device (none here):$NEEDS_GPU}"
 step "Caffe's tests: $TOTAL in $RAN binaries (left out: $LEFT)"
 if [ -n "$FAILED" ]; then
   trap - EXIT
