@@ -5,7 +5,8 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 PY := .venv/bin/python
-SETUP := tools/setup.sh
+# tools/setup.sh before every target (seconds when warm); tools/demo.sh sets LINFOOL_SET_UP once it ran.
+SETUP := $(if $(LINFOOL_SET_UP),true,tools/setup.sh)
 LINFOOL := $(PY) -m linfool
 
 # Names (RUN, DATA, LOW, HIGH) are plain names: letters, digits, '.', '_', '-' (linfool.core.paths
@@ -169,18 +170,8 @@ report: ## one HTML page with every figure and number, each section with its sna
 	@$(SETUP)
 	$(LINFOOL) report $(GROUP)
 
-demo: ## set up, then data -> train x3 -> eval -> figures -> attack curves, transfer, background class, claims, blackbox -> report
-	@$(MAKE) --no-print-directory data DATA= IMAGENET=
-	@$(MAKE) --no-print-directory sweep DATA=
-	@$(MAKE) --no-print-directory eval RUN=blog
-	@$(MAKE) --no-print-directory figures RUN=blog
-	@$(MAKE) --no-print-directory attack-curves RUN=blog
-	@$(MAKE) --no-print-directory transfer RUN=blog
-	@$(MAKE) --no-print-directory background RUN=blog
-	@$(MAKE) --no-print-directory claims RUN=blog
-	@$(MAKE) --no-print-directory blackbox RUN=blog
-	@$(MAKE) --no-print-directory report RUN=blog
-	@echo "Demo done. Open runs/blog/report.html"
+demo: ## set up, then data -> train x3 -> eval -> figures -> attack curves, transfer, background class, claims, blackbox -> report, with a time per stage
+	@tools/demo.sh
 
 bench: ## speed tables: LMDB builder vs convert_imageset; training step vs GEMM roofline; ImageNet-scale RSS per stage (~12 min)
 	@$(SETUP)
