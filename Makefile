@@ -81,14 +81,14 @@ setup: ## install apt packages, build Caffe once (cached in ~/.cache/linfool), c
 test: ## lint + format check, Caffe's own tests once per Caffe build, then the test suite (sets everything up first)
 	@$(SETUP)
 	@tools/install_system_deps.sh --tests
-	$(PY) -m ruff check --no-cache python tests && $(PY) -m ruff format --no-cache --check python tests
+	$(PY) -m ruff check --no-cache python tests docs && $(PY) -m ruff format --no-cache --check python tests
 	@if [ -n "$$CAFFE_ROOT" ]; then echo "Caffe's own tests: skipped (CAFFE_ROOT is your own Caffe; linfool tests the Caffe it builds)"; \
 	else tools/test_caffe.sh $(PY) --if-needed; fi
 	$(PY) -m pytest
 
 test-fast: ## lint, then the tests that need no Caffe (~1 min): data sets, records, names, locks, sources, toy
 	@$(SETUP)
-	$(PY) -m ruff check --no-cache python tests && $(PY) -m ruff format --no-cache --check python tests
+	$(PY) -m ruff check --no-cache python tests docs && $(PY) -m ruff format --no-cache --check python tests
 	$(PY) -m pytest -m 'fast and not gpu_build and not rehearsal and not docker and not faults'
 
 test-caffe: ## Caffe's own gtest suite (data layers, solver, net, IO, ...) built against the cached libcaffe, run now (~4 min)
