@@ -66,18 +66,21 @@ def bench_builder(n_images, work):
         str(src / "list.txt"),
         str(work / "caffe_lmdb"),
     ]
-    ours = [sys.executable, "-m", "linfool.data.lmdb_builder", str(src), str(src / "list.txt"), str(work / "our_lmdb")]
+    ours = [sys.executable, "-m", "linfool.data.lmdb_builder", str(src), str(src / "list.txt")]
     t_caffe = _timed(convert, caffe_env.tool_env())
-    t_ours = _timed(ours)
+    t_ours = _timed([*ours, str(work / "our_lmdb")])
+    t_one = _timed([*ours, str(work / "one_thread_lmdb"), "--workers", "1"])
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     identical = list(records.raw(work / "caffe_lmdb")) == list(records.raw(work / "our_lmdb"))
-    print(f"\nLMDB build, {n_images} JPEGs (~500x375) -> 64x64, {os.cpu_count()} cores")
-    print(f"{'tool':<28} {'seconds':>8} {'images/s':>9}")
-    print(f"{'convert_imageset (Caffe)':<28} {t_caffe:>8.2f} {n_images / t_caffe:>9.0f}")
-    print(f"{'linfool.data.lmdb_builder':<28} {t_ours:>8.2f} {n_images / t_ours:>9.0f}")
+    cores = os.cpu_count()
+    print(f"\nLMDB build, {n_images} JPEGs (~500x375) -> 64x64, {cores} cores")
+    print(f"{'tool':<38} {'seconds':>8} {'images/s':>9}")
+    print(f"{'convert_imageset (Caffe)':<38} {t_caffe:>8.2f} {n_images / t_caffe:>9.0f}")
+    print(f"{f'linfool.data.lmdb_builder, {cores} threads':<38} {t_ours:>8.2f} {n_images / t_ours:>9.0f}")
+    print(f"{'linfool.data.lmdb_builder, 1 thread':<38} {t_one:>8.2f} {n_images / t_one:>9.0f}")
     print(
-        f"ratio (ours / convert_imageset): {t_caffe / t_ours:.2f}x   byte-identical: {identical}   "
-        f"peak RSS of the largest process: {peak_mb:.0f} MB"
+        f"ratio (ours / convert_imageset): {t_caffe / t_ours:.2f}x   {cores} threads / 1: {t_one / t_ours:.2f}x   "
+        f"byte-identical: {identical}   peak RSS of the largest process: {peak_mb:.0f} MB"
     )
 
 

@@ -73,7 +73,7 @@ def build_dataset(source_root, out, *, val_txt=None, size=64, workers=None, prog
         if todo:
             eta = sum(lmdb_builder.seconds_estimate(p, workers) for p in todo)
             print(
-                f"Writing about {need / 1e9:.2f} GB of LMDB; ETA about {eta / 60:.1f} min on {workers} processes "
+                f"Writing about {need / 1e9:.2f} GB of LMDB; ETA about {eta / 60:.1f} min on {workers} threads "
                 "(decode speed sampled here; the bars show the live rate)",
                 flush=True,
             )

@@ -74,31 +74,29 @@ def _fingerprint(items, root, options):
 
 
 def _load(item, root, size, num_classes):
-    """Worker: (path, label) -> (encoded Datum or None, skip reason or None)."""
+    """(path, label) -> (encoded Datum, its (3, size, size) uint8 pixels, None) or (None, None, skip reason).
+    Runs on the decoding threads."""
     path, label = item
     if label is None:
-        return None, "list line has no integer label"
+        return None, None, "list line has no integer label"
     if num_classes is not None and not 0 <= label < num_classes:
-        return None, f"label {label} outside 0..{num_classes - 1}"
+        return None, None, f"label {label} outside 0..{num_classes - 1}"
     image, reason = images.load_chw(os.path.join(root, path), size)
-    return (datum.encode_datum(image, label), None) if reason is None else (None, reason)
-
-
-def _init_worker():
-    cv2.setNumThreads(1)  # one process per core already; results do not depend on threads
+    return (datum.encode_datum(image, label), image, None) if reason is None else (None, None, reason)
 
 
 class _MeanWriter(records.Writer):
     """records.Writer that also accumulates the mean image in float32 in LMDB order, as
-    compute_image_mean does."""
+    compute_image_mean does (each pixel summed in record order: the same float32 roundings)."""
 
     def __init__(self, path, n_items, size):
         super().__init__(path, n_items, (3, size, size))
-        self.sum = np.zeros(3 * size * size, dtype=np.float32)
+        self.sum = np.zeros((3, size, size), dtype=np.float32)
 
-    def put(self, key, value):
-        super().put(key, value)
-        self.sum += np.frombuffer(datum.Datum.FromString(value).data, dtype=np.uint8).astype(np.float32)
+    def put_image(self, key, value, image):
+        """Write one record whose pixels are `image` ((3, size, size) uint8)."""
+        self.put(key, value)
+        np.add(self.sum, image, out=self.sum, casting="unsafe")
 
     def mean(self, size):
         return (self.sum / np.float32(max(self.count, 1))).reshape(3, size, size)
@@ -177,8 +175,8 @@ def check_disk(plans, where):
 
 
 def seconds_estimate(build, workers, sample=32) -> float:
-    """Projected decode time of the build: `sample` of its images decoded here, in one process,
-    scaled to all items over `workers` processes (the bar shows the live rate)."""
+    """Projected decode time of the build: `sample` of its images decoded here, on one thread,
+    scaled to all items over `workers` threads (the bar shows the live rate)."""
     chosen = build.items[:: max(1, len(build.items) // sample)][:sample]
     start = time.perf_counter()
     for path, _ in chosen:
@@ -187,7 +185,8 @@ def seconds_estimate(build, workers, sample=32) -> float:
 
 
 def execute(build, *, workers=None, source="", progress=True) -> BuildResult:
-    """Do a planned build: parallel decode, in-order writes, verified, renamed into place."""
+    """Do a planned build: decode on `workers` threads (default: one per core), write in list order,
+    verify, rename into place."""
     out, size, num_classes = build.out, build.options["size"], build.options["num_classes"]
     if build.done is not None:
         if build.previous.resolve() != out.resolve():
@@ -199,17 +198,21 @@ def execute(build, *, workers=None, source="", progress=True) -> BuildResult:
     result = BuildResult(out, skipped=list(build.skipped))
     writer = _MeanWriter(partial_dir, len(build.items), size)
     load = partial(_load, root=build.root, size=size, num_classes=num_classes)
-    with images.worker_pool(workers or os.cpu_count(), _init_worker) as pool:
-        results = pool.imap(load, build.items, chunksize=8)
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # one decoding thread per core already; results do not depend on threads
+    try:
+        results = images.map_ordered(load, build.items, workers or os.cpu_count())
         bar = tqdm(
             results, total=len(build.items), unit="img", desc=f"LMDB {out.name}", disable=not progress, smoothing=0.1
         )
         # the bar first: zip then asks it for one more item, so that it counts the last one and closes
-        for line_id, ((record, reason), (path, _)) in enumerate(zip(bar, build.items)):
+        for line_id, ((record, image, reason), (path, _)) in enumerate(zip(bar, build.items)):
             if record is None:
                 result.skipped.append((path, reason))
                 continue
-            writer.put(f"{line_id:08d}_{path}".encode(), record)
+            writer.put_image(f"{line_id:08d}_{path}".encode(), record, image)
+    finally:
+        cv2.setNumThreads(opencv_threads)
     result.written = writer.close()
     records.verify(partial_dir, result.written, (3, size, size), num_classes)
     (partial_dir / "mean.binaryproto").write_bytes(datum.encode_mean(writer.mean(size)))
@@ -285,7 +288,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=64, help="resize to SIZE x SIZE (default 64)")
     parser.add_argument("--shuffle-seed", type=int, help="shuffle the list with this seed first")
     parser.add_argument("--num-classes", type=int, help="skip labels outside 0..N-1")
-    parser.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    parser.add_argument("--workers", type=int, help="decoding threads (default: one per core)")
     args = parser.parse_args(argv)
     if not Path(args.list_file).is_file():
         print(f"ERROR: no list file {args.list_file}", file=sys.stderr)
