@@ -77,11 +77,11 @@ def test_caffe_binary_trains_and_pycaffe_reads_the_snapshot(caffe, tmp_path, wri
 
 ORACLE_NET = """
 force_backward: true
-layer { name: "data" type: "Input" top: "data" top: "label"
-        input_param { shape { dim: 4 dim: 5 } shape { dim: 4 } } }
-layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
-        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.1 } } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+layer {{ name: "data" type: "Input" top: "data" top: "label"
+        input_param {{ shape {{ dim: 4 dim: {inputs} }} shape {{ dim: 4 }} }} }}
+layer {{ name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+        inner_product_param {{ num_output: {outputs} weight_filler {{ type: "gaussian" std: {std} }} }} }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }}
 """
 LR, MOMENTUM, WD = 0.1, 0.9, 0.01
 
@@ -104,9 +104,12 @@ def _softmax_loss_and_grads(x, labels, w, b):
     return loss, dscores.T @ x, dscores.sum(axis=0)
 
 
-def test_sgd_steps_match_the_documented_update(caffe, tmp_path, write_net):
+# A tiny layer, and one of 12288 x 100 = 1.2M weights: recipe 9 runs the fused update on OpenMP's
+# threads from 1M values on, so both of its paths are checked.
+@pytest.mark.parametrize("inputs, outputs, std", [(5, 3, 0.1), (12288, 100, 0.001)])
+def test_sgd_steps_match_the_documented_update(caffe, tmp_path, write_net, inputs, outputs, std):
     """v <- mu*v + lr*(g + wd*w), w <- w - v, over two steps so momentum matters."""
-    net = write_net("net.prototxt", ORACLE_NET)
+    net = write_net("net.prototxt", ORACLE_NET.format(inputs=inputs, outputs=outputs, std=std))
     solver_path = write_net(
         "solver.prototxt",
         f"""
@@ -115,7 +118,7 @@ def test_sgd_steps_match_the_documented_update(caffe, tmp_path, write_net):
     )
     solver = caffe.SGDSolver(solver_path)
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(4, 5)).astype(np.float32)
+    x = rng.normal(size=(4, inputs)).astype(np.float32)
     labels = np.array([0, 2, 1, 2])
     solver.net.blobs["data"].data[...] = x
     solver.net.blobs["label"].data[...] = labels
