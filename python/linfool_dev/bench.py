@@ -126,10 +126,6 @@ def _best_ms(fn, reps):
     return min(_times_ms(fn, reps))
 
 
-def _median_ms(fn, reps):
-    return float(np.median(_times_ms(fn, reps)))
-
-
 def _cblas_sgemm():
     """cblas_sgemm of the OpenBLAS that Caffe links (Debian's libopenblas.so.0), not numpy's own."""
     sgemm = ctypes.CDLL("libopenblas.so.0").cblas_sgemm
@@ -234,23 +230,33 @@ def caffe_train_ms(work, batch, iters, threads=None):
 def update_passes():
     """(passes of the weights' size the SGD update streams, what they are) for this build: Caffe's
     stock update streams 12 (decay axpy 3, momentum axpby 3, copy 2, Net::Update 3, clearing 1); linfool's
-    recipe 8 fuses them into one pass that reads w, g, h and writes w, h, g (6)."""
+    recipe 8 fuses them into one pass that reads w, g, h and writes w, h, g (6); recipe 9 runs it on all cores."""
     recipe = re.search(r"recipe(\d+)", gpu_check.caffe_build())
     if recipe and int(recipe.group(1)) >= 8:
-        return 6, "recipe 8: one fused pass"
+        return 6, "recipe 9: fused, all cores" if int(recipe.group(1)) >= 9 else "recipe 8: one fused pass"
     return UPDATE_PASSES, "decay, momentum, copy, axpy"
 
 
 def step_parts_ms(work, batch, reps):
     """Median ms of forward (data + fc + loss), backward, and the solver's update (a whole
-    solver.step(1) minus forward and backward), through pycaffe on the same net."""
+    solver.step(1) minus forward and backward), through pycaffe on the same net. The three are timed
+    in turn within each repetition, so that each sees the same state of the data layer's prefetch
+    thread (a loop of forwards alone keeps it transforming beside every GEMM and inflates forward)."""
     caffe = caffe_env.import_caffe()
     caffe.set_mode_cpu()
     solver = caffe.SGDSolver(str(_write_net(work, batch)))
     net = solver.net
-    forward = _median_ms(net.forward, reps)
-    backward = _median_ms(net.backward, reps)
-    step = _median_ms(lambda: solver.step(1), reps)
+    solver.step(1)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        net.forward()
+        forward = time.perf_counter()
+        net.backward()
+        backward = time.perf_counter()
+        solver.step(1)
+        times.append((forward - start, backward - forward, time.perf_counter() - backward))
+    forward, backward, step = (1000 * float(np.median(column)) for column in zip(*times))
     return forward, backward, step - forward - backward
 
 
