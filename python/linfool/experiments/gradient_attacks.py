@@ -1,0 +1,68 @@
+"""Fooling any differentiable Caffe net by backprop (the post's first half), on a
+linfool.model.gradients.Differentiable:
+
+    gradient_step(model, x, target, alpha)       the blog's step: x + alpha * d score_t / dx
+    sign_step(model, x, target, eps)             the fast gradient sign step: x + eps * sign(d log p_t / dx)
+    projected(model, x, target, eps, ...)        iterative Linf attack: sign steps projected into the
+                                                 eps-ball around x, until P(target) >= confidence
+
+x: (C, H, W) float pixels (0..255 BGR channel-major for linfool's runs); every result is clipped to
+0..255. For a linear model d score_t / dx is w_t, so gradient_step is exactly the blog's x + alpha * w_t.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PIXEL_MAX = 255.0
+
+
+@dataclass
+class AttackResult:
+    """One attacked image: (C, H, W) float32 pixels, the target's probability, whether it reached the
+    confidence, the perturbation's Linf / L2 in pixel units, and the forward+backward passes spent."""
+
+    target: int
+    image: np.ndarray
+    prob: float
+    fooled: bool
+    linf: float
+    l2: float
+    passes: int
+
+
+def _result(model, x, image, target, confidence, passes):
+    prob = float(model.probs(image[None])[0, target])
+    delta = image - x
+    return AttackResult(
+        int(target), image, prob, prob >= confidence, float(np.abs(delta).max()), float(np.linalg.norm(delta)), passes
+    )
+
+
+def gradient_step(model, x, target, alpha, confidence=0.99):
+    """One step of size alpha along the gradient of the target's score, clipped to 0..255."""
+    _, grad = model.gradient(x[None], [target], objective="score")
+    image = np.clip(x + alpha * grad[0], 0, PIXEL_MAX).astype(np.float32)
+    return _result(model, x, image, target, confidence, 1)
+
+
+def sign_step(model, x, target, eps, confidence=0.99):
+    """The fast gradient sign step: eps pixel units along the sign of d log p_target / dx."""
+    _, grad = model.gradient(x[None], [target], objective="logprob")
+    image = np.clip(x + eps * np.sign(grad[0]), 0, PIXEL_MAX).astype(np.float32)
+    return _result(model, x, image, target, confidence, 1)
+
+
+def projected(model, x, target, eps, *, step=None, iterations=100, confidence=0.99):
+    """Iterative Linf attack under the budget eps (pixel units): sign steps of `step` (default eps/10,
+    at least 1/4 pixel) on log p_target, each projected back into [x - eps, x + eps] and 0..255; stops as
+    soon as P(target) >= confidence. result.passes counts the gradients computed (forward + backward)."""
+    step = max(eps / 10, 0.25) if step is None else step
+    low, high = np.clip(x - eps, 0, PIXEL_MAX), np.clip(x + eps, 0, PIXEL_MAX)
+    image = np.asarray(x, np.float32).copy()
+    for passes in range(1, iterations + 1):
+        probs, grad = model.gradient(image[None], [target], objective="logprob")
+        if probs[0, target] >= confidence:
+            return _result(model, x, image, target, confidence, passes)
+        image = np.clip(image + step * np.sign(grad[0]), low, high).astype(np.float32)
+    return _result(model, x, image, target, confidence, iterations)
