@@ -59,6 +59,20 @@ ROUNDS ?=
 FOOL ?=
 ITERS ?=
 MEASURE ?=
+# make fool: any Caffe classifier (deploy prototxt + caffemodel), the image and the target class (a
+# number, or a name of LABELS); its preprocessing as its transform_param has it (MEAN binaryproto or
+# MEAN_VALUES, SCALE, CHANNELS bgr|rgb|gray); the attack's Linf budget in 0..255 pixels and steps.
+MODEL ?=
+WEIGHTS ?=
+IMAGE ?=
+TARGET ?=
+MEAN ?=
+MEAN_VALUES ?=
+SCALE ?=
+CHANNELS ?=
+LABELS ?=
+EPS ?=
+STEPS ?=
 # make setup GPU=1 / make test-gpu-build: the CUDA architectures (auto | all | 80,90).
 CUDA_ARCH ?=
 
@@ -69,7 +83,7 @@ TRAIN = $(LINFOOL) train $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(c
 # The make command a stage records in its results (and the lock holder a second writer is told about).
 export LINFOOL_COMMAND = make $(MAKECMDGOALS) $(MAKEOVERRIDES)
 
-.PHONY: help setup test test-fast test-caffe test-faults readme-figures demo data train sweep eval weights figures attack-curves transfer claims background blackbox report bench rehearse test-docker test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
+.PHONY: help setup test test-fast test-caffe test-faults readme-figures demo data train sweep eval weights figures attack-curves transfer claims background blackbox fool report bench rehearse test-docker test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
 
 help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (python -m linfool --help: the stages behind them)"
@@ -165,6 +179,13 @@ background: ## background-class defence: rounds of fooling images + caffe fine-t
 blackbox: ## fooling with scores only (no weights): square attack + exact template recovery, RUN and its sweep [IMAGES=6 QUERIES=10000] -> runs/*/blackbox/
 	@$(SETUP)
 	$(LINFOOL) blackbox $(GROUP) $(call opt,--images,$(IMAGES)) $(call opt,--queries,$(QUERIES))
+
+fool: ## fool any Caffe classifier by backprop: MODEL=deploy.prototxt WEIGHTS=x.caffemodel IMAGE=photo.jpg TARGET=3|name [MEAN= MEAN_VALUES= SCALE= CHANNELS= LABELS= EPS=16 STEPS=100] -> runs/fool/<model>-<image>/
+	@$(SETUP)
+	$(LINFOOL) fool $(call opt,--model,$(MODEL)) $(call opt,--weights,$(WEIGHTS)) $(call opt,--image,$(IMAGE)) \
+		$(call opt,--target,$(TARGET)) $(call opt,--mean,$(MEAN)) $(call opt,--mean-values,$(MEAN_VALUES)) \
+		$(call opt,--scale,$(SCALE)) $(call opt,--channels,$(CHANNELS)) $(call opt,--labels,$(LABELS)) \
+		$(call opt,--eps,$(EPS)) $(call opt,--steps,$(STEPS))
 
 report: ## one HTML page with every figure and number, each section with its snapshot: runs/$(RUN)/report.html
 	@$(SETUP)

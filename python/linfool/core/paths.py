@@ -42,3 +42,14 @@ def dataset_dir(name: str) -> Path:
 def run_dir(name: str) -> Path:
     """Folder of one training run: the prototxt used, train.log, snapshots, metrics, figures."""
     return RUNS / check_name(name, "RUN")
+
+
+def _plain(text) -> str:
+    """`text` made a plain name (NAME_RULE): other characters become '_'."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".") or "_"
+    return name[:60]
+
+
+def fool_dir(model, image) -> Path:
+    """Where `make fool` writes one model's fooling of one image: runs/fool/<model stem>-<image stem>."""
+    return RUNS / "fool" / f"{_plain(Path(model).stem)}-{_plain(Path(image).stem)}"

@@ -23,6 +23,8 @@ from linfool.core import caffe_env
 from linfool.core.cli import UserError
 
 OBJECTIVES = ("logprob", "score")
+# Caffe layers whose Backward is NOT_IMPLEMENTED (glog would abort the process): refused before it.
+NO_BACKWARD = ("ArgMax", "Threshold", "Accuracy", "DetectionEvaluate", "DetectionOutput", "PSROIPooling")
 
 
 class NotDifferentiable(UserError):
@@ -66,6 +68,11 @@ class Differentiable:
         self.prob = self.net.top_names[self.softmax][0]
         self.score_layer = next(name for name in self.net._layer_names if self.score in self.net.top_names[name])
         self.classes = self.net.blobs[self.prob].data.shape[1]
+        self._check_differentiable(deploy)
+        self.set_transform(mean, scale)
+
+    def set_transform(self, mean=None, scale=1.0):
+        """What the net sees of pixels x: (x - mean) * scale; mean None, (C,) or (C, H, W)."""
         mean = np.zeros(1, np.float32) if mean is None else np.asarray(mean, np.float32)
         self.mean = mean.reshape(-1, 1, 1) if mean.ndim == 1 else mean
         self.scale = float(scale)
@@ -98,7 +105,26 @@ class Differentiable:
             seed -= probs  # d log softmax_t / d score = onehot_t - softmax
         self.net.blobs[self.score].diff[...] = seed.reshape(self.net.blobs[self.score].diff.shape)
         self.net.backward(start=self.score_layer)
-        gradient = self.net.blobs[self.input].diff * self.scale
-        if not np.any(gradient) and np.any(seed):
-            raise NotDifferentiable("Caffe's backward gave a zero gradient at the input: no differentiable path")
-        return probs, gradient.astype(np.float32)
+        return probs, (self.net.blobs[self.input].diff * self.scale).astype(np.float32)
+
+    def _check_differentiable(self, deploy):
+        """NotDifferentiable unless Caffe's backward reaches the input: the gradient of the sum of all
+        scores over 4 random inputs is not all zero (a single point may sit where every ReLU is off)."""
+        names = list(self.net._layer_names)
+        for name, layer in list(zip(names, self.net.layers))[: names.index(self.score_layer) + 1]:
+            if layer.type in NO_BACKWARD:
+                raise NotDifferentiable(
+                    f"{deploy}: layer {name!r} ({layer.type}) has no backward in Caffe: no differentiable path "
+                    "from the class scores to the pixels, so this net cannot be fooled by backprop"
+                )
+        x = np.random.default_rng(0).uniform(0, 255, (4, *self.shape)).astype(np.float32)
+        self.net.blobs[self.input].reshape(*x.shape)
+        self.net.blobs[self.input].data[...] = x
+        self.net.forward()
+        self.net.blobs[self.score].diff[...] = 1.0
+        self.net.backward(start=self.score_layer)
+        if not np.any(self.net.blobs[self.input].diff):
+            raise NotDifferentiable(
+                f"{deploy}: Caffe's backward does not reach the input {self.input!r} (no differentiable path "
+                "from the class scores to the pixels): this net cannot be fooled by backprop"
+            )

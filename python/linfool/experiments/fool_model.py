@@ -1,0 +1,289 @@
+"""`make fool`: fool any Caffe classifier you have by backprop through Caffe (the post's first half:
+"backpropagate to the pixels", with no change to the net but force_backward).
+
+    make fool MODEL=deploy.prototxt WEIGHTS=net.caffemodel IMAGE=photo.jpg TARGET=goldfish|3
+              [MEAN=mean.binaryproto | MEAN_VALUES=104,117,123] [SCALE=0.00390625] [CHANNELS=bgr|rgb|gray]
+              [LABELS=synsets.txt] [EPS=16] [STEPS=100]
+
+The image is read and resized to the net's input as convert_imageset does (OpenCV, bilinear), in the
+net's channel order (CHANNELS: bgr, Caffe's own, by default; gray for 1-channel nets); the net sees
+(pixels - mean) * scale, as Caffe's transform_param computes it. The attack is the iterative Linf one
+(linfool.experiments.gradient_attacks.projected) under EPS pixel units (0..255) until P(target) >= 0.99;
+the result is rounded to whole pixels and classified again, so the PNG is exactly what was measured.
+
+Writes runs/fool/<model>-<image>/ (whole, or not at all): original.png and fooled.png (8-bit, the net's
+input size, lossless), fooled.npy (the exact (C, H, W) float32 pixels), fool.png (the figure) and
+result.json (probabilities before and after, the perturbation's Linf / L2, the command).
+"""
+
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from linfool.core import cli, datum, files, paths
+from linfool.experiments import gradient_attacks
+from linfool.model.gradients import Differentiable
+
+CHANNELS = ("bgr", "rgb", "gray")
+CONFIDENCE = 0.99
+
+
+def read_image(path, shape, channels="bgr"):
+    """The image file as the net's input: (C, H, W) float32 pixels 0..255 in the net's channel order,
+    resized to (H, W) with cv::resize's default (bilinear). shape: the net's (C, H, W)."""
+    if len(shape) != 3:
+        raise cli.UserError(
+            f"the net's input is {tuple(shape)} per example, not an image (C, H, W): it cannot take IMAGE="
+        )
+    c, h, w = shape
+    if channels not in CHANNELS:
+        raise cli.UserError(f"CHANNELS={channels!r}: use one of {', '.join(CHANNELS)}")
+    if (c == 1) != (channels == "gray") or c not in (1, 3):
+        raise cli.UserError(
+            f"the net's input has {c} channel(s) ({c}x{h}x{w}); CHANNELS={channels} gives "
+            f"{1 if channels == 'gray' else 3}: use {'CHANNELS=gray' if c == 1 else 'CHANNELS=bgr or rgb'}"
+            + ("" if c in (1, 3) else " (an image has 1 or 3 channels: this net cannot take one)")
+        )
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if c == 1 else cv2.IMREAD_COLOR)
+    if image is None:
+        raise cli.UserError(f"IMAGE={path}: not a readable image file (OpenCV could not decode it)")
+    image = cv2.resize(image, (w, h)).reshape(h, w, c)
+    if channels == "rgb":
+        image = image[:, :, ::-1]
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+
+
+def read_mean(mean_file, mean_values, shape):
+    """(mean in pixel units, a note): a (C, H, W) binaryproto of the net's input size as it is, one of
+    another size as its per-channel means (what pycaffe users do for a 256x256 mean on a 227 net),
+    MEAN_VALUES as given; (None, 'none') without either."""
+    if mean_file and mean_values:
+        raise cli.UserError("give MEAN= or MEAN_VALUES=, not both")
+    if mean_values:
+        try:
+            values = np.array([float(v) for v in mean_values.split(",")], np.float32)
+        except ValueError:
+            raise cli.UserError(f"MEAN_VALUES={mean_values!r}: give numbers separated by commas") from None
+        if len(values) not in (1, shape[0]):
+            raise cli.UserError(f"MEAN_VALUES has {len(values)} values; the net's input has {shape[0]} channel(s)")
+        return values, f"values {mean_values}"
+    if not mean_file:
+        return None, "none"
+    try:
+        mean = datum.decode_mean(Path(mean_file).read_bytes())
+    except OSError as err:
+        raise cli.UserError(f"MEAN={mean_file}: {err.strerror}") from None
+    if mean.shape[0] != shape[0]:
+        raise cli.UserError(f"MEAN={mean_file} has {mean.shape[0]} channel(s); the net's input has {shape[0]}")
+    if mean.shape != tuple(shape):
+        return mean.mean(axis=(1, 2)), f"{mean_file} ({'x'.join(map(str, mean.shape))}: its per-channel means)"
+    return mean, str(mean_file)
+
+
+def read_labels(path, classes):
+    """Class names, one per line of a Caffe synsets/labels file (its first comma-separated name after
+    an optional wnid); numbers 0..classes-1 without a file."""
+    if not path:
+        return [str(i) for i in range(classes)]
+    lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    if len(lines) != classes:
+        raise cli.UserError(f"LABELS={path} has {len(lines)} lines; the net has {classes} classes")
+    return lines
+
+
+def _names(line):
+    """The names a label line holds, lower-case: its wnid (if it starts with one) and each comma-separated name."""
+    wnid = re.match(r"n\d{8}\b", line)
+    rest = line[wnid.end() :] if wnid else line
+    return ([wnid.group(0)] if wnid else []) + [name.strip().lower() for name in rest.split(",")]
+
+
+def find_target(target, labels):
+    """The class index TARGET names: a number, or a name or wnid of one label line (exactly, else the
+    one line that contains it), case-insensitive."""
+    if target.isdigit():
+        if int(target) >= len(labels):
+            raise cli.UserError(f"TARGET={target}: the net has classes 0..{len(labels) - 1}")
+        return int(target)
+    wanted = target.strip().lower()
+    chosen = [i for i, line in enumerate(labels) if wanted in _names(line)]
+    chosen = chosen or [i for i, line in enumerate(labels) if wanted in line.lower()]
+    if len(chosen) != 1:
+        found = "; ".join(f"{i}: {labels[i]}" for i in chosen[:5]) or "no label line has it"
+        raise cli.UserError(f"TARGET={target!r} is not one class ({found}); give its number or LABELS=")
+    return chosen[0]
+
+
+def _top(probs, labels, k=5):
+    order = np.argsort(probs)[::-1][:k]
+    return [{"class": int(i), "label": labels[i], "prob": float(probs[i])} for i in order]
+
+
+def _save_png(path, image, channels):
+    """(C, H, W) float pixels of whole values -> an 8-bit PNG, written atomically."""
+    pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    if channels == "rgb":
+        pixels = pixels[:, :, ::-1]
+    with files.atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), pixels):
+            raise cli.UserError(f"could not write {path}")
+
+
+def _figure(path, x, fooled, before, after, channels):
+    """Original | perturbation (stretched to the full range) | fooled image, with their top classes."""
+    import matplotlib  # noqa: PLC0415  (the figure is the last step; a headless backend)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    def show(image):
+        rgb = image.transpose(1, 2, 0)
+        return rgb[:, :, 0] if rgb.shape[2] == 1 else (rgb[:, :, ::-1] if channels == "bgr" else rgb)
+
+    delta = fooled - x
+    stretched = 127.5 + 127.5 * delta / max(float(np.abs(delta).max()), 1e-6)
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
+    panels = (
+        (x, f"original: {before[0]['label']}\nP = {before[0]['prob']:.3f}"),
+        (stretched, f"perturbation (stretched)\nLinf {np.abs(delta).max():.1f} / 255"),
+        (fooled, f"fooled: {after[0]['label']}\nP = {after[0]['prob']:.3f}"),
+    )
+    for ax, (image, title) in zip(axes, panels):
+        ax.imshow(np.clip(show(image), 0, 255).astype(np.uint8), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+
+
+def fool(
+    model_file,
+    weights,
+    image,
+    target,
+    *,
+    mean=None,
+    mean_values=None,
+    scale=1.0,
+    channels="bgr",
+    labels=None,
+    eps=16.0,
+    steps=100,
+    command="",
+):
+    """Fool one image of any Caffe classifier towards `target`; writes and returns runs/fool/<model>-<image>/
+    (see the module docstring). Every probability comes from a pycaffe forward of the net."""
+    for what, given in (("MODEL", model_file), ("WEIGHTS", weights), ("IMAGE", image)):
+        if not given or not Path(given).is_file():
+            raise cli.UserError(f"{what}={given or ''}: no such file; make fool needs MODEL=, WEIGHTS= and IMAGE=")
+    if target is None or str(target).strip() == "":
+        raise cli.UserError("make fool needs TARGET= (a class number, or a name of LABELS=)")
+    model = Differentiable(model_file, weights)
+    mean_array, mean_note = read_mean(mean, mean_values, model.shape)
+    model.set_transform(mean_array, scale)
+    names = read_labels(labels, model.classes)
+    goal = find_target(str(target), names)
+    x = read_image(image, model.shape, channels)
+    before = model.probs(x[None])[0]
+    attack = gradient_attacks.projected(model, x, goal, eps, iterations=steps, confidence=CONFIDENCE)
+    # whole pixels (x is whole already), still inside the budget: the PNG is exactly what is measured
+    fooled = np.clip(np.rint(attack.image), np.ceil(x - eps), np.floor(x + eps)).clip(0, 255).astype(np.float32)
+    after = model.probs(fooled[None])[0]
+    out = paths.fool_dir(model_file, image)
+    with files.lock(out.parent / f".{out.name}.lock", what=f"runs/fool/{out.name}"), files.building_dir(out) as tmp:
+        _save_png(tmp / "original.png", x, channels)
+        _save_png(tmp / "fooled.png", fooled, channels)
+        np.save(tmp / "fooled.npy", fooled)
+        _figure(tmp / "fool.png", x, fooled, _top(before, names), _top(after, names), channels)
+        delta = fooled - x
+        files.write_json(
+            tmp / "result.json",
+            {
+                "model": str(Path(model_file).resolve()),
+                "weights": str(Path(weights).resolve()),
+                "weights_sha256": _sha256(weights),
+                "image": str(Path(image).resolve()),
+                "input": list(model.shape),
+                "channels": channels,
+                "mean": mean_note,
+                "scale": scale,
+                "target": {"class": goal, "label": names[goal]},
+                "confidence": CONFIDENCE,
+                "fooled": bool(after[goal] >= CONFIDENCE),
+                "eps": eps,
+                "steps_taken": attack.passes,
+                "linf": float(np.abs(delta).max()),
+                "l2": float(np.linalg.norm(delta)),
+                "before": _top(before, names),
+                "after": _top(after, names),
+                "command": command,
+            },
+        )
+    verdict = "fooled" if after[goal] >= CONFIDENCE else f"NOT fooled within EPS={eps:g} (raise EPS= or STEPS=)"
+    print(
+        f"{Path(image).name}: {names[int(before.argmax())]} (P {before.max():.3f}) -> P({names[goal]}) "
+        f"{after[goal]:.4f} after {attack.passes} steps, Linf {np.abs(fooled - x).max():.0f}/255: {verdict}; "
+        f"wrote {out}"
+    )
+    return out
+
+
+def main(argv=None) -> int:
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="the net's deploy prototxt (make fool MODEL=)")
+    parser.add_argument("--weights", help="its .caffemodel (WEIGHTS=)")
+    parser.add_argument("--image", help="the image file to fool (IMAGE=)")
+    parser.add_argument("--target", help="class number, or a name/wnid of LABELS (TARGET=)")
+    parser.add_argument("--mean", help="a mean.binaryproto (MEAN=)")
+    parser.add_argument("--mean-values", help="per-channel means, e.g. 104,117,123 (MEAN_VALUES=)")
+    parser.add_argument("--scale", type=float, default=1.0, help="transform_param scale, e.g. 0.00390625 (SCALE=)")
+    parser.add_argument("--channels", default="bgr", help="bgr (Caffe's), rgb or gray (CHANNELS=)")
+    parser.add_argument("--labels", help="synsets/labels file, one class per line (LABELS=)")
+    parser.add_argument("--eps", type=float, default=16.0, help="Linf budget in 0..255 pixel units (EPS=)")
+    parser.add_argument("--steps", type=cli.positive_int, default=100, help="attack steps at most (STEPS=)")
+    args = parser.parse_args(argv)
+
+    def body():
+        fool(
+            args.model,
+            args.weights,
+            args.image,
+            args.target,
+            mean=args.mean,
+            mean_values=args.mean_values,
+            scale=args.scale,
+            channels=args.channels,
+            labels=args.labels,
+            eps=args.eps,
+            steps=args.steps,
+            command=cli.make_command(
+                "fool",
+                MODEL=args.model,
+                WEIGHTS=args.weights,
+                IMAGE=args.image,
+                TARGET=args.target,
+                MEAN=args.mean,
+                MEAN_VALUES=args.mean_values,
+                SCALE=args.scale if args.scale != 1.0 else None,
+                CHANNELS=args.channels if args.channels != "bgr" else None,
+                LABELS=args.labels,
+                EPS=args.eps if args.eps != 16.0 else None,
+                STEPS=args.steps if args.steps != 100 else None,
+            ),
+        )
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
