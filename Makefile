@@ -180,7 +180,7 @@ blackbox: ## fooling with scores only (no weights): square attack + exact templa
 	@$(SETUP)
 	$(LINFOOL) blackbox $(GROUP) $(call opt,--images,$(IMAGES)) $(call opt,--queries,$(QUERIES))
 
-fool: ## fool any Caffe classifier by backprop: MODEL=deploy.prototxt WEIGHTS=x.caffemodel IMAGE=photo.jpg TARGET=3|name [MEAN= MEAN_VALUES= SCALE= CHANNELS= LABELS= EPS=16 STEPS=100] -> runs/fool/<model>-<image>/
+fool: ## fool any Caffe classifier by backprop: MODEL=deploy.prototxt WEIGHTS=x.caffemodel IMAGE=photo.jpg TARGET=3|name [MEAN= MEAN_VALUES= SCALE= CHANNELS= LABELS= EPS=16 STEPS=100] -> runs/fool/<weights>-<image>/
 	@$(SETUP)
 	$(LINFOOL) fool $(call opt,--model,$(MODEL)) $(call opt,--weights,$(WEIGHTS)) $(call opt,--image,$(IMAGE)) \
 		$(call opt,--target,$(TARGET)) $(call opt,--mean,$(MEAN)) $(call opt,--mean-values,$(MEAN_VALUES)) \

@@ -88,7 +88,7 @@ def test_make_fool_fools_a_net_of_another_size_and_saves_it_exactly(caffe, tmp_p
         *extra,
     )
     assert done.returncode == 0, done.stderr
-    out = tmp_path / "runs" / "fool" / f"{spec['name']}-photo"
+    out = tmp_path / "runs" / "fool" / f"{spec['name']}-photo"  # named after the .caffemodel
     assert f"wrote {out}" in done.stdout and "fooled" in done.stdout
     result = json.loads((out / "result.json").read_text())
     assert result["fooled"] and result["target"] == {"class": 1, "label": "n01443537 goldfish, Carassius auratus"}

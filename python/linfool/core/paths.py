@@ -50,6 +50,7 @@ def _plain(text) -> str:
     return name[:60]
 
 
-def fool_dir(model, image) -> Path:
-    """Where `make fool` writes one model's fooling of one image: runs/fool/<model stem>-<image stem>."""
-    return RUNS / "fool" / f"{_plain(Path(model).stem)}-{_plain(Path(image).stem)}"
+def fool_dir(weights, image) -> Path:
+    """Where `make fool` writes one model's fooling of one image: runs/fool/<weights stem>-<image stem>
+    (the .caffemodel names the model better than its deploy.prototxt usually does)."""
+    return RUNS / "fool" / f"{_plain(Path(weights).stem)}-{_plain(Path(image).stem)}"

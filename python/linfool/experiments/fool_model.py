@@ -11,7 +11,7 @@ net's channel order (CHANNELS: bgr, Caffe's own, by default; gray for 1-channel 
 (linfool.experiments.gradient_attacks.projected) under EPS pixel units (0..255) until P(target) >= 0.99;
 the result is rounded to whole pixels and classified again, so the PNG is exactly what was measured.
 
-Writes runs/fool/<model>-<image>/ (whole, or not at all): original.png and fooled.png (8-bit, the net's
+Writes runs/fool/<weights>-<image>/ (whole, or not at all): original.png and fooled.png (8-bit, the net's
 input size, lossless), fooled.npy (the exact (C, H, W) float32 pixels), fool.png (the figure) and
 result.json (probabilities before and after, the perturbation's Linf / L2, the command).
 """
@@ -158,7 +158,7 @@ def _figure(path, x, fooled, before, after, channels):
         ax.axis("off")
     fig.tight_layout()
     with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -181,7 +181,7 @@ def fool(
     steps=100,
     command="",
 ):
-    """Fool one image of any Caffe classifier towards `target`; writes and returns runs/fool/<model>-<image>/
+    """Fool one image of any Caffe classifier towards `target`; writes and returns runs/fool/<weights>-<image>/
     (see the module docstring). Every probability comes from a pycaffe forward of the net."""
     for what, given in (("MODEL", model_file), ("WEIGHTS", weights), ("IMAGE", image)):
         if not given or not Path(given).is_file():
@@ -199,7 +199,7 @@ def fool(
     # whole pixels (x is whole already), still inside the budget: the PNG is exactly what is measured
     fooled = np.clip(np.rint(attack.image), np.ceil(x - eps), np.floor(x + eps)).clip(0, 255).astype(np.float32)
     after = model.probs(fooled[None])[0]
-    out = paths.fool_dir(model_file, image)
+    out = paths.fool_dir(weights, image)
     with files.lock(out.parent / f".{out.name}.lock", what=f"runs/fool/{out.name}"), files.building_dir(out) as tmp:
         _save_png(tmp / "original.png", x, channels)
         _save_png(tmp / "fooled.png", fooled, channels)
