@@ -48,7 +48,8 @@ TARGETS ?=
 # make eval: a seeded class-balanced val subset of N per class instead of every record.
 VAL_PER_CLASS ?=
 # attack-curves, transfer: (image, target) pairs sampled (default 510); attack-curves, transfer,
-# blackbox: val images in the sample (default 30; blackbox 6, one target each).
+# blackbox: val images in the sample (default 30; blackbox 6, one target each); make fool IMAGE=folder/: its
+# first N images (20).
 PAIRS ?=
 IMAGES ?=
 # blackbox: the square attack's query budget per image (default 10000).
@@ -180,12 +181,12 @@ blackbox: ## fooling with scores only (no weights): square attack + exact templa
 	@$(SETUP)
 	$(LINFOOL) blackbox $(GROUP) $(call opt,--images,$(IMAGES)) $(call opt,--queries,$(QUERIES))
 
-fool: ## fool any Caffe classifier by backprop: MODEL=deploy.prototxt WEIGHTS=x.caffemodel IMAGE=photo.jpg TARGET=3|name [MEAN= MEAN_VALUES= SCALE= CHANNELS= LABELS= EPS=16 STEPS=100] -> runs/fool/<weights>-<image>/
+fool: ## fool any Caffe classifier by backprop: MODEL=deploy.prototxt WEIGHTS=x.caffemodel IMAGE=photo.jpg TARGET=3|name [MEAN= MEAN_VALUES= SCALE= CHANNELS= LABELS= EPS=16 STEPS=100]; IMAGE=folder/: fooled fraction vs Linf [IMAGES=20] -> runs/fool/<weights>-<image>/
 	@$(SETUP)
 	$(LINFOOL) fool $(call opt,--model,$(MODEL)) $(call opt,--weights,$(WEIGHTS)) $(call opt,--image,$(IMAGE)) \
 		$(call opt,--target,$(TARGET)) $(call opt,--mean,$(MEAN)) $(call opt,--mean-values,$(MEAN_VALUES)) \
 		$(call opt,--scale,$(SCALE)) $(call opt,--channels,$(CHANNELS)) $(call opt,--labels,$(LABELS)) \
-		$(call opt,--eps,$(EPS)) $(call opt,--steps,$(STEPS))
+		$(call opt,--eps,$(EPS)) $(call opt,--steps,$(STEPS)) $(call opt,--images,$(IMAGES))
 
 report: ## one HTML page with every figure and number, each section with its snapshot: runs/$(RUN)/report.html
 	@$(SETUP)

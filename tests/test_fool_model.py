@@ -133,3 +133,25 @@ def test_inputs_make_fool_cannot_take_are_one_line(caffe, tmp_path):
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("ERROR:") and message in lines[0], lines
     assert not (tmp_path / "runs" / "fool").exists() or not any((tmp_path / "runs" / "fool").iterdir())
+
+
+def test_make_fool_on_a_folder_gives_the_fooled_fraction_at_each_budget(caffe, tmp_path):
+    deploy, weights = _net(caffe, tmp_path, COLOUR)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    (folder / "notes.txt").write_text("not an image: not even tried")
+    done = _fool(tmp_path, "--model", deploy, "--weights", weights, "--image", folder, "--target", 2, "--eps", 64)
+    assert done.returncode == 0, done.stderr
+    curve = json.loads((tmp_path / "runs" / "fool" / "tiny_colour-photos" / "curve.json").read_text())
+    assert curve["budgets"] == [1, 2, 4, 8, 16, 32, 64.0]
+    assert [r["file"] for r in curve["images"]] == ["0.png", "1.png", "2.png"]
+    assert [s["file"] for s in curve["skipped"]] == ["broken.jpg"]
+    fractions = curve["fooled_fraction"]
+    assert fractions == sorted(fractions) and fractions[-1] > 0  # more budget never fools fewer
+    needed = [r["needed_linf"] for r in curve["images"]]
+    assert fractions[-1] == sum(n is not None for n in needed) / 3
+    assert (tmp_path / "runs" / "fool" / "tiny_colour-photos" / "curve.png").stat().st_size > 5000

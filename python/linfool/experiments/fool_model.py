@@ -166,6 +166,46 @@ def _sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
 
 
+def _prepare(model_file, weights, image, target, mean, mean_values, scale, labels):
+    """Check the inputs and load the net: (model, mean note, class names, target index)."""
+    for what, given in (("MODEL", model_file), ("WEIGHTS", weights)):
+        if not given or not Path(given).is_file():
+            raise cli.UserError(f"{what}={given or ''}: no such file; make fool needs MODEL=, WEIGHTS= and IMAGE=")
+    if not image or not Path(image).exists():
+        raise cli.UserError(f"IMAGE={image or ''}: no such file or folder; make fool needs MODEL=, WEIGHTS= and IMAGE=")
+    if target is None or str(target).strip() == "":
+        raise cli.UserError("make fool needs TARGET= (a class number, or a name of LABELS=)")
+    model = Differentiable(model_file, weights)
+    mean_array, mean_note = read_mean(mean, mean_values, model.shape)
+    model.set_transform(mean_array, scale)
+    names = read_labels(labels, model.classes)
+    return model, mean_note, names, find_target(str(target), names)
+
+
+def _attack(model, x, goal, eps, steps):
+    """The iterative attack, its result rounded to whole pixels still inside the budget (x is whole
+    already), so that a PNG of it is exactly what is measured: (image, its probs, gradient steps)."""
+    attack = gradient_attacks.projected(model, x, goal, eps, iterations=steps, confidence=CONFIDENCE)
+    fooled = np.clip(np.rint(attack.image), np.ceil(x - eps), np.floor(x + eps)).clip(0, 255).astype(np.float32)
+    return fooled, model.probs(fooled[None])[0], attack.passes
+
+
+def _provenance(model_file, weights, image, model, channels, mean_note, scale, names, goal, command):
+    return {
+        "model": str(Path(model_file).resolve()),
+        "weights": str(Path(weights).resolve()),
+        "weights_sha256": _sha256(weights),
+        "image": str(Path(image).resolve()),
+        "input": list(model.shape),
+        "channels": channels,
+        "mean": mean_note,
+        "scale": scale,
+        "target": {"class": goal, "label": names[goal]},
+        "confidence": CONFIDENCE,
+        "command": command,
+    }
+
+
 def fool(
     model_file,
     weights,
@@ -179,26 +219,19 @@ def fool(
     labels=None,
     eps=16.0,
     steps=100,
+    images=20,
     command="",
 ):
-    """Fool one image of any Caffe classifier towards `target`; writes and returns runs/fool/<weights>-<image>/
-    (see the module docstring). Every probability comes from a pycaffe forward of the net."""
-    for what, given in (("MODEL", model_file), ("WEIGHTS", weights), ("IMAGE", image)):
-        if not given or not Path(given).is_file():
-            raise cli.UserError(f"{what}={given or ''}: no such file; make fool needs MODEL=, WEIGHTS= and IMAGE=")
-    if target is None or str(target).strip() == "":
-        raise cli.UserError("make fool needs TARGET= (a class number, or a name of LABELS=)")
-    model = Differentiable(model_file, weights)
-    mean_array, mean_note = read_mean(mean, mean_values, model.shape)
-    model.set_transform(mean_array, scale)
-    names = read_labels(labels, model.classes)
-    goal = find_target(str(target), names)
+    """Fool one image (or, IMAGE a folder, its first `images` images: attack_curve) of any Caffe
+    classifier towards `target`; writes and returns runs/fool/<weights>-<image>/ (see the module
+    docstring). Every probability comes from a pycaffe forward of the net."""
+    model, mean_note, names, goal = _prepare(model_file, weights, image, target, mean, mean_values, scale, labels)
+    about = _provenance(model_file, weights, image, model, channels, mean_note, scale, names, goal, command)
+    if Path(image).is_dir():
+        return attack_curve(model, image, goal, names, about, eps=eps, steps=steps, images=images)
     x = read_image(image, model.shape, channels)
     before = model.probs(x[None])[0]
-    attack = gradient_attacks.projected(model, x, goal, eps, iterations=steps, confidence=CONFIDENCE)
-    # whole pixels (x is whole already), still inside the budget: the PNG is exactly what is measured
-    fooled = np.clip(np.rint(attack.image), np.ceil(x - eps), np.floor(x + eps)).clip(0, 255).astype(np.float32)
-    after = model.probs(fooled[None])[0]
+    fooled, after, passes = _attack(model, x, goal, eps, steps)
     out = paths.fool_dir(weights, image)
     with files.lock(out.parent / f".{out.name}.lock", what=f"runs/fool/{out.name}"), files.building_dir(out) as tmp:
         _save_png(tmp / "original.png", x, channels)
@@ -206,36 +239,74 @@ def fool(
         np.save(tmp / "fooled.npy", fooled)
         _figure(tmp / "fool.png", x, fooled, _top(before, names), _top(after, names), channels)
         delta = fooled - x
-        files.write_json(
-            tmp / "result.json",
-            {
-                "model": str(Path(model_file).resolve()),
-                "weights": str(Path(weights).resolve()),
-                "weights_sha256": _sha256(weights),
-                "image": str(Path(image).resolve()),
-                "input": list(model.shape),
-                "channels": channels,
-                "mean": mean_note,
-                "scale": scale,
-                "target": {"class": goal, "label": names[goal]},
-                "confidence": CONFIDENCE,
-                "fooled": bool(after[goal] >= CONFIDENCE),
-                "eps": eps,
-                "steps_taken": attack.passes,
-                "linf": float(np.abs(delta).max()),
-                "l2": float(np.linalg.norm(delta)),
-                "before": _top(before, names),
-                "after": _top(after, names),
-                "command": command,
-            },
-        )
+        result = {
+            "fooled": bool(after[goal] >= CONFIDENCE),
+            "eps": eps,
+            "steps_taken": passes,
+            "linf": float(np.abs(delta).max()),
+            "l2": float(np.linalg.norm(delta)),
+            "before": _top(before, names),
+            "after": _top(after, names),
+        }
+        files.write_json(tmp / "result.json", {**about, **result})
     verdict = "fooled" if after[goal] >= CONFIDENCE else f"NOT fooled within EPS={eps:g} (raise EPS= or STEPS=)"
     print(
         f"{Path(image).name}: {names[int(before.argmax())]} (P {before.max():.3f}) -> P({names[goal]}) "
-        f"{after[goal]:.4f} after {attack.passes} steps, Linf {np.abs(fooled - x).max():.0f}/255: {verdict}; "
-        f"wrote {out}"
+        f"{after[goal]:.4f} after {passes} steps, Linf {np.abs(fooled - x).max():.0f}/255: {verdict}; wrote {out}"
     )
     return out
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+LADDER = (1, 2, 4, 8, 16, 32, 64, 128)  # Linf budgets tried in turn, in 0..255 pixel units, up to EPS
+
+
+def attack_curve(model, folder, goal, names, about, *, eps, steps, images):
+    """The fraction of a folder's images fooled to the target at each Linf budget of LADDER up to eps
+    (each image's smallest budget that reaches P >= 0.99): runs/fool/<weights>-<folder>/curve.json and
+    curve.png. Files the net cannot read are listed with their reason, not fatal."""
+    files_in = sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)[:images]
+    budgets = [b for b in LADDER if b < eps] + [eps]
+    rows, skipped = [], []
+    for path in files_in:
+        try:
+            x = read_image(path, model.shape, about["channels"])
+        except cli.UserError as err:
+            skipped.append({"file": path.name, "reason": str(err)})
+            continue
+        start = model.probs(x[None])[0]
+        needed = next((b for b in budgets if _attack(model, x, goal, b, steps)[1][goal] >= CONFIDENCE), None)
+        rows.append({"file": path.name, "start": names[int(start.argmax())], "needed_linf": needed})
+        print(f"{path.name}: {names[int(start.argmax())]} -> {names[goal]}: Linf {needed or '> EPS'}", flush=True)
+    if not rows:
+        raise cli.UserError(f"IMAGE={folder}: no image in it that the net can take ({len(skipped)} skipped)")
+    fractions = [sum(r["needed_linf"] is not None and r["needed_linf"] <= b for r in rows) / len(rows) for b in budgets]
+    out = paths.fool_dir(about["weights"], folder)
+    with files.lock(out.parent / f".{out.name}.lock", what=f"runs/fool/{out.name}"), files.building_dir(out) as tmp:
+        curve = {"budgets": budgets, "fooled_fraction": fractions, "images": rows, "skipped": skipped, "steps": steps}
+        files.write_json(tmp / "curve.json", {**about, **curve})
+        _curve_figure(tmp / "curve.png", budgets, fractions, names[goal], len(rows))
+    print(f"{len(rows)} images: fooled to {names[goal]} at Linf {eps:g}: {100 * fractions[-1]:.0f} %; wrote {out}")
+    return out
+
+
+def _curve_figure(path, budgets, fractions, target, n):
+    import matplotlib  # noqa: PLC0415  (a headless backend, chosen before pyplot loads)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot(budgets, fractions, "o-")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("Linf budget (of 255)")
+    ax.set_ylabel(f"fraction fooled (P >= {CONFIDENCE})")
+    ax.set_title(f"{n} images -> {target}", fontsize=9)
+    ax.grid(alpha=0.3)
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -251,6 +322,9 @@ def main(argv=None) -> int:
     parser.add_argument("--labels", help="synsets/labels file, one class per line (LABELS=)")
     parser.add_argument("--eps", type=float, default=16.0, help="Linf budget in 0..255 pixel units (EPS=)")
     parser.add_argument("--steps", type=cli.positive_int, default=100, help="attack steps at most (STEPS=)")
+    parser.add_argument(
+        "--images", type=cli.positive_int, default=20, help="IMAGE a folder: its first N images (IMAGES=)"
+    )
     args = parser.parse_args(argv)
 
     def body():
@@ -266,6 +340,7 @@ def main(argv=None) -> int:
             labels=args.labels,
             eps=args.eps,
             steps=args.steps,
+            images=args.images,
             command=cli.make_command(
                 "fool",
                 MODEL=args.model,
@@ -279,6 +354,7 @@ def main(argv=None) -> int:
                 LABELS=args.labels,
                 EPS=args.eps if args.eps != 16.0 else None,
                 STEPS=args.steps if args.steps != 100 else None,
+                IMAGES=args.images if args.images != 20 else None,
             ),
         )
 
