@@ -88,7 +88,7 @@ def test_make_fool_fools_a_net_of_another_size_and_saves_it_exactly(caffe, tmp_p
         *extra,
     )
     assert done.returncode == 0, done.stderr
-    out = tmp_path / "runs" / "fool" / f"{spec['name']}-photo"  # named after the .caffemodel
+    out = tmp_path / "runs" / "fool" / f"{tmp_path.name}.{spec['name']}-photo"  # folder.caffemodel-image
     assert f"wrote {out}" in done.stdout and "fooled" in done.stdout
     result = json.loads((out / "result.json").read_text())
     assert result["fooled"] and result["target"] == {"class": 1, "label": "n01443537 goldfish, Carassius auratus"}
@@ -146,7 +146,7 @@ def test_make_fool_on_a_folder_gives_the_fooled_fraction_at_each_budget(caffe, t
     (folder / "notes.txt").write_text("not an image: not even tried")
     done = _fool(tmp_path, "--model", deploy, "--weights", weights, "--image", folder, "--target", 2, "--eps", 64)
     assert done.returncode == 0, done.stderr
-    curve = json.loads((tmp_path / "runs" / "fool" / "tiny_colour-photos" / "curve.json").read_text())
+    curve = json.loads((tmp_path / "runs" / "fool" / f"{tmp_path.name}.tiny_colour-photos" / "curve.json").read_text())
     assert curve["budgets"] == [1, 2, 4, 8, 16, 32, 64.0]
     assert [r["file"] for r in curve["images"]] == ["0.png", "1.png", "2.png"]
     assert [s["file"] for s in curve["skipped"]] == ["broken.jpg"]
@@ -154,4 +154,4 @@ def test_make_fool_on_a_folder_gives_the_fooled_fraction_at_each_budget(caffe, t
     assert fractions == sorted(fractions) and fractions[-1] > 0  # more budget never fools fewer
     needed = [r["needed_linf"] for r in curve["images"]]
     assert fractions[-1] == sum(n is not None for n in needed) / 3
-    assert (tmp_path / "runs" / "fool" / "tiny_colour-photos" / "curve.png").stat().st_size > 5000
+    assert (tmp_path / "runs" / "fool" / f"{tmp_path.name}.tiny_colour-photos" / "curve.png").stat().st_size > 5000

@@ -51,6 +51,9 @@ def _plain(text) -> str:
 
 
 def fool_dir(weights, image) -> Path:
-    """Where `make fool` writes one model's fooling of one image: runs/fool/<weights stem>-<image stem>
-    (the .caffemodel names the model better than its deploy.prototxt usually does)."""
-    return RUNS / "fool" / f"{_plain(Path(weights).stem)}-{_plain(Path(image).stem)}"
+    """Where `make fool` writes one model's fooling of one image (or folder): runs/fool/<model>-<image
+    stem>, the model named by its .caffemodel (deploy.prototxt names few models) and, unless that name
+    holds it already, its folder: runs/blog/snap_iter_1000.caffemodel -> blog.snap_iter_1000."""
+    weights = Path(weights).resolve()
+    model = weights.stem if weights.parent.name in weights.stem else f"{weights.parent.name}.{weights.stem}"
+    return RUNS / "fool" / f"{_plain(model)}-{_plain(Path(image).stem)}"
