@@ -138,7 +138,7 @@ def test_bad_inputs_are_skipped_with_reasons_and_good_ones_kept(tmp_path):
 
 
 @pytest.mark.fast
-def test_sigkill_leaves_nothing_finished_and_the_rerun_is_identical(tmp_path):
+def test_ctrl_c_and_sigkill_leave_nothing_finished_and_the_rerun_is_identical(tmp_path):
     root = tmp_path / "img"
     root.mkdir()
     for i in range(400):
@@ -158,12 +158,26 @@ def test_sigkill_leaves_nothing_finished_and_the_rerun_is_identical(tmp_path):
         "--shuffle-seed",
         "5",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     partial_dir = tmp_path / ".out.partial"
-    deadline = time.time() + 60
-    while not (partial_dir / "data.mdb").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+
+    def started(stderr=subprocess.DEVNULL):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True, start_new_session=True)
+        deadline = time.time() + 60
+        while not (partial_dir / "data.mdb").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        return proc
+
+    # Ctrl-C: one line, exit 130, and not even the hidden partial stays
+    proc = started(subprocess.PIPE)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate()
+    assert proc.returncode == 130 and "Traceback" not in err  # stderr: the progress bar, then one line
+    assert err.strip().splitlines()[-1] == (
+        "ERROR: interrupted (Ctrl-C); nothing half-written was published: run the same command again"
+    )
+    assert not out.exists() and not partial_dir.exists()
+    proc = started()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists(), "a killed build must not leave a finished-looking LMDB"

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from linfool.core import datum, records
+from linfool.core import cli, datum, records
 from linfool.core.cli import UserError
 from linfool.data import images
 
@@ -211,6 +211,12 @@ def execute(build, *, workers=None, source="", progress=True) -> BuildResult:
                 result.skipped.append((path, reason))
                 continue
             writer.put_image(f"{line_id:08d}_{path}".encode(), record, image)
+    except (
+        BaseException
+    ):  # Ctrl-C, a full disk: no hidden partial left behind (a kill -9 leaves one: the rerun removes it)
+        writer.env.close()
+        shutil.rmtree(partial_dir, ignore_errors=True)
+        raise
     finally:
         cv2.setNumThreads(opencv_threads)
     result.written = writer.close()
@@ -290,21 +296,24 @@ def main(argv=None) -> int:
     parser.add_argument("--num-classes", type=int, help="skip labels outside 0..N-1")
     parser.add_argument("--workers", type=int, help="decoding threads (default: one per core)")
     args = parser.parse_args(argv)
-    if not Path(args.list_file).is_file():
-        print(f"ERROR: no list file {args.list_file}", file=sys.stderr)
-        return 2
-    result = build_lmdb(
-        read_list(args.list_file),
-        args.root,
-        args.out,
-        size=args.size,
-        shuffle_seed=args.shuffle_seed,
-        num_classes=args.num_classes,
-        workers=args.workers,
-        source=os.path.abspath(args.list_file),
-    )
-    print(summary(result))
-    return 1 if result.written == 0 else 0
+
+    def body():
+        if not Path(args.list_file).is_file():
+            raise UserError(f"no list file {args.list_file}")
+        result = build_lmdb(
+            read_list(args.list_file),
+            args.root,
+            args.out,
+            size=args.size,
+            shuffle_seed=args.shuffle_seed,
+            num_classes=args.num_classes,
+            workers=args.workers,
+            source=os.path.abspath(args.list_file),
+        )
+        print(summary(result))
+        return 1 if result.written == 0 else 0
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":
