@@ -60,6 +60,8 @@ ROUNDS ?=
 FOOL ?=
 ITERS ?=
 MEASURE ?=
+# make forest: trees of the random forest (100).
+TREES ?=
 # make fool: any Caffe classifier (deploy prototxt + caffemodel), the image and the target class (a
 # number, or a name of LABELS); its preprocessing as its transform_param has it (MEAN binaryproto or
 # MEAN_VALUES, SCALE, CHANNELS bgr|rgb|gray); the attack's Linf budget in 0..255 pixels and steps.
@@ -84,7 +86,7 @@ TRAIN = $(LINFOOL) train $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(c
 # The make command a stage records in its results (and the lock holder a second writer is told about).
 export LINFOOL_COMMAND = make $(MAKECMDGOALS) $(MAKEOVERRIDES)
 
-.PHONY: help setup test test-fast test-caffe test-faults readme-figures demo data train sweep eval weights figures attack-curves transfer claims background blackbox fool report bench rehearse test-docker test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
+.PHONY: help setup test test-fast test-caffe test-faults readme-figures demo data train sweep eval weights figures attack-curves transfer claims background blackbox forest fool report bench rehearse test-docker test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
 
 help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (python -m linfool --help: the stages behind them)"
@@ -180,6 +182,11 @@ background: ## background-class defence: rounds of fooling images + caffe fine-t
 blackbox: ## fooling with scores only (no weights): square attack + exact template recovery, RUN and its sweep [IMAGES=6 QUERIES=10000] -> runs/*/blackbox/
 	@$(SETUP)
 	$(LINFOOL) blackbox $(GROUP) $(call opt,--images,$(IMAGES)) $(call opt,--queries,$(QUERIES))
+
+forest: ## a random forest on the data set's pixels fooled with scores only (square attack), beside RUN's linear model [TREES=100 IMAGES=6 QUERIES=1000] -> runs/$(RUN)/forest/
+	@$(SETUP)
+	$(LINFOOL) forest $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(call opt,--trees,$(TREES)) \
+		$(call opt,--images,$(IMAGES)) $(call opt,--queries,$(QUERIES))
 
 fool: ## fool any Caffe classifier by backprop: MODEL=deploy.prototxt WEIGHTS=x.caffemodel IMAGE=photo.jpg TARGET=3|name [MEAN= MEAN_VALUES= SCALE= CHANNELS= LABELS= EPS=16 STEPS=100]; IMAGE=folder/: fooled fraction vs Linf [IMAGES=20] -> runs/fool/<weights>-<image>/
 	@$(SETUP)

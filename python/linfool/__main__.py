@@ -19,6 +19,7 @@ STAGES = {
         "background-class rounds with Caffe fine-tuning (make background)",
     ),
     "blackbox": ("linfool.experiments.blackbox", "fooling with scores only (make blackbox)"),
+    "forest": ("linfool.experiments.forest", "a random forest fooled with scores only (make forest)"),
     "fool": ("linfool.experiments.fool_model", "fool any Caffe classifier by backprop (make fool)"),
     "claims": ("linfool.experiments.claims", "the blog's claims with verdicts (make claims)"),
     "report": ("linfool.report.page", "the HTML report (make report)"),

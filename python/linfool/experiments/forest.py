@@ -1,0 +1,196 @@
+"""`make forest`: the post's open question "even non-differentiable classifiers (e.g. Random Forests)
+are not safe (but I haven't seen anyone empirically confirm this yet)", answered on the user's data.
+
+    python -m linfool forest --run blog [--trees 100] [--per-class 300] [--images 6] [--queries 1000]
+
+A random forest (scikit-learn; `trees` trees grown to purity, on the run's data set's train pixels read
+through linfool.core.records: a class-balanced sample of `per_class` records per class, its size
+printed and recorded) is the one model here that is not Caffe, on purpose: it has no gradient. It is
+fooled with scores only by the square attack (linfool.experiments.blackbox.square_attack, its
+predict_proba as the oracle, every query counted) on the attack curves' seeded (val image, target)
+pairs, at each Linf budget of BUDGETS; the run's linear Caffe model is attacked the same way on the
+same pairs at the same budgets. A forest's probability is the fraction of trees that vote for a class,
+so P >= 0.99 needs 99 % of its trees: the result gives both that rate and the rate at which the target
+becomes the top class. Writes runs/<run>/forest/ whole: forest.json (with the run's snapshot and the
+data set) and forest.png.
+"""
+
+import sys
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from linfool.core import cli, files, records, runs  # noqa: E402
+from linfool.experiments.blackbox import CONFIDENCE, Oracle, margin, square_attack  # noqa: E402
+from linfool.experiments.pairs import pair_sample  # noqa: E402
+from linfool.model.classifier import Classifier  # noqa: E402
+
+TREES = 100
+PER_CLASS = 300
+IMAGES = 6
+QUERIES = 1000
+BUDGETS = (8.0, 32.0)  # Linf of 255
+SEED = 1701
+
+
+def train_forest(dataset, *, trees=TREES, per_class=PER_CLASS, seed=SEED):
+    """A RandomForestClassifier fitted on a class-balanced sample of the data set's train records
+    ((n, 12288) uint8 pixels, BGR channel-major, as Caffe reads them); returns (forest, about)."""
+    from sklearn.ensemble import RandomForestClassifier  # noqa: PLC0415  (only this stage needs it)
+
+    train = dataset.lmdb("train")
+    positions = records.balanced_positions(records.labels(train), per_class, seed)
+    pixels, labels = records.read(train, positions)
+    start = time.perf_counter()
+    forest = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=-1)
+    forest.fit(pixels.reshape(len(pixels), -1), labels)
+    about = {
+        "trees": trees,
+        "train_records": len(labels),
+        "per_class": per_class,
+        "mean_depth": float(np.mean([t.get_depth() for t in forest.estimators_])),
+        "fit_seconds": round(time.perf_counter() - start, 1),
+    }
+    forest.set_params(n_jobs=1)  # one image a query: a worker pool per call would cost more than it saves
+    return forest, about
+
+
+def forest_probs(forest, num_classes):
+    """images (n, 3, 64, 64) float 0..255 BGR -> (n, num_classes) float32 probabilities of the forest
+    (classes it never saw get 0)."""
+
+    def probs(images):
+        out = np.zeros((len(images), num_classes), np.float32)
+        out[:, forest.classes_] = forest.predict_proba(np.asarray(images).reshape(len(images), -1))
+        return out
+
+    return probs
+
+
+def attack_rates(oracle, images, which, targets, budgets, queries):
+    """For each budget: the fraction of pairs brought to P(target) >= 0.99, to top-1 target, and the
+    median queries of those that reached 0.99 (None when none did)."""
+    rows = []
+    for eps in budgets:
+        reached, top1, used = [], [], []
+        for i, target in zip(which, targets):
+            result = square_attack(oracle, images[i], int(target), eps, max_queries=queries, seed=SEED)
+            reached.append(result["reached"])
+            top1.append(margin(oracle(result["image"][None])[0], int(target)) > 0)
+            used.append(result["queries"])
+        hits = [u for u, r in zip(used, reached) if r]
+        rows.append(
+            {
+                "linf": eps,
+                "reached": float(np.mean(reached)),
+                "top1": float(np.mean(top1)),
+                "median_queries": float(np.median(hits)) if hits else None,
+            }
+        )
+    return rows
+
+
+def forest_experiment(run, *, trees=TREES, per_class=PER_CLASS, images=IMAGES, queries=QUERIES, budgets=BUDGETS):
+    """The forest and the run's linear model attacked with scores only on the same pairs (dict)."""
+    dataset = run.dataset()
+    forest, about = train_forest(dataset, trees=trees, per_class=per_class)
+    classifier = Classifier(run)
+    num_classes = len(classifier.params["W"])
+    val_images, val_labels = records.read(dataset.lmdb("val"), np.arange(min(records.count(dataset.lmdb("val")), 2000)))
+    about["val_top1"] = float((forest_probs(forest, num_classes)(val_images).argmax(axis=1) == val_labels).mean())
+    about["val_records_scored"] = len(val_labels)
+    sample, _, which, targets, pairs = pair_sample(dataset.lmdb("val"), num_classes, n_images=images, pairs=images)
+    print(
+        f"forest: {trees} trees on {about['train_records']:,} train records (mean depth {about['mean_depth']:.0f}), "
+        f"val top-1 {100 * about['val_top1']:.1f} %; square attack on {len(targets)} pairs x {len(budgets)} budgets, "
+        f"up to {queries} queries each, forest and linear model",
+        flush=True,
+    )
+    models = {"forest": Oracle(forest_probs(forest, num_classes)), "linear": Oracle(classifier.probs)}
+    results = {name: attack_rates(oracle, sample, which, targets, budgets, queries) for name, oracle in models.items()}
+    return {
+        "run": run.name,
+        "forest": about,
+        "sample": pairs | {"pairs": len(targets)},
+        "confidence": CONFIDENCE,
+        "max_queries": queries,
+        "queries_sent": {name: oracle.queries for name, oracle in models.items()},
+        "attacks": results,
+    }
+
+
+def plot(result, out):
+    """Fraction of pairs fooled (P >= 0.99 and top-1) against the Linf budget, forest beside linear."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name, style in (("forest", "o-"), ("linear", "s--")):
+        rows = result["attacks"][name]
+        budgets = [r["linf"] for r in rows]
+        ax.plot(budgets, [r["reached"] for r in rows], style, label=f"{name}: P >= {CONFIDENCE}")
+        ax.plot(budgets, [r["top1"] for r in rows], style, alpha=0.45, label=f"{name}: top-1")
+    ax.set_xlabel("Linf budget (of 255)")
+    ax.set_ylabel("fraction of pairs fooled")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(
+        f"run {result['run']}: scores only, up to {result['max_queries']} queries a pair "
+        f"({result['sample']['pairs']} pairs)",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def make_forest(run, command="", **sizes):
+    """runs/<run>/forest/forest.json and forest.png, published whole; returns the result."""
+    result = forest_experiment(run, **sizes)
+    with files.building_dir(run.path / "forest") as out:
+        plot(result, out / "forest.png")
+        result.update(command=command, sources=[run.source()])
+        files.write_json(out / "forest.json", result)
+    for name, rows in result["attacks"].items():
+        said = ", ".join(
+            f"Linf {r['linf']:g}: {100 * r['reached']:.0f} % / top-1 {100 * r['top1']:.0f} %" for r in rows
+        )
+        print(f"{name}: {said}", flush=True)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", help="the run whose data set and linear model are used (default: runs.default_run)")
+    parser.add_argument("--data", help="the data set, naming the default run")
+    parser.add_argument("--trees", type=cli.positive_int, default=TREES, help="trees in the forest (TREES=)")
+    parser.add_argument("--per-class", type=cli.positive_int, default=PER_CLASS, help="train records per class")
+    parser.add_argument("--images", type=cli.positive_int, default=IMAGES, help="val images, one target each")
+    parser.add_argument("--queries", type=cli.positive_int, default=QUERIES, help="query budget per pair")
+    args = parser.parse_args(argv)
+    args.run = args.run or runs.default_run(args.data)
+
+    def body():
+        run = runs.group(args.run)[0]
+        with runs.locked(write=[run]):
+            make_forest(
+                run,
+                cli.make_command(
+                    "forest",
+                    RUN=args.run,
+                    TREES=args.trees if args.trees != TREES else None,
+                    IMAGES=args.images if args.images != IMAGES else None,
+                    QUERIES=args.queries if args.queries != QUERIES else None,
+                ),
+                trees=args.trees,
+                per_class=args.per_class,
+                images=args.images,
+                queries=args.queries,
+            )
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The random forest fooled with scores only (linfool.experiments.forest): the square attack reaches a
+target on a forest that has no gradient, every query counted; and make forest on the tiny runs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+
+from linfool.experiments import forest
+from linfool.experiments.blackbox import Oracle, square_attack
+
+
+def test_the_square_attack_fools_a_forest_with_scores_only_and_counts_every_query():
+    rng = np.random.default_rng(0)
+    dark = rng.uniform(0, 60, (40, 3, 8, 8))
+    bright = rng.uniform(190, 255, (40, 3, 8, 8))
+    model = RandomForestClassifier(n_estimators=25, random_state=0).fit(
+        np.concatenate([dark, bright]).reshape(80, -1), [0] * 40 + [1] * 40
+    )
+    calls = []
+    probs = forest.forest_probs(model, 3)  # a third class the forest never saw: probability 0
+    oracle = Oracle(lambda images: calls.append(len(images)) or probs(images))
+    x = rng.uniform(0, 60, (3, 8, 8)).astype(np.float32)
+    assert probs(x[None])[0].argmax() == 0 and probs(x[None])[0, 2] == 0
+    result = square_attack(oracle, x, 1, eps=160.0, max_queries=500)
+    assert result["reached"] and probs(result["image"][None])[0, 1] >= 0.99
+    assert result["linf"] <= 160.0 and result["queries"] == oracle.queries == sum(calls) == len(calls)
+    small = square_attack(Oracle(probs), x, 1, eps=4.0, max_queries=50)
+    assert not small["reached"] and small["queries"] == 50
+
+
+def test_make_forest_writes_both_models_rates_with_provenance(own_runs):
+    runs_dir, env = own_runs
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "linfool",
+            "forest",
+            "--run",
+            "low",
+            "--trees",
+            "10",
+            "--images",
+            "2",
+            "--queries",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads((runs_dir / "low" / "forest" / "forest.json").read_text())
+    assert result["forest"]["trees"] == 10 and result["forest"]["train_records"] == 18 * 8
+    assert set(result["attacks"]) == {"forest", "linear"}
+    for rows in result["attacks"].values():
+        assert [r["linf"] for r in rows] == list(forest.BUDGETS)
+        assert all(0 <= r["reached"] <= r["top1"] <= 1 for r in rows)  # P >= 0.99 implies top-1
+    assert result["sources"][0]["run"] == "low" and "snapshot_sha256" in result["sources"][0]
+    assert 0 < result["queries_sent"]["forest"] <= 2 * len(forest.BUDGETS) * (50 + 2)
+    assert (runs_dir / "low" / "forest" / "forest.png").stat().st_size > 10_000
