@@ -31,6 +31,7 @@ from linfool.model.classifier import Classifier  # noqa: E402
 
 TREES = 100
 PER_CLASS = 300
+MAX_TRAIN = 20_000  # records at most (sklearn fits float32 copies: ~1 GB), so ImageNet gets 20 a class
 IMAGES = 6
 QUERIES = 1000
 BUDGETS = (8.0, 32.0)  # Linf of 255
@@ -39,10 +40,12 @@ SEED = 1701
 
 def train_forest(dataset, *, trees=TREES, per_class=PER_CLASS, seed=SEED):
     """A RandomForestClassifier fitted on a class-balanced sample of the data set's train records
-    ((n, 12288) uint8 pixels, BGR channel-major, as Caffe reads them); returns (forest, about)."""
+    ((n, 12288) uint8 pixels, BGR channel-major, as Caffe reads them): per_class a class, at most
+    MAX_TRAIN in all; returns (forest, about)."""
     from sklearn.ensemble import RandomForestClassifier  # noqa: PLC0415  (only this stage needs it)
 
     train = dataset.lmdb("train")
+    per_class = max(1, min(per_class, MAX_TRAIN // dataset.num_classes))
     positions = records.balanced_positions(records.labels(train), per_class, seed)
     pixels, labels = records.read(train, positions)
     start = time.perf_counter()
