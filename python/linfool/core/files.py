@@ -34,18 +34,12 @@ class Busy(UserError):
 
 
 def write_text(path, text):
-    """Write `text` to `path` atomically (a temp file beside it, fsynced, then renamed over it)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    """Write `text` (UTF-8) to `path` atomically, as write_bytes."""
+    write_bytes(path, text.encode())
 
 
 def write_bytes(path, data):
-    """Write `data` to `path` atomically (as write_text)."""
+    """Write `data` to `path` atomically (a temp file beside it, fsynced, then renamed over it)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as out:

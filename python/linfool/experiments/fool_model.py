@@ -299,6 +299,8 @@ def _curve_figure(path, budgets, fractions, target, n):
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.plot(budgets, fractions, "o-")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    ax.minorticks_off()
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("Linf budget (of 255)")
     ax.set_ylabel(f"fraction fooled (P >= {CONFIDENCE})")
@@ -325,38 +327,14 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--images", type=cli.positive_int, default=20, help="IMAGE a folder: its first N images (IMAGES=)"
     )
-    args = parser.parse_args(argv)
+    args = vars(parser.parse_args(argv))
+    # the command recorded in the result: each option as its make variable (--mean-values: MEAN_VALUES=),
+    # the defaults left out
+    command = cli.make_command("fool", **{k.upper(): v for k, v in args.items() if v != parser.get_default(k)})
+    model, weights, image, target = (args.pop(k) for k in ("model", "weights", "image", "target"))
 
     def body():
-        fool(
-            args.model,
-            args.weights,
-            args.image,
-            args.target,
-            mean=args.mean,
-            mean_values=args.mean_values,
-            scale=args.scale,
-            channels=args.channels,
-            labels=args.labels,
-            eps=args.eps,
-            steps=args.steps,
-            images=args.images,
-            command=cli.make_command(
-                "fool",
-                MODEL=args.model,
-                WEIGHTS=args.weights,
-                IMAGE=args.image,
-                TARGET=args.target,
-                MEAN=args.mean,
-                MEAN_VALUES=args.mean_values,
-                SCALE=args.scale if args.scale != 1.0 else None,
-                CHANNELS=args.channels if args.channels != "bgr" else None,
-                LABELS=args.labels,
-                EPS=args.eps if args.eps != 16.0 else None,
-                STEPS=args.steps if args.steps != 100 else None,
-                IMAGES=args.images if args.images != 20 else None,
-            ),
-        )
+        fool(model, weights, image, target, command=command, **args)
 
     return cli.run(body)
 

@@ -104,7 +104,8 @@ def forest_experiment(run, *, trees=TREES, per_class=PER_CLASS, images=IMAGES, q
     classifier = Classifier(run)
     num_classes = len(classifier.params["W"])
     val_images, val_labels = records.read(dataset.lmdb("val"), np.arange(min(records.count(dataset.lmdb("val")), 2000)))
-    about["val_top1"] = float((forest_probs(forest, num_classes)(val_images).argmax(axis=1) == val_labels).mean())
+    scores_only = forest_probs(forest, num_classes)
+    about["val_top1"] = float((scores_only(val_images).argmax(axis=1) == val_labels).mean())
     about["val_records_scored"] = len(val_labels)
     sample, _, which, targets, pairs = pair_sample(dataset.lmdb("val"), num_classes, n_images=images, pairs=images)
     print(
@@ -113,7 +114,7 @@ def forest_experiment(run, *, trees=TREES, per_class=PER_CLASS, images=IMAGES, q
         f"up to {queries} queries each, forest and linear model",
         flush=True,
     )
-    models = {"forest": Oracle(forest_probs(forest, num_classes)), "linear": Oracle(classifier.probs)}
+    models = {"forest": Oracle(scores_only), "linear": Oracle(classifier.probs)}
     results = {name: attack_rates(oracle, sample, which, targets, budgets, queries) for name, oracle in models.items()}
     return {
         "run": run.name,
