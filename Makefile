@@ -54,17 +54,22 @@ PAIRS ?=
 IMAGES ?=
 # blackbox: the square attack's query budget per image (default 10000).
 QUERIES ?=
-# background: rounds (3), fooling images per round (300), fine-tuning iterations per round (1000),
-# val images per measurement (10).
+# background: rounds (3), fooling images per round (300), fine-tuning iterations per round (ITERS, 1000;
+# make decay-search: per candidate, 250), val images per measurement (10).
 ROUNDS ?=
 FOOL ?=
 ITERS ?=
 MEASURE ?=
 # make forest: trees of the random forest (100).
 TREES ?=
+# make decay-search: the deeper model (mlp | conv), the weight decays of its grid (comma-separated;
+# default 0.0005,0.005,0.05,0.5) and the iterations per candidate (ITERS, default 250).
+NET ?=
+DECAYS ?=
 # make fool: any Caffe classifier (deploy prototxt + caffemodel), the image and the target class (a
 # number, or a name of LABELS); its preprocessing as its transform_param has it (MEAN binaryproto or
-# MEAN_VALUES, SCALE, CHANNELS bgr|rgb|gray); the attack's Linf budget in 0..255 pixels and steps.
+# MEAN_VALUES, SCALE, CHANNELS bgr|rgb|gray); the attack's Linf budget in 0..255 pixels and steps
+# (STEPS: gradients per iterative attack, also make deep's, default 20 there).
 MODEL ?=
 WEIGHTS ?=
 IMAGE ?=
@@ -86,7 +91,7 @@ TRAIN = $(LINFOOL) train $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(c
 # The make command a stage records in its results (and the lock holder a second writer is told about).
 export LINFOOL_COMMAND = make $(MAKECMDGOALS) $(MAKEOVERRIDES)
 
-.PHONY: help setup test test-fast test-caffe test-faults readme-figures demo data train sweep eval weights figures attack-curves transfer claims background blackbox forest fool report bench rehearse test-docker test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
+.PHONY: help setup test test-fast test-caffe test-faults readme-figures demo data train sweep eval weights figures attack-curves transfer claims background blackbox forest fool decay-search deep-sweep deep open-questions report bench rehearse test-docker test-gpu-build gpu-check device-query docker-cpu docker-gpu clean
 
 help: ## list the targets
 	@echo "linfool — make TARGET [VAR=value]   (python -m linfool --help: the stages behind them)"
@@ -194,6 +199,28 @@ fool: ## fool any Caffe classifier by backprop: MODEL=deploy.prototxt WEIGHTS=x.
 		$(call opt,--target,$(TARGET)) $(call opt,--mean,$(MEAN)) $(call opt,--mean-values,$(MEAN_VALUES)) \
 		$(call opt,--scale,$(SCALE)) $(call opt,--channels,$(CHANNELS)) $(call opt,--labels,$(LABELS)) \
 		$(call opt,--eps,$(EPS)) $(call opt,--steps,$(STEPS)) $(call opt,--images,$(IMAGES))
+
+decay-search: ## a deeper model's weight decays, each a short caffe train: NET=mlp|conv [DECAYS=0.0005,0.005,0.05,0.5 ITERS=250 DATA=] -> runs/<net>_decay_search/
+	@$(SETUP)
+	$(LINFOOL) decay-search $(call opt,--net,$(NET)) $(call opt,--data,$(DATA)) $(call opt,--decays,$(DECAYS)) $(call opt,--iters,$(ITERS))
+
+deep-sweep: ## caffe train the MLP and the small ConvNet at a weak and a strong weight decay beside RUN: mlp, mlp_reg_high, conv, conv_reg_high [DATA= GPU= SET=]
+	@$(SETUP)
+	$(LINFOOL) train --deep $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(foreach s,$(SET),--set $(call q,$(s))) \
+		$(if $(filter 1,$(KEEP_EPOCHS)),--keep-epochs) -- $(ARGS)
+
+deep: ## the linear, MLP and ConvNet runs fooled by backprop: accuracy, fooled fraction vs Linf, first-layer filters, transfer [IMAGES=10 PAIRS=50 STEPS=20] -> runs/$(RUN)/deep/
+	@$(SETUP)
+	$(LINFOOL) deep $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(call opt,--high,$(HIGH)) $(call opt,--images,$(IMAGES)) \
+		$(call opt,--pairs,$(PAIRS)) $(call opt,--steps,$(STEPS))
+
+open-questions: ## after make demo: the post's open questions: deep-sweep, deep, forest, then claims and report (~12 min on 2 cores)
+	@$(SETUP)
+	LINFOOL_SET_UP=1 $(MAKE) --no-print-directory deep-sweep
+	LINFOOL_SET_UP=1 $(MAKE) --no-print-directory deep
+	LINFOOL_SET_UP=1 $(MAKE) --no-print-directory forest
+	LINFOOL_SET_UP=1 $(MAKE) --no-print-directory claims
+	LINFOOL_SET_UP=1 $(MAKE) --no-print-directory report
 
 report: ## one HTML page with every figure and number, each section with its snapshot: runs/$(RUN)/report.html
 	@$(SETUP)

@@ -8,6 +8,7 @@ import sys
 STAGES = {
     "data": ("linfool.data.build", "build train/val LMDBs, mean and labels (make data)"),
     "train": ("linfool.model.train", "caffe train a run, or a sweep (make train, make sweep)"),
+    "decay-search": ("linfool.model.decay_search", "a deeper model's weight-decay search (make decay-search)"),
     "curves": ("linfool.model.curves", "training curves from a run's train.log"),
     "weights": ("linfool.model.weights", "weights.npz from a run's newest snapshot (make weights)"),
     "eval": ("linfool.experiments.evaluate", "top-1/top-k over every val record (make eval)"),
@@ -20,6 +21,7 @@ STAGES = {
     ),
     "blackbox": ("linfool.experiments.blackbox", "fooling with scores only (make blackbox)"),
     "forest": ("linfool.experiments.forest", "a random forest fooled with scores only (make forest)"),
+    "deep": ("linfool.experiments.deep", "deeper Caffe models fooled by backprop (make deep)"),
     "fool": ("linfool.experiments.fool_model", "fool any Caffe classifier by backprop (make fool)"),
     "claims": ("linfool.experiments.claims", "the blog's claims with verdicts (make claims)"),
     "report": ("linfool.report.page", "the HTML report (make report)"),

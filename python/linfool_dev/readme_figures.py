@@ -2,8 +2,9 @@
 
     python -m linfool_dev.readme_figures [--run blog]
 
-From runs/<run>/ (after `make demo`): the templates of all classes, the fooling figure, the
-regularization figure and the attack curves of the three runs, each scaled to at most WIDTH pixels
+From runs/<run>/ (after `make demo` and `make open-questions`): the templates of all classes, the
+fooling figure, the regularization figure, the attack curves of the three runs, and the deeper
+models' attack curves and first-layer filters, each scaled to at most WIDTH pixels
 wide and stored with a 128-colour palette (Pillow, which matplotlib brings), written whole. Refused in one line when a picture is
 missing or out of date (the make command that remakes it is named).
 """
@@ -20,6 +21,8 @@ PICTURES = (  # (source relative to the run, the result that must be current, it
     ("figures/blog_fooling_image.png", "figures/figures.json", "figures", "fooling.png"),
     ("figures/blog_regularization.png", "figures/figures.json", "figures", "regularization.png"),
     ("attacks/attack_curves_runs.png", "attacks/attack_curves.json", "attack-curves", "attack_curves.png"),
+    ("deep/attack_curves.png", "deep/deep.json", "open-questions", "deep_attack_curves.png"),
+    ("deep/filters.png", "deep/deep.json", "open-questions", "deep_filters.png"),
 )
 
 

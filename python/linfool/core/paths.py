@@ -44,6 +44,11 @@ def run_dir(name: str) -> Path:
     return RUNS / check_name(name, "RUN")
 
 
+def decay_search_dir(weak_run: str) -> Path:
+    """Where `make decay-search` writes a deeper model's search: runs/<its weak run>_decay_search."""
+    return RUNS / check_name(f"{weak_run}_decay_search")
+
+
 def _plain(text) -> str:
     """`text` made a plain name (NAME_RULE): other characters become '_'."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".") or "_"

@@ -1,15 +1,17 @@
 """Caffe's prototxt, read and changed through protobuf (never by string edits): the solver with
-overlays and key=value settings laid over it, and the blog net's one InnerProduct layer.
+overlays and key=value settings laid over it, a net's classifier layer and its deploy net.
 
     read_solver(solver_file, overlays=(), settings=()) -> caffe_pb2.SolverParameter
-    fc_layer(net) -> the net's InnerProduct LayerParameter
+    fc_layer(net) -> the net's last InnerProduct LayerParameter (the classifier: the blog's one layer)
+    deploy_file(net_file) -> the deploy prototxt beside a train_val prototxt
+    learned_layers(net_file) -> [(name, type)] of its layers with learned weights
 """
 
 from pathlib import Path
 
 from google.protobuf import text_format
 
-from linfool.core import caffe_env, cli
+from linfool.core import caffe_env, cli, paths
 
 
 class TrainConfigError(cli.UserError, ValueError):
@@ -57,5 +59,47 @@ def read_solver(solver_file, overlays=(), settings=()):
 
 
 def fc_layer(net):
-    """The net's InnerProduct layer (the blog's one fully-connected layer)."""
-    return next(layer for layer in net.layer if layer.type == "InnerProduct")
+    """The net's classifier: its last InnerProduct layer (the blog's net has only this one; the MLP's
+    and the ConvNet's is the one with a num_output per class)."""
+    return [layer for layer in net.layer if layer.type == "InnerProduct"][-1]
+
+
+# Caffe's layer types that hold learned blobs (a snapshot's weights load into them by layer name).
+_LEARNED = {
+    "InnerProduct",
+    "Convolution",
+    "Deconvolution",
+    "BatchNorm",
+    "Scale",
+    "Bias",
+    "Embed",
+    "PReLU",
+    "RNN",
+    "LSTM",
+}
+
+
+def learned_layers(net_file):
+    """The (name, type) of the layers with learned weights of a prototxt file, in order."""
+    net = text_format.Parse(Path(net_file).read_text(), _caffe_pb2().NetParameter())
+    return [(layer.name, layer.type) for layer in net.layer if layer.type in _LEARNED]
+
+
+def deploy_file(net_file) -> Path:
+    """The deploy net of a train_val prototxt: the first of <name>deploy.prototxt beside a
+    <name>train_val.prototxt, then prototxt/*deploy.prototxt, whose layers with learned weights have
+    the names and types of the net's (so a snapshot's weights load by name); TrainConfigError when
+    none has."""
+    net_file = Path(net_file)
+    body = learned_layers(net_file)
+    beside = net_file.with_name(net_file.name.replace("train_val", "deploy"))
+    candidates = ([beside] if beside != net_file and beside.is_file() else []) + sorted(
+        paths.PROTOTXT.glob("*deploy.prototxt")
+    )
+    for candidate in candidates:
+        if learned_layers(candidate) == body:
+            return candidate
+    raise TrainConfigError(
+        f"no deploy net for {net_file.name}: put {beside.name if beside != net_file else '<name>deploy.prototxt'} "
+        f"beside it with the same learned layers ({', '.join(name for name, _ in body)}) and an Input and a Softmax"
+    )

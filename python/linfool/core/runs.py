@@ -11,6 +11,7 @@
                                      sources are still the runs' current snapshots and data sets
     group(run, low, high)            [run, low, high] trained so far, all on one data set
     sweep_names(run)                 'blog' -> ('reg_low', 'reg_high'); 'imagenet' -> ('imagenet_reg_low', ...)
+    deep_names(run)                  the deeper models beside it: 'blog' -> {'mlp': ('mlp', 'mlp_reg_high'), ...}
 
 A damaged snapshot (cut short by a full disk or a kill) is never handed to Caffe: the message names
 it and the newest good one. run.json and every result are written whole (linfool.core.files).
@@ -236,6 +237,17 @@ def default_run(data=None) -> str:
 def sweep_names(run):
     """The weakly and strongly regularized companions of `run` in a sweep (make sweep trains all three)."""
     return ("reg_low", "reg_high") if run == DEMO_RUN else (f"{run}_reg_low", f"{run}_reg_high")
+
+
+DEEP_NETS = ("mlp", "conv")  # prototxt/solver_<net>.prototxt: the MLP and the small ConvNet
+
+
+def deep_names(run):
+    """{net: (weak decay run, strong decay run)} of the deeper models trained beside `run` on its data
+    set (make deep-sweep): 'blog' -> mlp / mlp_reg_high, conv / conv_reg_high; 'imagenet' ->
+    imagenet_mlp / imagenet_mlp_reg_high, ..."""
+    prefix = "" if run == DEMO_RUN else f"{run}_"
+    return {net: (f"{prefix}{net}", f"{prefix}{net}_reg_high") for net in DEEP_NETS}
 
 
 def companions(run, low=None, high=None):

@@ -9,7 +9,7 @@ One row per claim: the blog's words, how we measure it, the blog's value, this r
 verdict: "holds", "does not hold", or "cannot be checked" (with why). The init and learning-rate rows
 run Caffe afresh (a pycaffe forward at iteration 0; two short `caffe train` runs); the others read the
 runs' snapshots and the results of `make eval`, `make figures` and `make attack-curves` (and, when
-present, `make background`), each refused in one line when missing or made from another snapshot or
+present, `make background`, `make deep` and `make forest`: the post's open questions), each refused in one line when missing or made from another snapshot or
 data set than the runs' current ones (never recomputed here). claims.json records every source.
 """
 
@@ -236,6 +236,120 @@ def claim_background(run_dir):
     )
 
 
+def _optional(path, remake, what):
+    """(result, '') from read_result, or (None, why) when it is missing, damaged or stale."""
+    try:
+        return results.read_result(path, remake, what), ""
+    except (runs.RunError, files.DamagedFile) as err:
+        return None, str(err)
+
+
+def median_budget(curve, ladder):
+    """The smallest Linf of the ladder at which at least half the pairs are fooled (inf if none)."""
+    return next((eps for eps, fooled in zip(ladder, curve) if fooled >= 0.5), math.inf)
+
+
+def _budget_text(value):
+    return f"{value:g}" if math.isfinite(value) else "none <= 128"
+
+
+def claim_deep_regularization(deep, why=""):
+    """The post's open question: does stronger weight decay make the MLP and the ConvNet harder to
+    fool? Per net in make deep's result: the mean fooled fraction over the Linf ladder (iterative
+    attack) of its strong-decay run against its weak one."""
+    claim = "more regularization makes deeper models harder to fool too"
+    how = (
+        "make deep: mean fraction of the pairs fooled to P >= 0.99 over Linf 1..128 by the iterative attack, "
+        "strong vs weak weight decay, for the MLP and the ConvNet; holds if lower for every deeper net (the "
+        "fraction pushed to the target's top-1 only is shown beside it)"
+    )
+    blog = "not obvious (open question)"
+    if deep is None:
+        return _row(claim, how, blog, "not measured", UNCHECKABLE, why)
+    found = {}
+    for m in deep["models"]:
+        found.setdefault(m["kind"], []).append(m)
+    pairs = {k: sorted(v, key=lambda m: m["weight_decay"]) for k, v in found.items() if k != "linear" and len(v) == 2}
+    if not pairs:
+        return _row(claim, how, blog, "no deeper net at two decays", UNCHECKABLE, "make deep-sweep trains them")
+    parts, lower = [], []
+    for kind, (weak, strong) in pairs.items():
+        means = [float(np.mean(m["curves"]["iterative"])) for m in (weak, strong)]
+        top1 = [float(np.mean(m["curves"]["iterative_top1"])) for m in (weak, strong)]
+        budgets = [median_budget(m["curves"]["iterative"], deep["ladder"]) for m in (weak, strong)]
+        lower.append(means[1] < means[0])
+        parts.append(
+            f"{kind} {means[0]:.2f} -> {means[1]:.2f} (median Linf {_budget_text(budgets[0])} -> "
+            f"{_budget_text(budgets[1])}; to top-1 only: {top1[0]:.2f} -> {top1[1]:.2f})"
+        )
+    return _row(claim, how, blog, "; ".join(parts), _verdict(all(lower)))
+
+
+def claim_transfer(deep, num_classes, why=""):
+    """Do fooling images made on one kind of model (linear, MLP, ConvNet) fool the others? From make
+    deep's transfer matrix: the target's top-1 rate between models of different kinds, against chance."""
+    claim = "fooling images transfer across models (linear <-> deep)"
+    chance = 1 / num_classes
+    how = (
+        f"make deep: images fooled by the iterative attack on one model, classified by every other; holds if "
+        f"linear -> deep and deep -> linear both reach the target at >= 3x chance (1/{num_classes})"
+    )
+    blog = "not measured (Szegedy et al.: they transfer)"
+    if deep is None:
+        return _row(claim, how, blog, "not measured", UNCHECKABLE, why)
+    kinds = [m["kind"] for m in deep["models"]]
+    pairs = {}  # (made on kind, classified by kind) -> rates
+    for (i, j), value in np.ndenumerate(np.array(deep["transfer"], float)):
+        if kinds[i] != kinds[j] and np.isfinite(value):
+            pairs.setdefault((kinds[i], kinds[j]), []).append(value)
+    ways = {"linear -> deep": [], "deep -> linear": []}
+    for (src, dst), values in pairs.items():
+        if "linear" in (src, dst):
+            ways["linear -> deep" if src == "linear" else "deep -> linear"] += values
+    if not all(ways.values()):
+        return _row(claim, how, blog, "no linear and deep pair", UNCHECKABLE, "make deep-sweep, then make deep")
+    means = {way: float(np.mean(v)) for way, v in ways.items()}
+    detail = ", ".join(f"{src}->{dst} {100 * np.mean(v):.0f} %" for (src, dst), v in pairs.items())
+    value = ", ".join(f"{k} {100 * v:.0f} %" for k, v in means.items()) + f" (chance {100 * chance:.1f} %; {detail})"
+    return _row(claim, how, blog, value, _verdict(all(v >= 3 * chance for v in means.values())))
+
+
+def claim_forest(forest, why=""):
+    """The post's unconfirmed claim: a random forest, fooled with scores only (make forest)."""
+    claim = "even random forests are not safe (fooled with class scores only)"
+    how = (
+        "make forest: square attack with predict_proba as the only oracle, at the largest Linf budget, beside "
+        "the run's linear model (which the blog breaks) on the same pairs and queries; holds if the forest's "
+        "target becomes its top-1 on some pairs and at least half as often as the linear model's (a forest's "
+        "probability is a fraction of trees, too coarse for 0.99)"
+    )
+    blog = "unconfirmed ('I haven't seen anyone empirically confirm this')"
+    if forest is None:
+        return _row(claim, how, blog, "not measured", UNCHECKABLE, why)
+    last = {model: rates[-1] for model, rates in forest["attacks"].items()}
+    value = (
+        f"Linf {last['forest']['linf']:g}, {forest['max_queries']} queries: forest top-1 "
+        f"{100 * last['forest']['top1']:.0f} % (P >= 0.99: {100 * last['forest']['reached']:.0f} %); linear "
+        f"{100 * last['linear']['top1']:.0f} % ({100 * last['linear']['reached']:.0f} %)"
+    )
+    forest_top1, linear_top1 = last["forest"]["top1"], last["linear"]["top1"]
+    return _row(claim, how, blog, value, _verdict(forest_top1 > 0 and forest_top1 >= 0.5 * linear_top1))
+
+
+def claims_open_questions(run_dir, num_classes):
+    """The rows of the post's open questions (make open-questions), 'cannot be checked' with the
+    make command when make deep's or make forest's result is missing or stale."""
+    deep, deep_why = _optional(run_dir.path / "deep" / "deep.json", f"make deep RUN={run_dir.name}", "make deep")
+    forest, forest_why = _optional(
+        run_dir.path / "forest" / "forest.json", f"make forest RUN={run_dir.name}", "make forest"
+    )
+    return [
+        claim_deep_regularization(deep, deep_why),
+        claim_transfer(deep, num_classes, deep_why),
+        claim_forest(forest, forest_why),
+    ]
+
+
 def claim_toy():
     n = toy.toy_numbers()
     ok = (
@@ -288,6 +402,10 @@ def check_claims(run, low, high):
         (
             "fooling, background class, toy",
             lambda: [claim_fooling(curve, figure_numbers), claim_background(run_dir), claim_toy()],
+        ),
+        (
+            "the open questions (make deep, make forest)",
+            lambda: claims_open_questions(run_dir, run_dir.dataset().num_classes),
         ),
     ]
     rows = []

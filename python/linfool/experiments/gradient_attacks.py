@@ -5,9 +5,10 @@ linfool.model.gradients.Differentiable:
     sign_step(model, x, target, eps)             the fast gradient sign step: x + eps * sign(d log p_t / dx)
     projected(model, x, target, eps, ...)        iterative Linf attack: sign steps projected into the
                                                  eps-ball around x, until P(target) >= confidence
+    sign_batch / projected_batch(model, xs, targets, eps, ...)   the same on a (n, C, H, W) batch
 
-x: (C, H, W) float pixels (0..255 BGR channel-major for linfool's runs); every result is clipped to
-0..255. For a linear model d score_t / dx is w_t, so gradient_step is exactly the blog's x + alpha * w_t.
+x: (C, H, W) float pixels, xs: (n, C, H, W) (0..255 BGR channel-major for linfool's runs); every
+result is clipped to 0..255. For a linear model d score_t / dx is w_t, so gradient_step is exactly the blog's x + alpha * w_t.
 """
 
 from dataclasses import dataclass
@@ -54,15 +55,37 @@ def sign_step(model, x, target, eps, confidence=0.99):
 
 
 def projected(model, x, target, eps, *, step=None, iterations=100, confidence=0.99):
-    """Iterative Linf attack under the budget eps (pixel units): sign steps of `step` (default eps/10,
-    at least 1/4 pixel) on log p_target, each projected back into [x - eps, x + eps] and 0..255; stops as
-    soon as P(target) >= confidence. result.passes counts the gradients computed (forward + backward)."""
+    """Iterative Linf attack under the budget eps (pixel units) on one (C, H, W) image: see
+    projected_batch. result.passes counts the gradients computed (forward + backward)."""
+    images, passes = projected_batch(
+        model, x[None], [target], eps, step=step, iterations=iterations, confidence=confidence
+    )
+    return _result(model, x, images[0], target, confidence, int(passes[0]))
+
+
+def sign_batch(model, xs, targets, eps):
+    """The fast gradient sign step on a (n, C, H, W) batch, one target each: (n, C, H, W) float32 images."""
+    _, grad = model.gradient(xs, targets, objective="logprob")
+    return np.clip(xs + eps * np.sign(grad), 0, PIXEL_MAX).astype(np.float32)
+
+
+def projected_batch(model, xs, targets, eps, *, step=None, iterations=100, confidence=0.99):
+    """Iterative Linf attack under the budget eps (pixel units) on a (n, C, H, W) batch, one target
+    each: sign steps of `step` (default eps/10, at least 1/4 pixel) on log p_target, each projected
+    back into [x - eps, x + eps] and 0..255; an image stops as soon as P(target) >= confidence (the
+    others go on, batched). Returns ((n, C, H, W) float32 images, (n,) gradients computed for each)."""
+    xs = np.asarray(xs, np.float32)
+    targets = np.asarray(targets)
     step = max(eps / 10, 0.25) if step is None else step
-    low, high = np.clip(x - eps, 0, PIXEL_MAX), np.clip(x + eps, 0, PIXEL_MAX)
-    image = np.asarray(x, np.float32).copy()
-    for passes in range(1, iterations + 1):
-        probs, grad = model.gradient(image[None], [target], objective="logprob")
-        if probs[0, target] >= confidence:
-            return _result(model, x, image, target, confidence, passes)
-        image = np.clip(image + step * np.sign(grad[0]), low, high).astype(np.float32)
-    return _result(model, x, image, target, confidence, iterations)
+    low, high = np.clip(xs - eps, 0, PIXEL_MAX), np.clip(xs + eps, 0, PIXEL_MAX)
+    images, passes = xs.copy(), np.zeros(len(xs), int)
+    active = np.arange(len(xs))
+    for n in range(1, iterations + 1):
+        probs, grad = model.gradient(images[active], targets[active], objective="logprob")
+        passes[active] = n
+        going = probs[np.arange(len(active)), targets[active]] < confidence
+        active, grad = active[going], grad[going]
+        if not len(active):
+            break
+        images[active] = np.clip(images[active] + step * np.sign(grad), low[active], high[active])
+    return images, passes

@@ -4,6 +4,7 @@
                             [--set max_iter=100] [--gpu auto|cpu|0|0,1|all] [-- caffe flags]
     python -m linfool train --run blog --resume [--change-solver --set max_iter=6000]
     python -m linfool train --sweep --run blog --data synthetic ...   # reg_low, blog, reg_high
+    python -m linfool train --deep --run blog --data synthetic ...    # mlp, mlp_reg_high, conv, conv_reg_high
 
 runs/<name>/ receives the exact solver.prototxt, train_val.prototxt and deploy.prototxt used,
 run.json (data set and its identity, solver, overlays, settings, command, resume history), train.log
@@ -29,7 +30,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from linfool.core import caffe_env, cli, datasets, files, paths, records, runs
-from linfool.core.prototxt import TrainConfigError, _caffe_pb2, fc_layer, read_solver
+from linfool.core.prototxt import TrainConfigError, _caffe_pb2, deploy_file, fc_layer, read_solver
 from linfool.model import curves
 
 SWEEP_OVERLAYS = ("prototxt/solver_reg_low.prototxt", "prototxt/solver_reg_high.prototxt")
@@ -38,7 +39,8 @@ DEMO_OVERLAY = "prototxt/solver_demo.prototxt"  # laid over the blog's solver on
 
 
 def write_run_files(run_dir, dataset, solver, gpu_mode):
-    """Write the run's solver, train_val and deploy prototxt (paths and num_output for this data).
+    """Write the run's solver, train_val and deploy prototxt (paths and num_output for this data; the
+    deploy net is the one beside the solver's net: prototxt.deploy_file).
     Each Data layer reads the LMDB of the same folder name (train_lmdb, val_lmdb, ...) in the data
     set's published version; an Accuracy layer's top_k is capped at the number of classes (Caffe
     aborts on top_k > classes). Returns the train_val NetParameter."""
@@ -52,7 +54,7 @@ def write_run_files(run_dir, dataset, solver, gpu_mode):
         if layer.type == "Accuracy" and layer.accuracy_param.top_k > num_classes:
             layer.accuracy_param.top_k = num_classes
     fc_layer(net).inner_product_param.num_output = num_classes
-    deploy = text_format.Parse((paths.PROTOTXT / "deploy.prototxt").read_text(), pb2.NetParameter())
+    deploy = text_format.Parse(deploy_file(solver.net).read_text(), pb2.NetParameter())
     fc_layer(deploy).inner_product_param.num_output = num_classes
     solver.net = str(run_dir / "train_val.prototxt")
     solver.snapshot_prefix = str(run_dir / runs.SNAPSHOT_PREFIX)
@@ -399,6 +401,33 @@ def sweep(run, *, data=None, solver_file=None, overlays=(), settings=(), gpu=Non
     return 0
 
 
+def deep_sweep(run, *, data=None, overlays=(), settings=(), gpu=None, extra=(), keep_epochs=False):
+    """The deeper models beside `run` on its data set (runs.deep_names): for each net, its solver
+    (prototxt/solver_<net>.prototxt, the weak weight decay) and the same with its strong-decay overlay
+    (prototxt/solver_<net>_reg_high.prototxt, chosen by make decay-search), each a fresh `caffe train`.
+    Returns the first non-zero exit code, or 0."""
+    overlays = default_overlays(data, overlays, False)
+    command = cli.make_command("deep-sweep", DATA=data)
+    for net, (weak, strong) in runs.deep_names(run).items():
+        solver_file = str(paths.PROTOTXT / f"solver_{net}.prototxt")
+        for name, extra_overlays in ((weak, []), (strong, [str(paths.PROTOTXT / f"solver_{net}_reg_high.prototxt")])):
+            print(f"== deep sweep: run {name}", flush=True)
+            code = train(
+                name,
+                data=data,
+                solver_file=solver_file,
+                overlays=[*overlays, *extra_overlays],
+                settings=settings,
+                gpu=gpu,
+                extra=extra,
+                keep_epochs=keep_epochs,
+                command=command,
+            )
+            if code != 0:
+                return code
+    return 0
+
+
 def main(argv=None) -> int:
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -421,6 +450,9 @@ def main(argv=None) -> int:
         "--overlay and --set are then logged changes to the recorded solver",
     )
     parser.add_argument("--sweep", action="store_true", help="train RUN's sweep: <low>, RUN, <high> (runs.sweep_names)")
+    parser.add_argument(
+        "--deep", action="store_true", help="train the deeper models beside RUN (runs.deep_names): make deep-sweep"
+    )
     parser.add_argument("--keep-epochs", action="store_true", help="several GPUs: divide max_iter by their number")
     parser.add_argument("extra", nargs="*", help="more flags for `caffe train` (after --)")
     args = parser.parse_args(argv)
@@ -438,7 +470,13 @@ def main(argv=None) -> int:
             extra=args.extra,
             keep_epochs=args.keep_epochs,
         )
-        code = sweep(run, **options) if args.sweep else train(run, resume=args.resume, **options)
+        if args.deep:
+            options.pop("solver_file")
+            code = deep_sweep(run, **options)
+        elif args.sweep:
+            code = sweep(run, **options)
+        else:
+            code = train(run, resume=args.resume, **options)
         if code == 0:
             print(f"Done: {paths.run_dir(run)}")
         elif code != cli.EXIT_INTERRUPTED:

@@ -14,13 +14,26 @@ import sys
 
 import numpy as np
 
-from linfool.core import caffe_env, cli, datum, files, runs
+from linfool.core import caffe_env, cli, datum, files, prototxt, runs
+
+
+def check_linear(run):
+    """RunError (one line) unless the run's net is the blog's linear classifier (one InnerProduct
+    'fc'): the templates, the blog's alpha * w_t attack and the stages built on them need it."""
+    learned = prototxt.learned_layers(run.path / "deploy.prototxt")
+    if learned != [("fc", "InnerProduct")]:
+        raise runs.RunError(
+            f"run {run.name} is not a linear classifier (its learned layers: {', '.join(n for n, _ in learned)}); "
+            "this stage reads one template per class: give it a linear run, and `make deep` for deeper models"
+        )
 
 
 def load_net(run, batch=1):
     """pycaffe deploy Net of the run with its newest (checked) snapshot, input reshaped to
-    (batch, 3, 64, 64), on the device caffe_env.use_device picks (GPU=, auto: the GPU when there is one)."""
+    (batch, 3, 64, 64), on the device caffe_env.use_device picks (GPU=, auto: the GPU when there is one).
+    The run must be linear (check_linear)."""
     run = runs.as_run(run)
+    check_linear(run)
     snapshot = run.snapshot()
     caffe = caffe_env.use_device()
     net = caffe.Net(str(run.path / "deploy.prototxt"), str(snapshot.path), caffe.TEST)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from linfool.core import cli, files, results, runs
+from linfool.core import cli, files, paths, results, runs
 from linfool.report import explore as explore_page
 
 BLOG = "http://karpathy.github.io/2015/03/30/breaking-convnets/"
@@ -56,6 +56,14 @@ class Page:
         except OSError:
             shutil.copy2(path, target)
         return os.path.relpath(target, self.first.path)
+
+    def optional(self, path, remake, what):
+        """A result of a stage the page shows only when it was run (the open questions): None and a
+        line naming `remake` when its file is not there (no notice), else self.result."""
+        if not Path(path).is_file():
+            self.parts.append(f"<p>Not run on these runs; <code>{html.escape(remake)}</code> measures it.</p>")
+            return None
+        return self.result(path, remake, what)
 
     def result(self, path, remake, what):
         """A stage's result, or None after adding a notice (missing, damaged or out of date)."""
@@ -226,6 +234,88 @@ def blackbox_section(page, group):
     ]
 
 
+def _pct(value):
+    return "-" if value != value else f"{100 * value:.0f} %"  # nan: nothing fooled on the source
+
+
+def _deep_cell(curves, i):
+    """'fooled to 0.99 iteratively / by one sign step (iteratively to the target's top-1)' at budget i."""
+    return f"{_pct(curves['iterative'][i])} / {_pct(curves['sign'][i])} ({_pct(curves['iterative_top1'][i])})"
+
+
+def deep_section(page, run):
+    """The post's open question on deeper models: make deep's result (and each net's decay search)."""
+    page.parts.append("<h2>Open question: deeper models fooled by backprop through Caffe</h2>")
+    deep = page.optional(run.path / "deep" / "deep.json", "make open-questions", "make deep's result")
+    if not deep:
+        return
+    shown = [e for e in (4, 16, 64) if e in deep["ladder"]]
+    rows = [
+        {
+            "run": m["run"],
+            "model": m["kind"],
+            "weight decay": f"{m['weight_decay']:g}",
+            "val top-1": _pct(m["val_top1"]),
+            **{
+                f"Linf {e}: iterative / sign (iterative, top-1 only)": _deep_cell(m["curves"], deep["ladder"].index(e))
+                for e in shown
+            },
+        }
+        for m in deep["models"]
+    ]
+    page.parts += [
+        f"<p>Every model is fooled the same way, by Caffe's own backward pass to the pixels, on {deep['pairs']} "
+        f"(val image, target) pairs: one fast-gradient-sign step, and at most {deep['steps']} projected sign steps "
+        "(the iterative Linf attack), to P(target) >= 0.99. For the linear model the gradient is its template, "
+        "so this is the blog's attack. Transfer: the images fooled at Linf "
+        f"{deep['transfer_eps']} on one model, classified by each other model.</p>",
+        _table(rows, list(rows[0])),
+        "".join(
+            f"<img src='{page.asset(run.path / 'deep' / name, f'deep/{name}')}'>"
+            for name in ("attack_curves.png", "filters.png", "transfer.png")
+        ),
+    ]
+    for net, (weak, _) in runs.deep_names(run.name).items():
+        folder = paths.decay_search_dir(weak)
+        search = page.optional(
+            folder / "decay_search.json", f"make decay-search NET={net}", f"the weight-decay search of {net}"
+        )
+        if search:
+            page.parts += [
+                f"<p>{html.escape(net)}: {html.escape(search['rule'])}; chosen weak {search['weak']:g}, "
+                f"strong {search['strong']:g} ({search['iterations']} iterations per candidate).</p>",
+                f"<img src='{page.asset(folder / 'decay_search.png', f'deep/decay_search_{net}.png')}'>",
+            ]
+
+
+def forest_section(page, run):
+    """The post's unconfirmed claim: a random forest fooled with scores only (make forest)."""
+    page.parts.append("<h2>Open question: a random forest fooled with scores only</h2>")
+    forest = page.optional(run.path / "forest" / "forest.json", "make open-questions", "make forest's result")
+    if not forest:
+        return
+    about = forest["forest"]
+    rows = [
+        {
+            "model": model,
+            "Linf": f"{a['linf']:g}",
+            "pushed to P >= 0.99": _pct(a["reached"]),
+            "pushed to the target's top-1": _pct(a["top1"]),
+            "median queries": a["median_queries"] if a["median_queries"] is not None else "-",
+        }
+        for model, attacks in forest["attacks"].items()
+        for a in attacks
+    ]
+    page.parts += [
+        f"<p>scikit-learn random forest of {about['trees']} trees (mean depth {about['mean_depth']:.0f}) on "
+        f"{about['train_records']} train images' raw pixels, val top-1 {_pct(about['val_top1'])}; the square attack "
+        f"with predict_proba as its only oracle, at most {forest['max_queries']} queries per pair, beside the run's "
+        "linear Caffe model on the same pairs and budgets.</p>",
+        _table(rows, list(rows[0])),
+        f"<img src='{page.asset(run.path / 'forest' / 'forest.png', 'forest/forest.png')}'>",
+    ]
+
+
 def template_tiles(grid, url):
     """The all-templates mosaic as one tile per class with its name (CSS crops of the one PNG at
     `url`), so that 1000 templates can be browsed and found with the browser's search."""
@@ -387,6 +477,8 @@ def write_report(run, low=None, high=None):
             transfer_section(page, first)
             background_section(page, first)
             blackbox_section(page, group)
+            deep_section(page, first)
+            forest_section(page, first)
             curves_section(page, group)
             page.parts.append(
                 "<h2>Commands that made this</h2><pre>"
