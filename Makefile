@@ -204,9 +204,10 @@ decay-search: ## a deeper model's weight decays, each a short caffe train: NET=m
 	@$(SETUP)
 	$(LINFOOL) decay-search $(call opt,--net,$(NET)) $(call opt,--data,$(DATA)) $(call opt,--decays,$(DECAYS)) $(call opt,--iters,$(ITERS))
 
-deep-sweep: ## caffe train the MLP and the small ConvNet at a weak and a strong weight decay beside RUN: mlp, mlp_reg_high, conv, conv_reg_high [DATA= GPU= SET=]
+deep-sweep: ## caffe train the MLP and the small ConvNet at a weak and a strong weight decay beside RUN: mlp, mlp_reg_high, conv, conv_reg_high [DATA= GPU= OVERLAY= SET=]
 	@$(SETUP)
-	$(LINFOOL) train --deep $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(foreach s,$(SET),--set $(call q,$(s))) \
+	$(LINFOOL) train --deep $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(foreach o,$(OVERLAY),--overlay $(call q,$(o))) \
+		$(foreach s,$(SET),--set $(call q,$(s))) \
 		$(if $(filter 1,$(KEEP_EPOCHS)),--keep-epochs) -- $(ARGS)
 
 deep: ## the linear, MLP and ConvNet runs fooled by backprop: accuracy, fooled fraction vs Linf, first-layer filters, transfer [IMAGES=10 PAIRS=50 STEPS=20] -> runs/$(RUN)/deep/
@@ -214,7 +215,7 @@ deep: ## the linear, MLP and ConvNet runs fooled by backprop: accuracy, fooled f
 	$(LINFOOL) deep $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(call opt,--high,$(HIGH)) $(call opt,--images,$(IMAGES)) \
 		$(call opt,--pairs,$(PAIRS)) $(call opt,--steps,$(STEPS))
 
-open-questions: ## after make demo: the post's open questions: deep-sweep, deep, forest, then claims and report (~12 min on 2 cores)
+open-questions: ## after make demo: the post's open questions: deep-sweep, deep, forest, then claims and report (~14 min on 2 cores)
 	@$(SETUP)
 	LINFOOL_SET_UP=1 $(MAKE) --no-print-directory deep-sweep
 	LINFOOL_SET_UP=1 $(MAKE) --no-print-directory deep

@@ -24,8 +24,11 @@ RECIPE = [
     "make attack-curves RUN=imagenet PAIRS=60",
     "make transfer RUN=imagenet PAIRS=60",
     "make background RUN=imagenet ROUNDS=1 FOOL=20 ITERS=20 MEASURE=4",
-    "make claims RUN=imagenet",
     "make blackbox RUN=imagenet PAIRS=2 QUERIES=2000",
+    "make deep-sweep DATA=imagenet OVERLAY=prototxt/solver_rehearse.prototxt",
+    "make deep RUN=imagenet IMAGES=4 PAIRS=8 STEPS=5",
+    "make forest RUN=imagenet TREES=10 IMAGES=2 QUERIES=200",
+    "make claims RUN=imagenet",
     "make report RUN=imagenet",
 ]
 FOREIGN = ("blog", "reg_low", "reg_high")
@@ -193,3 +196,21 @@ def test_blackbox_and_explore_at_1000_classes(rehearsed):
     data = json.loads(page.split("id='explore-data'>")[1].split("</script>")[0])
     assert len(data["names"]) == 1000 and len(data["files"]) == 10
     assert all((out / f).stat().st_size < 2.5e6 for f in data["files"])
+
+
+def test_the_open_questions_at_1000_classes(rehearsed):
+    root, _, _, logs = rehearsed
+    out = root / "runs" / "imagenet"
+    deep = json.loads((out / "deep" / "deep.json").read_text())
+    names = ["imagenet", "imagenet_reg_high"] + [f"imagenet_{n}{s}" for n in ("mlp", "conv") for s in ("", "_reg_high")]
+    assert [m["run"] for m in deep["models"]] == names
+    assert {s["data"] for s in deep["sources"]} == {"imagenet"} and deep["pairs"] == 8
+    assert "gradients at most, about" in logs["make deep RUN=imagenet IMAGES=4 PAIRS=8 STEPS=5"]
+    for name in names[2:]:
+        assert "num_output: 1000" in (root / "runs" / name / "deploy.prototxt").read_text()
+    forest = json.loads((out / "forest" / "forest.json").read_text())
+    assert forest["forest"]["trees"] == 10 and forest["forest"]["train_records"] <= 20_000
+    rows = {r["claim"]: r for r in json.loads((out / "claims.json").read_text())["rows"]}
+    for claim in ("more regularization makes deeper models harder to fool too", "even random forests are not safe"):
+        row = next(r for c, r in rows.items() if c.startswith(claim))
+        assert row["verdict"] in ("holds", "does not hold") or row["why"]

@@ -6,8 +6,9 @@ Writes a 1000-class data set straight into LMDBs (random Datums: fast; --train r
 50,000 val), trains a 2-iteration run on it with `caffe train` (a real snapshot and run.json), then
 runs each stage as its own process and reads that process's peak RSS (os.wait4): a full streaming
 pass over the train LMDB, `make eval` (every val record + the 10,000-record train sample), one
-attack-curve sample, one background round, the figures, one black-box pair and the report with its
-explore data. Prints each stage's records/s and its projection
+attack-curve sample, one background round, the figures, one black-box pair, the deeper models (a
+2-iteration deep-sweep, then make deep over every val record for each model), a small random forest
+and the report with its explore data. Prints each stage's records/s and its projection
 to ImageNet's 1,281,167 train / 50,000 val records. Goal: peak RSS < 2 GB, independent of size.
 """
 
@@ -87,6 +88,8 @@ def bench_scale(work, n_train, n_val):
         ],
         env,
     )
+    short = ["--set", "max_iter=2", "--set", "snapshot=2", "--set", "test_initialization=false"]
+    deep_sweep = [*py, "linfool", "train", "--deep", "--data", "scale", "--run", "scale", *short]
     rows = [  # (stage, command, records it reads, projected records at ImageNet scale)
         (
             "stream the train LMDB",
@@ -132,6 +135,24 @@ def bench_scale(work, n_train, n_val):
             [*py, "linfool", "blackbox", "--run", "scale", "--images", "1", "--queries", "1000"],
             1,
             1,
+        ),
+        (
+            "deep-sweep: 4 deeper runs, 2 iterations each",
+            [*deep_sweep, "--set", "test_interval=1000"],
+            4 * 2 * 256,
+            4 * 2 * 256,
+        ),
+        (
+            "make deep (5 models: all val, 6 pairs, 5 steps)",
+            [*py, "linfool", "deep", "--run", "scale", "--images", "3", "--pairs", "6", "--steps", "5"],
+            5 * n_val,
+            5 * IMAGENET_VAL,
+        ),
+        (
+            "make forest (10 trees, <= 20,000 train, 1 pair)",
+            [*py, "linfool", "forest", "--run", "scale", "--trees", "10", "--images", "1", "--queries", "100"],
+            20_000 + 2_000,
+            20_000 + 2_000,
         ),
         ("report (renders; explore data from figures)", [*py, "linfool", "report", "--run", "scale"], 5, 5),
     ]
