@@ -61,7 +61,7 @@ def test_make_deep_measures_every_model_by_backprop_with_provenance(deep_runs):
     assert [s["run"] for s in result["sources"]] == names and all(s["data"] == "tiny" for s in result["sources"])
     assert result["pairs"] == 6 and result["ladder"] == list(deep.LADDER)
     for m in result["models"]:
-        for kind in ("sign", "iterative"):
+        for kind in ("gradient", "sign", "iterative", "iterative_top1"):
             curve = m["curves"][kind]
             assert len(curve) == len(deep.LADDER) and all(0 <= f <= 1 for f in curve)
         assert 0 <= m["val_top1"] <= 1

@@ -51,6 +51,19 @@ def test_the_gradient_step_is_the_blogs_alpha_times_w_target(tiny_runs):
     assert not weaker.fooled  # the blog's alpha is the smallest that reaches 99 %
 
 
+def test_the_batched_gradient_step_is_the_blogs_direction_at_its_linf(tiny_runs):
+    runs, _ = tiny_runs
+    model, params = _linear(runs / "low")
+    x = np.stack([fooling.noise_image(seed=s) for s in (5, 6)])
+    targets = [2, 9]
+    made = gradient_attacks.gradient_batch(model, x, targets, 8.0)
+    W = params["W"].reshape(-1, 3, 64, 64)
+    for i, t in enumerate(targets):  # eps * w_t / max|w_t|: attack_curves' "blog direction"
+        expected = np.clip(x[i] + 8.0 * W[t] / np.abs(W[t]).max(), 0, 255)
+        np.testing.assert_allclose(made[i], expected, atol=1e-3)
+    assert np.abs(made - x).max() <= 8.0 + 1e-4
+
+
 MLP = """
 name: "tiny_mlp"
 layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 1 dim: {c} dim: 8 dim: 8 }} }} }}

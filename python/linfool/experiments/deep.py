@@ -10,7 +10,9 @@ through Caffe (linfool.model.gradients; for the linear model the gradient of a s
 template), on the attack curves' seeded sample of (val image, target) pairs (linfool.experiments.pairs):
   - val top-1 over every val record (pycaffe forwards);
   - fraction of the pairs fooled to P(target) >= 0.99 against the Linf budget (LADDER, 0..255 pixel
-    units) for the fast gradient sign step (one gradient) and the iterative Linf attack
+    units) for the blog's step along the gradient of the target's score scaled to that Linf (for the
+    linear model exactly its "blog direction"), the fast gradient sign step (one gradient each) and
+    the iterative Linf attack
     (gradient_attacks.projected_batch, at most --steps gradients per pair), and for the latter the
     fraction whose top-1 became the target (a strongly regularized model's probabilities may never
     reach 0.99: its scores are small);
@@ -18,7 +20,7 @@ template), on the attack curves' seeded sample of (val image, target) pairs (lin
     MLP's the 64x64x3 weights of its hidden units, the ConvNet's its 5x5x3 filters);
   - transfer: the images the iterative attack fooled on each model at Linf TRANSFER_EPS, classified
     by every model: the fraction whose top-1 is the target.
-Cost: models x pairs x ladder x (steps + 1) gradients at most, printed before it starts.
+Cost: models x pairs x ladder x (steps + 2) gradients at most, printed before it starts.
 Writes runs/<RUN>/deep/ whole: deep.json (every model's snapshot and the data set), attack_curves.png,
 filters.png and transfer.png.
 """
@@ -84,14 +86,13 @@ def _reached(model, images, targets, top1=None):
 
 
 def attack_curve(model, xs, targets, steps):
-    """({"sign": [...], "iterative": [...], "iterative_top1": [...]}: fraction of the pairs fooled to
-    P >= CONFIDENCE (and, for the iterative attack, to the target's top-1) at each LADDER budget;
-    (images, targets) the iterative attack fooled at TRANSFER_EPS)."""
-    curves, fooled = {"sign": [], "iterative": [], "iterative_top1": []}, None
+    """({"gradient": [...], "sign": [...], "iterative": [...], "iterative_top1": [...]}: fraction of the
+    pairs fooled to P >= CONFIDENCE (and, for the iterative attack, to the target's top-1) at each
+    LADDER budget; (images, targets) the iterative attack fooled at TRANSFER_EPS)."""
+    curves, fooled = {"gradient": [], "sign": [], "iterative": [], "iterative_top1": []}, None
     for eps in LADDER:
-        curves["sign"].append(
-            float(_reached(model, gradient_attacks.sign_batch(model, xs, targets, eps), targets).mean())
-        )
+        for kind, step in (("gradient", gradient_attacks.gradient_batch), ("sign", gradient_attacks.sign_batch)):
+            curves[kind].append(float(_reached(model, step(model, xs, targets, eps), targets).mean()))
         made, _ = gradient_attacks.projected_batch(model, xs, targets, eps, iterations=steps, confidence=CONFIDENCE)
         ok = _reached(model, made, targets, curves["iterative_top1"])
         curves["iterative"].append(float(ok.mean()))
@@ -139,7 +140,7 @@ def measure(run, high=None, n_images=IMAGES, pairs=PAIRS, steps=STEPS):
     loaded = {r.name: load(r) for _, r in found}
     xs, _, which, targets, about = pair_sample(dataset.lmdb("val"), dataset.num_classes, n_images=n_images, pairs=pairs)
     xs = xs[which]
-    per_pair = len(LADDER) * (steps + 1)
+    per_pair = len(LADDER) * (steps + 2)
     seconds = sum(_seconds_per_gradient(m, xs, targets) for m in loaded.values()) * len(targets) * per_pair
     gradients = len(found) * len(targets) * per_pair
     line = describe(about, gradients, seconds / gradients).replace("pycaffe forwards", "gradients at most")
@@ -180,18 +181,20 @@ def _label(m):
 
 def plot_curves(result, out):
     """Fooled fraction vs Linf: one colour per model, iterative solid, sign step dotted."""
-    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    fig, ax = plt.subplots(figsize=(7.6, 4.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for m, color in zip(result["models"], colors):
         ax.plot(result["ladder"], m["curves"]["iterative"], "-o", ms=3, color=color, label=_label(m))
         ax.plot(result["ladder"], m["curves"]["sign"], ":", color=color)
+        ax.plot(result["ladder"], m["curves"]["gradient"], "--", color=color, lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xticks(result["ladder"], [str(e) for e in result["ladder"]])
     ax.set(
         xlabel="Linf budget (0..255 pixel units)",
         ylabel=f"fraction fooled to P >= {CONFIDENCE}",
         ylim=(-0.02, 1.02),
-        title=f"Backprop fooling, {result['pairs']} pairs: iterative ({result['steps']} steps) solid, one sign step dotted",
+        title=f"Backprop fooling, {result['pairs']} pairs: iterative ({result['steps']} steps) solid, "
+        "one sign step dotted, one gradient step dashed",
     )
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)

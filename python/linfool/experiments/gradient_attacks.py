@@ -5,7 +5,9 @@ linfool.model.gradients.Differentiable:
     sign_step(model, x, target, eps)             the fast gradient sign step: x + eps * sign(d log p_t / dx)
     projected(model, x, target, eps, ...)        iterative Linf attack: sign steps projected into the
                                                  eps-ball around x, until P(target) >= confidence
-    sign_batch / projected_batch(model, xs, targets, eps, ...)   the same on a (n, C, H, W) batch
+    gradient_batch / sign_batch / projected_batch(model, xs, targets, eps, ...)
+                                                 the same on a (n, C, H, W) batch, each step
+                                                 scaled to Linf eps
 
 x: (C, H, W) float pixels, xs: (n, C, H, W) (0..255 BGR channel-major for linfool's runs); every
 result is clipped to 0..255. For a linear model d score_t / dx is w_t, so gradient_step is exactly the blog's x + alpha * w_t.
@@ -61,6 +63,14 @@ def projected(model, x, target, eps, *, step=None, iterations=100, confidence=0.
         model, x[None], [target], eps, step=step, iterations=iterations, confidence=confidence
     )
     return _result(model, x, images[0], target, confidence, int(passes[0]))
+
+
+def gradient_batch(model, xs, targets, eps):
+    """The blog's step on a (n, C, H, W) batch, one target each, scaled to Linf eps: x + eps * g / max|g|
+    with g = d score_target / dx (for a linear model w_target: the blog's direction); clipped to 0..255."""
+    _, grad = model.gradient(xs, targets, objective="score")
+    peak = np.abs(grad).reshape(len(grad), -1).max(axis=1).reshape(-1, *([1] * (grad.ndim - 1)))
+    return np.clip(xs + eps * grad / np.maximum(peak, 1e-30), 0, PIXEL_MAX).astype(np.float32)
 
 
 def sign_batch(model, xs, targets, eps):

@@ -98,6 +98,11 @@ def search(net, data, decays=DECAYS, iters=ITERS, bisect=BISECT):
     sources)."""
     data = data or train.DEMO_DATA
     decays = sorted(decays)
+    print(
+        f"decay search: {len(decays)} decays, then up to {bisect} bisections, each a `caffe train` of "
+        f"{iters} iterations of {solver_file(net)} on '{data}' (its val test at the end)",
+        flush=True,
+    )
     found = [_candidate(net, data, d, iters, f"{n}/{len(decays)}") for n, d in enumerate(decays, start=1)]
     for n in range(1, bisect + 1):
         top = max(t for _, t, _ in found)

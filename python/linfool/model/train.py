@@ -377,14 +377,12 @@ def train(
             return code
 
 
-def sweep(run, *, data=None, solver_file=None, overlays=(), settings=(), gpu=None, extra=(), keep_epochs=False):
-    """The regularization sweep: runs.sweep_names(run)[0] (weight decay 0.0005), `run` (the blog's
-    100) and [1] (10,000), each a fresh `caffe train`. Returns the first non-zero exit code, or 0."""
-    low, high = runs.sweep_names(paths.check_name(run))
+def _train_each(plan, what, *, data, overlays, settings, gpu, extra, keep_epochs, command):
+    """Train each (run name, solver file, extra overlays) of `plan` afresh, in order, with the given
+    overlays (default_overlays) and settings; returns the first non-zero exit code, or 0."""
     overlays = default_overlays(data, overlays, False)
-    command = cli.make_command("sweep", RUN=run, DATA=data)
-    for name, extra_overlays in ((low, [SWEEP_OVERLAYS[0]]), (run, []), (high, [SWEEP_OVERLAYS[1]])):
-        print(f"== sweep: run {name}", flush=True)
+    for name, solver_file, extra_overlays in plan:
+        print(f"== {what}: run {name}", flush=True)
         code = train(
             name,
             data=data,
@@ -401,31 +399,28 @@ def sweep(run, *, data=None, solver_file=None, overlays=(), settings=(), gpu=Non
     return 0
 
 
-def deep_sweep(run, *, data=None, overlays=(), settings=(), gpu=None, extra=(), keep_epochs=False):
+def sweep(run, *, data=None, solver_file=None, **options):
+    """The regularization sweep: runs.sweep_names(run)[0] (weight decay 0.0005), `run` (the blog's
+    100) and [1] (10,000), each a fresh `caffe train` (options: those of _train_each). Returns the
+    first non-zero exit code, or 0."""
+    low, high = runs.sweep_names(paths.check_name(run))
+    plan = [(low, solver_file, [SWEEP_OVERLAYS[0]]), (run, solver_file, []), (high, solver_file, [SWEEP_OVERLAYS[1]])]
+    return _train_each(plan, "sweep", data=data, command=cli.make_command("sweep", RUN=run, DATA=data), **options)
+
+
+def deep_sweep(run, *, data=None, **options):
     """The deeper models beside `run` on its data set (runs.deep_names): for each net, its solver
     (prototxt/solver_<net>.prototxt, the weak weight decay) and the same with its strong-decay overlay
-    (prototxt/solver_<net>_reg_high.prototxt, chosen by make decay-search), each a fresh `caffe train`.
-    Returns the first non-zero exit code, or 0."""
-    overlays = default_overlays(data, overlays, False)
-    command = cli.make_command("deep-sweep", DATA=data)
+    (prototxt/solver_<net>_reg_high.prototxt, chosen by make decay-search), each a fresh `caffe train`
+    (options: those of _train_each). Returns the first non-zero exit code, or 0."""
+    plan = []
     for net, (weak, strong) in runs.deep_names(run).items():
         solver_file = str(paths.PROTOTXT / f"solver_{net}.prototxt")
-        for name, extra_overlays in ((weak, []), (strong, [str(paths.PROTOTXT / f"solver_{net}_reg_high.prototxt")])):
-            print(f"== deep sweep: run {name}", flush=True)
-            code = train(
-                name,
-                data=data,
-                solver_file=solver_file,
-                overlays=[*overlays, *extra_overlays],
-                settings=settings,
-                gpu=gpu,
-                extra=extra,
-                keep_epochs=keep_epochs,
-                command=command,
-            )
-            if code != 0:
-                return code
-    return 0
+        plan += [
+            (weak, solver_file, []),
+            (strong, solver_file, [str(paths.PROTOTXT / f"solver_{net}_reg_high.prototxt")]),
+        ]
+    return _train_each(plan, "deep sweep", data=data, command=cli.make_command("deep-sweep", DATA=data), **options)
 
 
 def main(argv=None) -> int:
@@ -471,6 +466,10 @@ def main(argv=None) -> int:
             keep_epochs=args.keep_epochs,
         )
         if args.deep:
+            if args.solver or args.sweep or args.resume:
+                raise cli.UserError(
+                    "--deep trains each deeper net with its own solver: no --solver, --sweep or --resume"
+                )
             options.pop("solver_file")
             code = deep_sweep(run, **options)
         elif args.sweep:

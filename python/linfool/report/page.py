@@ -239,8 +239,10 @@ def _pct(value):
 
 
 def _deep_cell(curves, i):
-    """'fooled to 0.99 iteratively / by one sign step (iteratively to the target's top-1)' at budget i."""
-    return f"{_pct(curves['iterative'][i])} / {_pct(curves['sign'][i])} ({_pct(curves['iterative_top1'][i])})"
+    """'fooled to 0.99 iteratively / by one sign step / by one gradient step (iteratively to the target's
+    top-1)' at budget i."""
+    steps = " / ".join(_pct(curves[k][i]) for k in ("iterative", "sign", "gradient"))
+    return f"{steps} ({_pct(curves['iterative_top1'][i])})"
 
 
 def deep_section(page, run):
@@ -257,7 +259,9 @@ def deep_section(page, run):
             "weight decay": f"{m['weight_decay']:g}",
             "val top-1": _pct(m["val_top1"]),
             **{
-                f"Linf {e}: iterative / sign (iterative, top-1 only)": _deep_cell(m["curves"], deep["ladder"].index(e))
+                f"Linf {e}: iterative / sign / gradient (iterative, top-1)": _deep_cell(
+                    m["curves"], deep["ladder"].index(e)
+                )
                 for e in shown
             },
         }
@@ -265,10 +269,11 @@ def deep_section(page, run):
     ]
     page.parts += [
         f"<p>Every model is fooled the same way, by Caffe's own backward pass to the pixels, on {deep['pairs']} "
-        f"(val image, target) pairs: one fast-gradient-sign step, and at most {deep['steps']} projected sign steps "
-        "(the iterative Linf attack), to P(target) >= 0.99. For the linear model the gradient is its template, "
-        "so this is the blog's attack. Transfer: the images fooled at Linf "
-        f"{deep['transfer_eps']} on one model, classified by each other model.</p>",
+        f"(val image, target) pairs: one fast-gradient-sign step, at most {deep['steps']} projected sign steps "
+        "(the iterative Linf attack), and one step along the gradient of the target's score (for the linear "
+        "model the gradient is its template: the blog's attack), to P(target) >= 0.99. Transfer: the images "
+        f"fooled at Linf {deep['transfer_eps']} on one model, classified by each other model. Recompute: "
+        f"<code>{html.escape(deep.get('command', 'make deep'))}</code> (after <code>make deep-sweep</code>).</p>",
         _table(rows, list(rows[0])),
         "".join(
             f"<img src='{page.asset(run.path / 'deep' / name, f'deep/{name}')}'>"
@@ -310,7 +315,8 @@ def forest_section(page, run):
         f"<p>scikit-learn random forest of {about['trees']} trees (mean depth {about['mean_depth']:.0f}) on "
         f"{about['train_records']} train images' raw pixels, val top-1 {_pct(about['val_top1'])}; the square attack "
         f"with predict_proba as its only oracle, at most {forest['max_queries']} queries per pair, beside the run's "
-        "linear Caffe model on the same pairs and budgets.</p>",
+        "linear Caffe model on the same pairs and budgets. Recompute: "
+        f"<code>{html.escape(forest.get('command', 'make forest'))}</code>.</p>",
         _table(rows, list(rows[0])),
         f"<img src='{page.asset(run.path / 'forest' / 'forest.png', 'forest/forest.png')}'>",
     ]
