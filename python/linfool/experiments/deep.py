@@ -34,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool.core import cli, datum, files, paths, records, runs  # noqa: E402
+from linfool.core import cli, datum, files, paths, prototxt, records, runs  # noqa: E402
 from linfool.experiments import gradient_attacks  # noqa: E402
 from linfool.experiments.pairs import describe, pair_sample  # noqa: E402
 from linfool.model.gradients import Differentiable  # noqa: E402
@@ -119,11 +119,11 @@ def first_filters(model):
     return weights[order].copy()
 
 
-def transfer(made, made_on, targets, all_models):
-    """Matrix [source, dest]: fraction of source's fooled images whose top-1 on dest is the target."""
+def transfer(made, all_models):
+    """Matrix [source, dest] (in made's order, dests in all_models'): fraction of the source's fooled
+    images (made[source] = (images, targets)) whose top-1 on dest is the target; nan when none."""
     matrix = []
-    for source in made_on:
-        images, wanted = made[source]
+    for images, wanted in made.values():
         matrix.append(
             [
                 float((m.probs(images).argmax(axis=1) == wanted).mean()) if len(wanted) else float("nan")
@@ -161,7 +161,7 @@ def measure(run, high=None, n_images=IMAGES, pairs=PAIRS, steps=STEPS):
                 "fooled_at_transfer_eps": len(made[r.name][1]),
             }
         )
-    result["transfer"] = transfer(made, list(made), targets, loaded)
+    result["transfer"] = transfer(made, loaded)
     result["data"] = dataset.name
     result["sources"] = [r.source() for _, r in found]
     return result, filters
@@ -169,10 +169,7 @@ def measure(run, high=None, n_images=IMAGES, pairs=PAIRS, steps=STEPS):
 
 def _weight_decay(run):
     """The weight decay the run trained with (its solver.prototxt, as make train wrote it)."""
-    for line in (run.path / "solver.prototxt").read_text().splitlines():
-        if line.startswith("weight_decay:"):
-            return float(line.split(":")[1])
-    return 0.0
+    return float(prototxt.read_solver(run.path / "solver.prototxt").weight_decay)
 
 
 def _label(m):
