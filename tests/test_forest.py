@@ -62,3 +62,16 @@ def test_make_forest_writes_both_models_rates_with_provenance(own_runs):
     assert result["sources"][0]["run"] == "low" and "snapshot_sha256" in result["sources"][0]
     assert 0 < result["queries_sent"]["forest"] <= 2 * len(forest.BUDGETS) * (50 + 2)
     assert (runs_dir / "low" / "forest" / "forest.png").stat().st_size > 10_000
+
+
+def test_the_forest_stays_within_its_memory_bound_at_many_classes(tiny_data, monkeypatch):
+    assert forest.leaf_bound(100, 18, 5400) is None  # the embedded set: grown to purity, as measured
+    assert forest.leaf_bound(100, 1000, 20_000) == 1250  # ImageNet: 2 GB / (100 trees x 1000 x 8 B x 2)
+    from linfool.core import datasets, paths
+
+    monkeypatch.setattr(paths, "DATA", tiny_data)
+    monkeypatch.setattr(forest, "FOREST_BYTES", 10 * 18 * 8 * 2 * 20)  # 20 leaves a tree for 10 trees
+    model, about = forest.train_forest(datasets.DataSet.named("tiny"), trees=10)
+    assert about["max_leaf_nodes"] == 20 and about["train_records"] == 18 * 8
+    assert all(tree.tree_.n_leaves <= 20 for tree in model.estimators_)
+    assert sum(tree.tree_.value.nbytes for tree in model.estimators_) <= forest.FOREST_BYTES

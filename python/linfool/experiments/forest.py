@@ -3,7 +3,8 @@ are not safe (but I haven't seen anyone empirically confirm this yet)", answered
 
     python -m linfool forest --run blog [--trees 100] [--per-class 300] [--images 6] [--queries 1000]
 
-A random forest (scikit-learn; `trees` trees grown to purity, on the run's data set's train pixels read
+A random forest (scikit-learn; `trees` trees grown to purity, or to at most leaf_bound leaves where
+that would not fit in FOREST_BYTES, e.g. at 1000 classes; on the run's data set's train pixels read
 through linfool.core.records: a class-balanced sample of `per_class` records per class, its size
 printed and recorded) is the one model here that is not Caffe, on purpose: it has no gradient. It is
 fooled with scores only by the square attack (linfool.experiments.blackbox.square_attack, its
@@ -32,29 +33,51 @@ from linfool.model.classifier import Classifier  # noqa: E402
 TREES = 100
 PER_CLASS = 300
 MAX_TRAIN = 20_000  # records at most (sklearn fits float32 copies: ~1 GB), so ImageNet gets 20 a class
+# The trees' class counts at most: scikit-learn keeps a float64 per class in every node, so 100 fully
+# grown trees on ImageNet's 20,000 records (~24,000 nodes each) would hold 19 GB (measured: 195 MB a tree).
+FOREST_BYTES = 2e9
 IMAGES = 6
 QUERIES = 1000
 BUDGETS = (8.0, 32.0)  # Linf of 255
 SEED = 1701
 
 
+def leaf_bound(trees, classes, samples):
+    """max_leaf_nodes that keeps trees x nodes x classes float64 counts <= FOREST_BYTES (a tree of L
+    leaves has 2L - 1 nodes), or None when trees grown to purity (at most `samples` leaves) fit."""
+    leaves = int(FOREST_BYTES / (trees * classes * 8) / 2)
+    return None if leaves >= samples else max(leaves, 2)
+
+
 def train_forest(dataset, *, trees=TREES, per_class=PER_CLASS, seed=SEED):
     """A RandomForestClassifier fitted on a class-balanced sample of the data set's train records
     ((n, 12288) uint8 pixels, BGR channel-major, as Caffe reads them): per_class a class, at most
-    MAX_TRAIN in all; returns (forest, about)."""
+    MAX_TRAIN in all, its trees grown to purity unless that would exceed FOREST_BYTES (leaf_bound:
+    ImageNet's 1000 classes); returns (forest, about)."""
     from sklearn.ensemble import RandomForestClassifier  # noqa: PLC0415  (only this stage needs it)
 
     train = dataset.lmdb("train")
     per_class = max(1, min(per_class, MAX_TRAIN // dataset.num_classes))
     positions = records.balanced_positions(records.labels(train), per_class, seed)
+    bound = leaf_bound(trees, dataset.num_classes, len(positions))
+    print(
+        f"forest: fitting {trees} trees on {len(positions):,} train records x 12,288 pixels, "
+        + (
+            f"at most {bound:,} leaves a tree (<= {FOREST_BYTES / 1e9:g} GB of class counts)"
+            if bound
+            else "grown to purity"
+        ),
+        flush=True,
+    )
     pixels, labels = records.read(train, positions)
     start = time.perf_counter()
-    forest = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=-1)
+    forest = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=-1, max_leaf_nodes=bound)
     forest.fit(pixels.reshape(len(pixels), -1), labels)
     about = {
         "trees": trees,
         "train_records": len(labels),
         "per_class": per_class,
+        "max_leaf_nodes": bound,
         "mean_depth": float(np.mean([t.get_depth() for t in forest.estimators_])),
         "fit_seconds": round(time.perf_counter() - start, 1),
     }
