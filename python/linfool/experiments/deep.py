@@ -8,7 +8,7 @@ and the MLP and the small ConvNet at a weak and a strong weight decay (runs.deep
 deep-sweep), those trained so far on RUN's data set. Every model is fooled the same way, by backprop
 through Caffe (linfool.model.gradients; for the linear model the gradient of a score is exactly its
 template), on the attack curves' seeded sample of (val image, target) pairs (linfool.experiments.pairs):
-  - val top-1 over every val record (pycaffe forwards);
+  - val top-1 over every val record (pycaffe forwards, experiments.accuracy as make eval);
   - fraction of the pairs fooled to P(target) >= 0.99 against the Linf budget (LADDER, 0..255 pixel
     units) for the blog's step along the gradient of the target's score scaled to that Linf (for the
     linear model exactly its "blog direction"), the fast gradient sign step (one gradient each) and
@@ -34,8 +34,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool.core import cli, datum, files, paths, prototxt, records, runs  # noqa: E402
+from linfool.core import cli, datum, files, paths, prototxt, runs  # noqa: E402
 from linfool.experiments import gradient_attacks  # noqa: E402
+from linfool.experiments.accuracy import accuracy  # noqa: E402
 from linfool.experiments.pairs import describe, pair_sample  # noqa: E402
 from linfool.model.gradients import Differentiable  # noqa: E402
 
@@ -44,7 +45,6 @@ LADDER = (1, 2, 4, 8, 16, 32, 64, 128)  # Linf budgets, 0..255 pixel units
 TRANSFER_EPS = 16  # the budget of the transfer images (fool_model's default EPS)
 IMAGES, PAIRS, STEPS = 10, 50, 20  # the demo's sample: 10 val images x 5 targets; gradients per attack
 FILTERS = 8  # first-layer filters drawn per model (those of largest L2 norm)
-BATCH = 256  # images per pycaffe forward when scoring the val set
 
 
 def models(run, high=None):
@@ -66,15 +66,6 @@ def load(run):
     """The run's deploy net + newest snapshot as a Differentiable with its data set's mean."""
     mean = datum.decode_mean(run.dataset().mean_file.read_bytes())
     return Differentiable(run.path / "deploy.prototxt", run.snapshot().path, mean=mean)
-
-
-def val_top1(model, val_lmdb):
-    """Top-1 over every record of the val LMDB, BATCH images per forward."""
-    n, right = records.count(val_lmdb), 0
-    for start in range(0, n, BATCH):
-        images, labels = records.read(val_lmdb, np.arange(start, min(start + BATCH, n)))
-        right += int((model.probs(images.astype(np.float32)).argmax(axis=1) == labels).sum())
-    return right / max(n, 1)
 
 
 def _reached(model, images, targets, top1=None):
@@ -133,9 +124,9 @@ def transfer(made, all_models):
     return matrix
 
 
-def measure(run, high=None, n_images=IMAGES, pairs=PAIRS, steps=STEPS):
-    """Every model's numbers (see the module docstring) as the result dict; filters are returned aside."""
-    found = models(run, high)
+def measure(found, n_images=IMAGES, pairs=PAIRS, steps=STEPS):
+    """Every model's numbers for the (label, Run) pairs of models() (see the module docstring) as the
+    result dict; filters are returned aside."""
     dataset = found[0][1].dataset()
     loaded = {r.name: load(r) for _, r in found}
     xs, _, which, targets, about = pair_sample(dataset.lmdb("val"), dataset.num_classes, n_images=n_images, pairs=pairs)
@@ -156,7 +147,7 @@ def measure(run, high=None, n_images=IMAGES, pairs=PAIRS, steps=STEPS):
                 "run": r.name,
                 "kind": label,
                 "weight_decay": _weight_decay(r),
-                "val_top1": val_top1(model, dataset.lmdb("val")),
+                "val_top1": accuracy(model, dataset.lmdb("val"), top_k=1)["top1"],
                 "curves": curves,
                 "fooled_at_transfer_eps": len(made[r.name][1]),
             }
@@ -169,7 +160,7 @@ def measure(run, high=None, n_images=IMAGES, pairs=PAIRS, steps=STEPS):
 
 def _weight_decay(run):
     """The weight decay the run trained with (its solver.prototxt, as make train wrote it)."""
-    return float(prototxt.read_solver(run.path / "solver.prototxt").weight_decay)
+    return float(f"{prototxt.read_solver(run.path / 'solver.prototxt').weight_decay:.7g}")  # float32 field
 
 
 def _label(m):
@@ -270,14 +261,15 @@ def main(argv=None) -> int:
     def body():
         if args.high is not None:
             paths.check_name(args.high, "HIGH")
-        found = [r for _, r in models(args.run, args.high)]
+        found = models(args.run, args.high)
         if len(found) < 2:
             raise runs.RunError(
                 f"make deep compares {args.run} with the deeper models, and none is trained yet: "
                 f"`make deep-sweep{'' if args.data in (None, 'synthetic') else ' DATA=' + args.data}` trains them"
             )
-        with runs.locked(write=found[:1], read=found[1:]):
-            result, filters = measure(args.run, args.high, args.images, args.pairs, args.steps)
+        group = [r for _, r in found]
+        with runs.locked(write=group[:1], read=group[1:]):
+            result, filters = measure(found, args.images, args.pairs, args.steps)
             result["command"] = cli.make_command(
                 "deep",
                 RUN=args.run,
@@ -286,13 +278,13 @@ def main(argv=None) -> int:
                 PAIRS=args.pairs if args.pairs != PAIRS else None,
                 STEPS=args.steps if args.steps != STEPS else None,
             )
-            with files.building_dir(found[0].path / "deep") as out:
+            with files.building_dir(group[0].path / "deep") as out:
                 plot_curves(result, out / "attack_curves.png")
                 plot_filters(result, filters, out / "filters.png")
                 plot_transfer(result, out / "transfer.png")
                 files.write_json(out / "deep.json", result)
         print(table(result))
-        print(f"Done: {found[0].path / 'deep'}")
+        print(f"Done: {group[0].path / 'deep'}")
 
     return cli.run(body)
 
