@@ -169,7 +169,7 @@ def _label(m):
 
 def plot_curves(result, out):
     """Fooled fraction vs Linf: one colour per model, iterative solid, sign step dotted."""
-    fig, ax = plt.subplots(figsize=(7.6, 4.6))
+    fig, ax = plt.subplots(figsize=(10, 4.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for m, color in zip(result["models"], colors):
         ax.plot(result["ladder"], m["curves"]["iterative"], "-o", ms=3, color=color, label=_label(m))
@@ -181,10 +181,10 @@ def plot_curves(result, out):
         xlabel="Linf budget (0..255 pixel units)",
         ylabel=f"fraction fooled to P >= {CONFIDENCE}",
         ylim=(-0.02, 1.02),
-        title=f"Backprop fooling, {result['pairs']} pairs: iterative ({result['steps']} steps) solid, "
+        title=f"Backprop fooling, {result['pairs']} pairs\niterative ({result['steps']} steps) solid, "
         "one sign step dotted, one gradient step dashed",
     )
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title="one colour per model", title_fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
