@@ -206,7 +206,7 @@ decay-search: ## a deeper model's weight decays, each a short caffe train: NET=m
 
 deep-sweep: ## caffe train the MLP and the small ConvNet at a weak and a strong weight decay beside RUN: mlp, mlp_reg_high, conv, conv_reg_high [DATA= GPU= OVERLAY= SET=]
 	@$(SETUP)
-	$(LINFOOL) train --deep $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(foreach o,$(OVERLAY),--overlay $(call q,$(o))) \
+	$(LINFOOL) train --deep $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(call opt,--solver,$(SOLVER)) $(foreach o,$(OVERLAY),--overlay $(call q,$(o))) \
 		$(foreach s,$(SET),--set $(call q,$(s))) \
 		$(if $(filter 1,$(KEEP_EPOCHS)),--keep-epochs) -- $(ARGS)
 

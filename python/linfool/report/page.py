@@ -57,11 +57,12 @@ class Page:
             shutil.copy2(path, target)
         return os.path.relpath(target, self.first.path)
 
-    def optional(self, path, remake, what):
+    def optional(self, path, remake, what, first="make open-questions"):
         """A result of a stage the page shows only when it was run (the open questions): None and a
-        line naming `remake` when its file is not there (no notice), else self.result."""
+        line naming `first` (what makes it the first time) when its file is not there (no notice),
+        else self.result (a stale or damaged one is a notice naming `remake`)."""
         if not Path(path).is_file():
-            self.parts.append(f"<p>Not run on these runs; <code>{html.escape(remake)}</code> measures it.</p>")
+            self.parts.append(f"<p>Not run on these runs; <code>{html.escape(first)}</code> measures it.</p>")
             return None
         return self.result(path, remake, what)
 
@@ -248,7 +249,7 @@ def _deep_cell(curves, i):
 def deep_section(page, run):
     """The post's open question on deeper models: make deep's result (and each net's decay search)."""
     page.parts.append("<h2>Open question: deeper models fooled by backprop through Caffe</h2>")
-    deep = page.optional(run.path / "deep" / "deep.json", "make open-questions", "make deep's result")
+    deep = page.optional(run.path / "deep" / "deep.json", f"make deep RUN={run.name}", "make deep's result")
     if not deep:
         return
     shown = [e for e in (4, 16, 64) if e in deep["ladder"]]
@@ -283,7 +284,10 @@ def deep_section(page, run):
     for net, (weak, _) in runs.deep_names(run.name).items():
         folder = paths.decay_search_dir(weak)
         search = page.optional(
-            folder / "decay_search.json", f"make decay-search NET={net}", f"the weight-decay search of {net}"
+            folder / "decay_search.json",
+            f"make decay-search NET={net}",
+            f"the weight-decay search of {net}",
+            first=f"make decay-search NET={net}",
         )
         if search:
             page.parts += [
@@ -296,7 +300,7 @@ def deep_section(page, run):
 def forest_section(page, run):
     """The post's unconfirmed claim: a random forest fooled with scores only (make forest)."""
     page.parts.append("<h2>Open question: a random forest fooled with scores only</h2>")
-    forest = page.optional(run.path / "forest" / "forest.json", "make open-questions", "make forest's result")
+    forest = page.optional(run.path / "forest" / "forest.json", f"make forest RUN={run.name}", "make forest's result")
     if not forest:
         return
     about = forest["forest"]
