@@ -69,6 +69,45 @@ def test_square_attack_reaches_an_easy_target_within_its_budget(caffe, tmp_path,
     assert not small["reached"] and small["queries"] == 50
 
 
+def row_by_row(W, b):
+    """A numpy softmax oracle (test oracle only) that computes each image alone, so a batch of images
+    gets exactly the probabilities each would get by itself; it records the batch sizes it saw."""
+    sizes = []
+
+    def probs(images):
+        sizes.append(len(images))
+        out = []
+        for image in images:
+            s = W.astype(np.float64) @ image.reshape(-1).astype(np.float64) + b
+            e = np.exp(s - s.max())
+            out.append(e / e.sum())
+        return np.array(out)
+
+    return probs, sizes
+
+
+def test_the_lockstep_square_attack_gives_each_pair_its_own_result_in_fewer_calls(model):
+    W, b = model
+    rng = np.random.default_rng(5)
+    xs = rng.uniform(0, 255, (4, *SHAPE)).astype(np.float32)
+    targets, budgets, seeds = [1, 2, 3, 4], [60.0, 40.0, 0.5, 60.0], [7, 8, 9, 10]
+    probs, sizes = row_by_row(W, b)
+    alone = [
+        blackbox.square_attack(blackbox.Oracle(probs), x, t, e, max_queries=300, seed=s)
+        for x, t, e, s in zip(xs, targets, budgets, seeds)
+    ]
+    calls_alone = len(sizes)
+    sizes.clear()
+    oracle = blackbox.Oracle(probs)
+    together = blackbox.square_attacks(oracle, xs, targets, budgets, max_queries=300, seeds=seeds)
+    for one, both in zip(alone, together):
+        assert one["queries"] == both["queries"] and one["reached"] == both["reached"]
+        np.testing.assert_array_equal(one["image"], both["image"])
+    assert oracle.queries == sum(r["queries"] for r in together) == sum(sizes)  # every image counted once
+    assert len(sizes) == max(r["queries"] for r in together) < calls_alone
+    assert not together[2]["reached"] and together[2]["queries"] == 300  # the tiny budget used it all
+
+
 def test_blackbox_on_tiny_caffe_runs_and_its_report_rows(own_runs):
     runs, env = own_runs
     done = subprocess.run(

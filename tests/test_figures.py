@@ -3,6 +3,7 @@ probabilities, the toy numbers, and every file of make figures / make report."""
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -49,6 +50,30 @@ def test_fooling_reaches_99_percent_for_every_target_in_caffe(tiny_runs):
     # bisection found the smallest alpha: a little less no longer reaches 99 %
     less = np.clip(x + 0.97 * results[0].alpha * classifier.params["W"][targets[0]].reshape(3, 64, 64), 0, 255)
     assert classifier.probs(less[None])[0, targets[0]] < 0.99
+
+
+def test_fool_each_fools_every_pair_as_fool_does_one_pair_in_batched_forwards():
+    rng = np.random.default_rng(2)
+    W = (0.01 * rng.standard_normal((6, 3 * 64 * 64))).astype(np.float32)
+    sizes = []
+
+    def probs(images):  # a numpy oracle that computes each image alone: batching cannot change an answer
+        sizes.append(len(images))
+        scores = np.stack([W @ image.reshape(-1) for image in images]).astype(np.float64)
+        e = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    model = SimpleNamespace(params={"W": W}, probs=probs)
+    images = rng.uniform(0, 255, (5, 3, 64, 64)).astype(np.float32)
+    targets = [1, 2, 3, 4, 5]
+    alone = [fooling.fool(model, x, [t])[0] for x, t in zip(images, targets)]
+    sizes.clear()
+    together = fooling.fool_each(model, images, targets)
+    assert sizes == [5] * fooling.FORWARDS  # 28 forwards of 5 images, not 5 x 28 of one
+    for one, both in zip(alone, together):
+        assert (one.target, one.alpha, one.prob, one.fooled) == (both.target, both.alpha, both.prob, both.fooled)
+        np.testing.assert_array_equal(one.image, both.image)
+    assert all(r.fooled and r.prob >= 0.99 for r in together)
 
 
 def test_make_figures_and_report_write_every_file(tiny_report):

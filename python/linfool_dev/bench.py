@@ -1,6 +1,6 @@
 """`make bench`: speed tables with ratios measured in the same run (never timed tests).
 
-    python -m linfool_dev.bench [--images 1000] [--iters 40] [--scale-train 200000] [--parts builder,train,scale]
+    python -m linfool_dev.bench [--images 1000] [--iters 40] [--scale-train 200000] [--parts builder,train,scale,gpu,job]
 
 1. LMDB builder vs the built convert_imageset on the same list of ImageNet-like JPEGs.
 2. Where one training step of the blog's full-size net (12288 -> 1000) goes: forward, backward and the
@@ -11,6 +11,8 @@
    train / 50,000-record val LMDB of 1000 classes, projected to ImageNet.
 5. With a CUDA build and a visible GPU: `caffe train` and pycaffe images/s on the GPU against the
    CPU in the same run (linfool.gpu_check).
+6. The README's ImageNet recipe as one per-stage table, here and on a GPU box (linfool_dev.bench_job),
+   from the unit costs measured above.
 """
 
 import argparse
@@ -31,7 +33,7 @@ from google.protobuf import text_format
 
 from linfool.core import blas, caffe_env, datum, paths, records
 from linfool.data import synthetic
-from linfool_dev import bench_scale, gpu_check
+from linfool_dev import bench_job, bench_scale, gpu_check
 
 IMAGENET_TRAIN = 1_281_167
 INPUTS, CLASSES = 3 * 64 * 64, 1000  # the blog's InnerProduct layer
@@ -54,7 +56,8 @@ def _timed(cmd, env=None):
 
 
 def bench_builder(n_images, work):
-    """Rows of (tool, seconds, images/s) and whether the outputs are byte-identical."""
+    """Print rows of (tool, seconds, images/s) and whether the outputs are byte-identical; returns the
+    builder's images/s with every core."""
     src = work / "jpeg"
     src.mkdir()
     _jpegs(src, n_images)
@@ -82,6 +85,7 @@ def bench_builder(n_images, work):
         f"ratio (ours / convert_imageset): {t_caffe / t_ours:.2f}x   {cores} threads / 1: {t_one / t_ours:.2f}x   "
         f"byte-identical: {identical}   peak RSS of the largest process: {peak_mb:.0f} MB"
     )
+    return n_images / t_ours
 
 
 def _train_lmdb(path, n):
@@ -214,9 +218,16 @@ def _write_net(work, batch, iters=1_000_000):
 
 def caffe_train_ms(work, batch, iters, threads=None):
     """Median ms per iteration of the real `caffe train` binary on the blog's net."""
+    return caffe_train_timed(work, batch, iters, threads)[0]
+
+
+def caffe_train_timed(work, batch, iters, threads=None):
+    """(median ms per iteration, seconds of the process beyond its iterations: start-up, net and LMDB
+    set-up, exit) of the real `caffe train` binary on the blog's net."""
     env = caffe_env.tool_env()
     if threads:
         env["OPENBLAS_NUM_THREADS"] = str(threads)
+    start = time.perf_counter()
     run = subprocess.run(
         [str(caffe_env.tool("caffe")), "train", f"--solver={_write_net(work, batch, iters)}"],
         capture_output=True,
@@ -224,7 +235,8 @@ def caffe_train_ms(work, batch, iters, threads=None):
         env=env,
         check=True,
     )
-    return _ms_per_iter(run.stderr)
+    ms = _ms_per_iter(run.stderr)
+    return ms, max(time.perf_counter() - start - iters * ms / 1000, 0.0)
 
 
 def update_passes():
@@ -262,7 +274,8 @@ def step_parts_ms(work, batch, reps):
 
 def bench_train(iters, work):
     """Print where one training step's time goes and how close `caffe train` gets to the GEMM
-    roofline, for the shipped batch of 256 and for larger batches."""
+    roofline, for the shipped batch of 256 and for larger batches. Returns (ms a step at the shipped
+    batch, seconds `caffe train` spends beyond its steps)."""
     _train_lmdb(work / "lmdb", 2048)
     forward, backward, update = step_parts_ms(work, 256, reps=iters // 2)
     print(
@@ -297,11 +310,15 @@ def bench_train(iters, work):
         ("batch 1024", 1024, None),
     ]
     for name, batch, threads in rows:
-        ms, roof = caffe_train_ms(work, batch, iters, threads), gemm_roofline_ms(batch)
+        (ms, overhead), roof = caffe_train_timed(work, batch, iters, threads), gemm_roofline_ms(batch)
         print(f"{name:<34} {ms:>8.1f} {batch * 1000 / ms:>9.0f} {roof:>12.1f} {100 * roof / ms:>11.0f} %")
         if name.endswith("(shipped)"):
-            epoch_min = IMAGENET_TRAIN / (batch * 1000 / ms) / 60
-    print(f"projected ImageNet epoch (1,281,167 images) at the shipped batch on this machine: {epoch_min:.0f} min")
+            shipped = ms, overhead
+    print(
+        f"projected ImageNet epoch (1,281,167 images) at the shipped batch on this machine: "
+        f"{IMAGENET_TRAIN / (256 * 1000 / shipped[0]) / 60:.0f} min"
+    )
+    return shipped
 
 
 def bench_gpu(work, iters):
@@ -325,8 +342,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scale-train", type=int, default=200_000, help="train records of the scale part")
     parser.add_argument(
         "--parts",
-        default="builder,train,scale,gpu",
-        help="comma-separated: builder, train, scale, gpu (gpu only with a CUDA build and a GPU)",
+        default="builder,train,scale,gpu,job",
+        help="comma-separated: builder, train, scale, gpu (only with a CUDA build and a GPU), job",
     )
     args = parser.parse_args(argv)
     # Caffe's OpenBLAS core for this CPU (linfool.core.blas), in place before any part loads the library:
@@ -338,18 +355,34 @@ def main(argv=None) -> int:
     if "gpu" in parts and caffe_env.device("auto") is None:
         parts.remove("gpu")
         print("(no GPU rows: this Caffe is CPU-only or no GPU is visible)")
+    measured = {}  # the unit costs the job table takes from the parts before it
     with tempfile.TemporaryDirectory() as tmp:
         for name in parts:
             (Path(tmp) / name).mkdir()
         if "builder" in parts:
-            bench_builder(args.images, Path(tmp) / "builder")
+            measured["jpegs_per_s"] = bench_builder(args.images, Path(tmp) / "builder")
         if "train" in parts:
-            bench_train(args.iters, Path(tmp) / "train")
+            measured["train_ms"], measured["start_s"] = bench_train(args.iters, Path(tmp) / "train")
         if "scale" in parts:
             bench_scale.bench_scale(Path(tmp) / "scale", args.scale_train, bench_scale.IMAGENET_VAL)
         if "gpu" in parts:
             bench_gpu(Path(tmp) / "gpu", args.iters * 10)
+        if "job" in parts:
+            bench_job.bench_job(Path(tmp) / "job", _job_costs(measured, Path(tmp) / "job", args.images, args.iters))
     return 0
+
+
+def _job_costs(measured, work, images, iters):
+    """The builder's and `caffe train`'s measured costs for the job table, measured now (the builder
+    part, the shipped batch alone) when their parts did not run."""
+    if "jpegs_per_s" not in measured:
+        (work / "builder").mkdir()
+        measured["jpegs_per_s"] = bench_builder(images, work / "builder")
+    if "train_ms" not in measured:
+        (work / "train").mkdir()
+        _train_lmdb(work / "train" / "lmdb", 2048)
+        measured["train_ms"], measured["start_s"] = caffe_train_timed(work / "train", 256, iters)
+    return measured
 
 
 if __name__ == "__main__":

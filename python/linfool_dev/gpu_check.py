@@ -34,6 +34,7 @@ from google.protobuf import text_format
 
 from linfool.core import blas, caffe_env, datum, paths, prototxt, records
 from linfool.model import curves
+from linfool_dev import bench_job
 
 CLASSES, TRAIN_RECORDS = 1000, 4096
 TOLERANCE = 1e-5  # pycaffe softmax, GPU vs CPU (issue 12)
@@ -318,6 +319,12 @@ def check(gpu="0", iters=500):
             f"(max abs diff {sync_diff:.1e} of the largest update, tolerance {SYNC_TOLERANCE:g})"
         )
     diff, py_gpu, py_cpu = pycaffe_compare(gpu)
+    forward = bench_job.forward_costs(gpu)
+    bench_job.write_card(smi.split(",")[0], rate_gpu, forward)
+    lines.append(
+        f"pycaffe on the GPU for make bench's ImageNet table: {1 / forward['forward_s']:,.0f} images/s at batch 1024, "
+        f"{forward['call_s'] * 1e3:.2f} ms a call beyond its images (written to {bench_job.CARD})"
+    )
     ok &= diff < TOLERANCE
     lines.append(
         f"pycaffe softmax GPU vs CPU: max abs diff {diff:.2e} ({'< ' if diff < TOLERANCE else 'NOT < '}"

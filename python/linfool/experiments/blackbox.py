@@ -77,29 +77,54 @@ def square_side(queries, budget, side):
 def square_attack(oracle, x, target, eps, max_queries=MAX_QUERIES, seed=SEED, confidence=CONFIDENCE):
     """Targeted Linf square attack on x ((C, H, W) float 0..255 BGR) within eps. Returns a dict:
     queries used, reached (P(target) >= confidence), prob, linf (of the clipped perturbation), image."""
-    rng = np.random.default_rng(seed)
-    channels, height, width = x.shape
-    delta = eps * rng.choice([-1.0, 1.0], size=(channels, 1, width)) * np.ones((1, height, 1))
-    start = oracle.queries
-    adv = np.clip(x + delta, 0, 255)
-    probs = oracle(adv[None])[0]
-    best = margin(probs, target)
-    while probs[target] < confidence and oracle.queries - start < max_queries:
-        side = square_side(oracle.queries - start, max_queries, min(height, width))
-        r, c = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
-        trial = delta.copy()
-        trial[:, r : r + side, c : c + side] = eps * rng.choice([-1.0, 1.0], size=(channels, 1, 1))
-        candidate = np.clip(x + trial, 0, 255)
-        trial_probs = oracle(candidate[None])[0]
-        if margin(trial_probs, target) > best:
-            delta, adv, probs, best = trial, candidate, trial_probs, margin(trial_probs, target)
-    return {
-        "queries": oracle.queries - start,
-        "reached": bool(probs[target] >= confidence),
-        "prob": float(probs[target]),
-        "linf": float(np.abs(adv - x).max()),
-        "image": adv.astype(np.float32),
-    }
+    return square_attacks(oracle, np.asarray(x)[None], [target], [eps], max_queries, [seed], confidence)[0]
+
+
+def square_attacks(oracle, xs, targets, eps, max_queries=MAX_QUERIES, seeds=(SEED,), confidence=CONFIDENCE):
+    """square_attack on n pairs in lockstep: each step sends one candidate of every pair still running
+    in one oracle call (one batched forward instead of n). Each pair keeps its own random stream
+    (seeds[i]), budget eps[i] and query count, so its result is the one square_attack gives alone.
+    xs: (n, C, H, W) float 0..255 BGR. Returns n dicts as square_attack's."""
+    n, channels, height, width = xs.shape
+    targets = np.asarray(targets)
+    rngs = [np.random.default_rng(seed) for seed in seeds]
+    delta = np.stack(
+        [e * rng.choice([-1.0, 1.0], size=(channels, 1, width)) * np.ones((1, height, 1)) for e, rng in zip(eps, rngs)]
+    )
+    adv = np.clip(xs + delta, 0, 255)
+    probs = oracle(adv)
+    best = np.array([margin(p, t) for p, t in zip(probs, targets)])
+    queries = np.ones(n, dtype=int)
+    while True:
+        active = [i for i in range(n) if probs[i, targets[i]] < confidence and queries[i] < max_queries]
+        if not active:
+            break
+        trials = delta[active].copy()
+        for k, i in enumerate(active):
+            side = square_side(queries[i], max_queries, min(height, width))
+            r, c = rngs[i].integers(0, height - side + 1), rngs[i].integers(0, width - side + 1)
+            trials[k, :, r : r + side, c : c + side] = eps[i] * rngs[i].choice([-1.0, 1.0], size=(channels, 1, 1))
+        candidates = np.clip(xs[active] + trials, 0, 255)
+        trial_probs = oracle(candidates)
+        queries[active] += 1
+        for k, i in enumerate(active):
+            if margin(trial_probs[k], targets[i]) > best[i]:
+                delta[i], adv[i], probs[i], best[i] = (
+                    trials[k],
+                    candidates[k],
+                    trial_probs[k],
+                    margin(trial_probs[k], targets[i]),
+                )
+    return [
+        {
+            "queries": int(queries[i]),
+            "reached": bool(probs[i, targets[i]] >= confidence),
+            "prob": float(probs[i, targets[i]]),
+            "linf": float(np.abs(adv[i] - xs[i]).max()),
+            "image": adv[i].astype(np.float32),
+        }
+        for i in range(n)
+    ]
 
 
 def centred_log_probs(probs):
@@ -161,14 +186,13 @@ def blackbox_run(run_dir, pairs=PAIRS, max_queries=MAX_QUERIES):
     }
     from_scores = SimpleNamespace(params={"W": recovered}, probs=oracle)  # fool.fool reads only these two
     names = [str(n) for n in classifier.params["names"]]
+    xs = images[which]
+    whites = fooling.fool_each(classifier, xs, targets)
+    rebuilt = fooling.fool_each(from_scores, xs, targets)  # fooling.FORWARDS queries a pair
+    budgets = [max(white.linf, 1.0) for white in whites]
+    blacks = square_attacks(oracle, xs, targets, budgets, max_queries, seeds=SEED + np.arange(len(xs)))
     rows = []
-    for n, (i, target) in enumerate(zip(which, targets)):
-        x = images[i]
-        white = fooling.fool(classifier, x, [target])[0]
-        before = oracle.queries
-        rebuilt = fooling.fool(from_scores, x, [target])[0]
-        rebuilt_queries = oracle.queries - before
-        black = square_attack(oracle, x, target, max(white.linf, 1.0), max_queries, seed=SEED + n)
+    for i, target, white, black, again in zip(which, targets, whites, blacks, rebuilt):
         rows.append(
             {
                 "start": names[labels[i]],
@@ -180,9 +204,9 @@ def blackbox_run(run_dir, pairs=PAIRS, max_queries=MAX_QUERIES):
                 "squares_reached": black["reached"],
                 "squares_prob": black["prob"],
                 "squares_linf": black["linf"],
-                "recovered_linf": rebuilt.linf,
-                "recovered_prob": rebuilt.prob,
-                "recovered_queries": recovery["queries"] + rebuilt_queries,
+                "recovered_linf": again.linf,
+                "recovered_prob": again.prob,
+                "recovered_queries": recovery["queries"] + fooling.FORWARDS,
             }
         )
         print(

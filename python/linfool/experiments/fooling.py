@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 BISECTION_STEPS = 25
+FORWARDS = BISECTION_STEPS + 3  # images one fooled pair sends through the net
+CHUNK = 256  # pairs per batched forward in fool_each
 
 
 @dataclass
@@ -25,30 +27,46 @@ class FoolResult:
     clipping_changed_outcome: bool
 
 
-def _apply(x, directions, alphas):
-    """Clipped images x + alpha_i * d_i: (n, 3, 64, 64) float32 in 0..255."""
-    return np.clip(x[None] + alphas[:, None, None, None] * directions, 0, 255).astype(np.float32)
+def _apply(xs, directions, alphas):
+    """Clipped images xs_i + alpha_i * d_i: (n, 3, 64, 64) float32 in 0..255 (xs (n, ...) or (1, ...))."""
+    return np.clip(xs + alphas[:, None, None, None] * directions, 0, 255).astype(np.float32)
 
 
 def fool(classifier, x, targets, confidence=0.99, max_linf=255.0):
     """Smallest alpha per target (bisection, all targets in one batched forward per step) such
     that P(target | clip(x + alpha * w_target)) >= confidence. x: (3, 64, 64) 0..255 BGR."""
-    targets = np.asarray(targets)
+    return _fool(classifier, np.asarray(x)[None], np.asarray(targets), confidence, max_linf)
+
+
+def fool_each(classifier, images, targets, confidence=0.99, max_linf=255.0):
+    """fool() for n pairs at once, image i to targets[i]: the same bisection, every pair in one
+    batched forward per step (CHUNK pairs at a time) instead of n forwards of one image.
+    images: (n, 3, 64, 64) 0..255 BGR. Returns n FoolResults in order."""
+    images, targets = np.asarray(images), np.asarray(targets)
+    results = []
+    for start in range(0, len(images), CHUNK):
+        part = slice(start, start + CHUNK)
+        results += _fool(classifier, images[part], targets[part], confidence, max_linf)
+    return results
+
+
+def _fool(classifier, xs, targets, confidence, max_linf):
+    """The bisection of fool / fool_each: xs (n, 3, 64, 64), or (1, 3, 64, 64) for every target."""
     directions = classifier.params["W"][targets].reshape(len(targets), 3, 64, 64)
     rows = np.arange(len(targets))
     hi = max_linf / np.abs(directions).reshape(len(targets), -1).max(axis=1)
-    reached = classifier.probs(_apply(x, directions, hi))[rows, targets] >= confidence
+    reached = classifier.probs(_apply(xs, directions, hi))[rows, targets] >= confidence
     lo = np.zeros(len(targets))
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
-        ok = classifier.probs(_apply(x, directions, mid))[rows, targets] >= confidence
+        ok = classifier.probs(_apply(xs, directions, mid))[rows, targets] >= confidence
         hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
-    images = _apply(x, directions, hi)
+    images = _apply(xs, directions, hi)
     probs = classifier.probs(images)
-    unclipped = classifier.probs((x[None] + hi[:, None, None, None] * directions).astype(np.float32))
+    unclipped = classifier.probs((xs + hi[:, None, None, None] * directions).astype(np.float32))
     results = []
     for i, target in enumerate(targets):
-        delta = images[i] - x
+        delta = images[i] - xs[i if len(xs) > 1 else 0]
         results.append(
             FoolResult(
                 int(target),

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from linfool.core import cli, files, records, runs  # noqa: E402
-from linfool.experiments.blackbox import CONFIDENCE, Oracle, margin, square_attack  # noqa: E402
+from linfool.experiments.blackbox import CONFIDENCE, Oracle, margin, square_attacks  # noqa: E402
 from linfool.experiments.pairs import pair_sample  # noqa: E402
 from linfool.model.classifier import Classifier  # noqa: E402
 
@@ -103,12 +103,13 @@ def attack_rates(oracle, images, which, targets, budgets, queries):
     median queries of those that reached 0.99 (None when none did)."""
     rows = []
     for eps in budgets:
-        reached, top1, used = [], [], []
-        for i, target in zip(which, targets):
-            result = square_attack(oracle, images[i], int(target), eps, max_queries=queries, seed=SEED)
-            reached.append(result["reached"])
-            top1.append(margin(oracle(result["image"][None])[0], int(target)) > 0)
-            used.append(result["queries"])
+        results = square_attacks(
+            oracle, images[which], targets, [eps] * len(targets), max_queries=queries, seeds=[SEED] * len(targets)
+        )
+        final = oracle(np.stack([result["image"] for result in results]))
+        reached = [result["reached"] for result in results]
+        top1 = [margin(probs, int(target)) > 0 for probs, target in zip(final, targets)]
+        used = [result["queries"] for result in results]
         hits = [u for u, r in zip(used, reached) if r]
         rows.append(
             {
