@@ -230,7 +230,7 @@ report: ## one HTML page with every figure and number, each section with its sna
 demo: ## set up, then data -> train x3 -> eval -> figures -> attack curves, transfer, background class, claims, blackbox -> report, with a time per stage
 	@tools/demo.sh
 
-bench: ## speed tables: LMDB builder vs convert_imageset; training step vs GEMM roofline; ImageNet-scale RSS per stage (~12 min)
+bench: ## speed tables: LMDB builder vs convert_imageset; training step vs GEMM roofline; ImageNet-scale RSS per stage; the ImageNet job per stage, here and on a GPU box (~14 min)
 	@$(SETUP)
 	$(PY) -m linfool_dev.bench
 

@@ -69,3 +69,13 @@ def test_the_recipe_is_counted_at_imagenet_size_from_the_stages_defaults():
         100.0 - here.seconds(bench_job.Work(forwards=figures.forwards, calls=figures.calls))
     )
     assert sum(work.starts for work in rows.values()) == 3 + 6 + 2  # sweep, background's 6 fine-tunes, claims
+
+
+def test_the_card_make_gpu_check_writes_is_the_one_the_table_reads(tmp_path):
+    card = tmp_path / "runs" / "gpu_card.json"
+    bench_job.write_card("NVIDIA X", 150_000.0, {"forward_s": 2e-6, "call_s": 3e-4, "host_s": 5e-5}, card)
+    read = bench_job.read_card(card)
+    assert read["device"] == "NVIDIA X"
+    assert read["train_images_per_s"][0] == 150_000.0 and read["forward_images_per_s"][0] == pytest.approx(500_000)
+    assert read["call_s"][0] == 3e-4 and "make gpu-check on NVIDIA X" in read["call_s"][1]
+    assert read["start_s"] == bench_job.RECORDED_CARD["start_s"]  # gpu-check does not measure it

@@ -32,7 +32,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from linfool.core import blas, caffe_env, datum, paths, records
-from linfool.data import synthetic
+from linfool.data import images, lmdb_builder, synthetic
 from linfool_dev import bench_job, bench_scale, gpu_check
 
 IMAGENET_TRAIN = 1_281_167
@@ -53,6 +53,34 @@ def _timed(cmd, env=None):
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     return time.perf_counter() - start
+
+
+def builder_thread_bound(src, work):
+    """What bounds the threaded builder on many cores, measured on one thread: per image, OpenCV's
+    decode + resize (which releases the GIL and so runs on every core at once), and what holds it:
+    the decoding thread's Python (sniffing the file, channel-major copy, the Datum) and the single
+    writer's record (LMDB put, sha256, the mean). Returns (decode us, GIL-held us)."""
+    items = lmdb_builder.read_list(src / "list.txt")
+    paths_ = [os.path.join(src, path) for path, _ in items]
+    cv2.setNumThreads(1)
+    start = time.perf_counter()
+    decoded = [cv2.resize(cv2.imread(path, cv2.IMREAD_COLOR), (64, 64)) for path in paths_]
+    decode = time.perf_counter() - start
+    start = time.perf_counter()
+    records_ = []
+    for path, image, (_, label) in zip(paths_, decoded, items):
+        images.sniff(path)
+        chw = np.ascontiguousarray(image.transpose(2, 0, 1))
+        records_.append((datum.encode_datum(chw, label), chw))
+    python = time.perf_counter() - start
+    writer = lmdb_builder._MeanWriter(work / "bound_lmdb", len(items), 64)
+    start = time.perf_counter()
+    for k, (record, chw) in enumerate(records_):
+        writer.put_image(f"{k:08d}".encode(), record, chw)
+    write = time.perf_counter() - start
+    writer.close()
+    n = len(items)
+    return 1e6 * decode / n, 1e6 * (python + write) / n
 
 
 def bench_builder(n_images, work):
@@ -84,6 +112,12 @@ def bench_builder(n_images, work):
     print(
         f"ratio (ours / convert_imageset): {t_caffe / t_ours:.2f}x   {cores} threads / 1: {t_one / t_ours:.2f}x   "
         f"byte-identical: {identical}   peak RSS of the largest process: {peak_mb:.0f} MB"
+    )
+    decode_us, held_us = builder_thread_bound(src, work)
+    print(
+        f"one thread, per image: decode + resize {decode_us:.0f} us (GIL released), GIL held {held_us:.0f} us "
+        f"(Python of the decoding thread + the one writer): threads can reach at most {1e6 / held_us:,.0f} "
+        f"images/s, {(decode_us + held_us) / held_us:.0f}x one thread"
     )
     return n_images / t_ours
 
@@ -372,12 +406,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def _job_costs(measured, work, images, iters):
+def _job_costs(measured, work, n_images, iters):
     """The builder's and `caffe train`'s measured costs for the job table, measured now (the builder
     part, the shipped batch alone) when their parts did not run."""
     if "jpegs_per_s" not in measured:
         (work / "builder").mkdir()
-        measured["jpegs_per_s"] = bench_builder(images, work / "builder")
+        measured["jpegs_per_s"] = bench_builder(n_images, work / "builder")
     if "train_ms" not in measured:
         (work / "train").mkdir()
         _train_lmdb(work / "train" / "lmdb", 2048)
