@@ -150,13 +150,7 @@ def _ms_per_iter(log, skip=5):
 
 def _times_ms(fn, reps):
     """ms of each of `reps` calls of fn, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - start))
-    return times
+    return [1000 * seconds for seconds in bench_job.times_s(fn, reps)]
 
 
 def _best_ms(fn, reps):

@@ -186,6 +186,17 @@ def _scaled(work, n):
     return total
 
 
+def times_s(fn, reps):
+    """Seconds of each of `reps` calls of fn, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def forward_costs(gpu=None, batch=1024, reps=5, calls=200):
     """Seconds of a Classifier-style forward of the blog's deploy net (12288 -> 1000) on the device
     caffe_env chose: {'forward_s': the net's per image at `batch`, 'host_s': numpy's per image
@@ -205,13 +216,7 @@ def forward_costs(gpu=None, batch=1024, reps=5, calls=200):
         net.blobs["data"].data[...] = np.clip(images + 4.0 * d[: len(images)], 0, 255) - mean
 
     def median_s(fn, n):
-        fn()
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
+        return float(np.median(times_s(fn, n)))
 
     prepare(x)
     forward_s = median_s(lambda: net.forward()["prob"].copy(), reps) / batch
