@@ -79,3 +79,13 @@ def test_the_card_make_gpu_check_writes_is_the_one_the_table_reads(tmp_path):
     assert read["train_images_per_s"][0] == 150_000.0 and read["forward_images_per_s"][0] == pytest.approx(500_000)
     assert read["call_s"][0] == 3e-4 and "make gpu-check on NVIDIA X" in read["call_s"][1]
     assert read["start_s"] == bench_job.RECORDED_CARD["start_s"]  # gpu-check does not measure it
+
+
+def test_a_damaged_card_is_said_in_one_line_and_the_recorded_one_used(tmp_path, capsys):
+    card = tmp_path / "gpu_card.json"
+    card.write_text('{"device": "NVIDIA X", "train_ima')  # cut short
+    assert bench_job.read_card(card) == bench_job.RECORDED_CARD
+    said = capsys.readouterr().out.strip()
+    assert said.count("\n") == 0 and "damaged" in said and "make gpu-check" in said
+    card.write_text('{"train_images_per_s": 1.0}')  # no device or time: not a card gpu-check wrote
+    assert bench_job.read_card(card) == bench_job.RECORDED_CARD

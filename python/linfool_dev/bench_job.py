@@ -18,7 +18,6 @@ comes from:
 Every time is a projection from those costs; none of these stages ran at ImageNet size here.
 """
 
-import json
 import math
 import os
 import subprocess
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from linfool.core import caffe_env, paths, prototxt, records
+from linfool.core import caffe_env, files, paths, prototxt, records
 from linfool.experiments import accuracy, background, blackbox, claims, difficulty, explore, fooling, pairs
 from linfool.model import train
 from linfool_dev import bench_scale
@@ -248,15 +247,21 @@ def here_costs(measured, forward):
 
 
 def read_card(path=CARD):
-    """The GPU box's card: the one `make gpu-check` wrote (its measured fields), the rest recorded."""
+    """The GPU box's card: the one `make gpu-check` wrote (its measured fields), the rest recorded. A
+    damaged card is said in one line and the recorded one used."""
     card = dict(RECORDED_CARD)
-    if path.is_file():
-        measured = json.loads(path.read_text())
+    if not path.is_file():
+        return card
+    try:
+        measured = files.read_json(path, "make gpu-check")
         where = f"measured by make gpu-check on {measured['device']} ({measured['when']})"
-        card["device"] = measured["device"]
-        for key, value in measured.items():
-            if key in RECORDED_CARD and key != "device" and value is not None:
-                card[key] = (value, where)
+    except (files.DamagedFile, KeyError, TypeError) as err:
+        print(f"(not using {path}: {err}; the recorded card instead)")
+        return card
+    card["device"] = measured["device"]
+    for key, value in measured.items():
+        if key in RECORDED_CARD and key != "device" and value is not None:
+            card[key] = (value, where)
     return card
 
 
@@ -291,7 +296,7 @@ def write_card(device, train_images_per_s, forward, path=CARD):
         "call_s": forward["call_s"],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(card, indent=1) + "\n")
+    files.write_json(path, card)
 
 
 def measure_other(work_dir):
