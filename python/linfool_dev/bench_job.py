@@ -146,7 +146,7 @@ def recipe_work(measured_other, here):
     figures.other_s = max(measured_other["figures"] - here.seconds(figures), 0.0)
     curves = _attack_curves_work(pairs.PAIRS)
     transfer = _fool_each_work(pairs.PAIRS) + _forwards(runs_n * pairs.PAIRS, pairs.PAIRS)
-    rounds, fool_n, iters = 3, 300, 1000  # background's defaults (its --rounds, --fool, --iters)
+    rounds, fool_n, iters = background.ROUNDS, background.FOOL, background.ITERS
     measure = _attack_curves_work(background.MEASURE_IMAGES * background.MEASURE_TARGETS) + _eval_work()
     one_round = (
         _fool_each_work(fool_n)

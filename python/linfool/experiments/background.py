@@ -44,6 +44,11 @@ from linfool.model.classifier import Classifier  # noqa: E402
 BACKGROUND = ("background", "background")  # (wnid, name) of the added class in labels.txt
 SEED = 1701
 MEASURE_IMAGES = 10  # val images per round's attack measurement
+ROUNDS = 3
+# 300 per round = as many as one real class has in the embedded set, so the background class is not
+# starved; 1000 iterations = about 50 epochs of the embedded set's 5,400 train images.
+FOOL = 300  # fooling images added per round
+ITERS = 1000  # fine-tuning iterations per round (and per control arm)
 MEASURE_TARGETS = 17  # targets per image (every other class on the demo)
 
 
@@ -294,11 +299,9 @@ def main(argv=None) -> int:
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="the run (default: blog on the embedded set, else the data set's name)")
     parser.add_argument("--data", help="the data set, naming the default run")
-    parser.add_argument("--rounds", type=cli.positive_int, default=3)
-    # 300 per round = as many as one real class has in the embedded set, so the background class is
-    # not starved; 1000 iterations = about 50 epochs of the embedded set's 5,400 train images.
-    parser.add_argument("--fool", type=cli.positive_int, default=300, help="fooling images added per round")
-    parser.add_argument("--iters", type=cli.positive_int, default=1000, help="fine-tuning iterations per round")
+    parser.add_argument("--rounds", type=cli.positive_int, default=ROUNDS)
+    parser.add_argument("--fool", type=cli.positive_int, default=FOOL, help="fooling images added per round")
+    parser.add_argument("--iters", type=cli.positive_int, default=ITERS, help="fine-tuning iterations per round")
     parser.add_argument(
         "--measure-images", type=cli.positive_int, default=MEASURE_IMAGES, help="val images per measurement"
     )
