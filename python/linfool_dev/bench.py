@@ -57,9 +57,10 @@ def _timed(cmd, env=None):
 
 def builder_thread_bound(src, work):
     """What bounds the threaded builder on many cores, measured on one thread: per image, OpenCV's
-    decode + resize (which releases the GIL and so runs on every core at once), and what holds it:
-    the decoding thread's Python (sniffing the file, channel-major copy, the Datum) and the single
-    writer's record (LMDB put, sha256, the mean). Returns (decode us, GIL-held us)."""
+    decode + resize (which releases the GIL and so runs on every core at once), and the rest, which
+    holds the GIL at most that long: the decoding thread's Python (sniffing the file, channel-major
+    copy, the Datum) and the single writer's record (LMDB put, sha256, the mean; py-lmdb and hashlib
+    release the GIL for part of it). Returns (decode us, rest us)."""
     items = lmdb_builder.read_list(src / "list.txt")
     paths_ = [os.path.join(src, path) for path, _ in items]
     cv2.setNumThreads(1)
@@ -115,9 +116,9 @@ def bench_builder(n_images, work):
     )
     decode_us, held_us = builder_thread_bound(src, work)
     print(
-        f"one thread, per image: decode + resize {decode_us:.0f} us (GIL released), GIL held {held_us:.0f} us "
-        f"(Python of the decoding thread + the one writer): threads can reach at most {1e6 / held_us:,.0f} "
-        f"images/s, {(decode_us + held_us) / held_us:.0f}x one thread"
+        f"one thread, per image: decode + resize {decode_us:.0f} us (GIL released), the rest {held_us:.0f} us "
+        f"(the decoding thread's Python + the one writer: it holds the GIL at most this long): the GIL lets "
+        f"threads reach at least {1e6 / held_us:,.0f} images/s, {(decode_us + held_us) / held_us:.0f}x one thread"
     )
     return n_images / t_ours
 
