@@ -20,7 +20,6 @@ Every time is a projection from those costs; none of these stages ran at ImageNe
 
 import math
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -97,14 +96,9 @@ def _solver_work(solver, overlays=(), settings=()):
     test_iter and the net's batch sizes. Caffe tests at iteration 0 (test_initialization), every
     test_interval, and after the last iteration when it falls on one."""
     s = prototxt.read_solver(solver, overlays, settings)
-    batch = {"TRAIN": 0, "TEST": 0}
-    pb2 = caffe_env.import_caffe().proto.caffe_pb2
-    net = text_format.Parse((paths.ROOT / s.net).read_text(), pb2.NetParameter())
-    for layer in net.layer:
-        if layer.type == "Data":
-            batch["TRAIN" if layer.include[0].phase == pb2.TRAIN else "TEST"] = layer.data_param.batch_size
+    net = text_format.Parse((paths.ROOT / s.net).read_text(), caffe_env.import_caffe().proto.caffe_pb2.NetParameter())
     tests = (s.max_iter // s.test_interval) + (1 if s.test_initialization else 0) if s.test_interval else 0
-    return s.max_iter * batch["TRAIN"], tests * sum(s.test_iter) * batch["TEST"]
+    return s.max_iter * prototxt.data_batch(net, "TRAIN"), tests * sum(s.test_iter) * prototxt.data_batch(net, "TEST")
 
 
 def _fine_tune_work(settings=()):
@@ -307,8 +301,7 @@ def measure_other(work_dir):
     env = {**os.environ, "LINFOOL_DATA": str(data), "LINFOOL_RUNS": str(runs_dir)}
     bench_scale.write_dataset(data / "job", 3000, 2000)
     py = [sys.executable, "-m", "linfool"]
-    short = ["--set", "max_iter=2", "--set", "snapshot=2", "--set", "test_initialization=false"]
-    subprocess.run([*py, "train", "--data", "job", "--run", "job", *short], env=env, check=True, capture_output=True)
+    bench_scale.train_short(env, "job", "job")
     return {
         "figures": bench_scale.stage([*py, "figures", "--run", "job"], env)[0],
         "report": bench_scale.stage([*py, "report", "--run", "job"], env)[0],

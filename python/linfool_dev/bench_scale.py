@@ -63,33 +63,25 @@ def stage(command, env):
     return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
+SHORT = ("--set", "max_iter=2", "--set", "snapshot=2", "--set", "test_initialization=false")  # 2 iterations
+
+
+def train_short(env, data, run):
+    """A 2-iteration `caffe train` of data set `data` into run `run` (a real snapshot and run.json,
+    no test phase), in the LINFOOL_DATA / LINFOOL_RUNS that `env` names."""
+    stage(
+        [sys.executable, "-m", "linfool", "train", "--data", data, "--run", run, *SHORT, "--set", "test_interval=1000"],
+        env,
+    )
+
+
 def bench_scale(work, n_train, n_val):
     data, runs_dir = work / "data", work / "runs"
     env = {**os.environ, "LINFOOL_DATA": str(data), "LINFOOL_RUNS": str(runs_dir)}
     write_rate = write_dataset(data / "scale", n_train, n_val)
     py = [sys.executable, "-m"]
-    stage(
-        [
-            *py,
-            "linfool",
-            "train",
-            "--data",
-            "scale",
-            "--run",
-            "scale",
-            "--set",
-            "max_iter=2",
-            "--set",
-            "snapshot=2",
-            "--set",
-            "test_initialization=false",
-            "--set",
-            "test_interval=1000",
-        ],
-        env,
-    )
-    short = ["--set", "max_iter=2", "--set", "snapshot=2", "--set", "test_initialization=false"]
-    deep_sweep = [*py, "linfool", "train", "--deep", "--data", "scale", "--run", "scale", *short]
+    train_short(env, "scale", "scale")
+    deep_sweep = [*py, "linfool", "train", "--deep", "--data", "scale", "--run", "scale", *SHORT]
     rows = [  # (stage, command, records it reads, projected records at ImageNet scale)
         (
             "stream the train LMDB",

@@ -2,6 +2,7 @@
 overlays and key=value settings laid over it, a net's classifier layer and its deploy net.
 
     read_solver(solver_file, overlays=(), settings=()) -> caffe_pb2.SolverParameter
+    data_batch(net, 'TRAIN') -> images per iteration of its Data layers in that phase
     fc_layer(net) -> the net's last InnerProduct LayerParameter (the classifier: the blog's one layer)
     deploy_file(net_file) -> the deploy prototxt beside a train_val prototxt
     learned_layers(net_file) -> [(name, type)] of its layers with learned weights
@@ -56,6 +57,17 @@ def read_solver(solver_file, overlays=(), settings=()):
         except text_format.ParseError as err:
             raise TrainConfigError(f"--set {setting!r}: {err}") from None
     return solver
+
+
+def data_batch(net, phase):
+    """Images a net's Data layers give per iteration in `phase` ('TRAIN' or 'TEST'): the sum of
+    their batch_size (the background rounds' mixed net has two)."""
+    wanted = getattr(_caffe_pb2(), phase)
+    return sum(
+        layer.data_param.batch_size
+        for layer in net.layer
+        if layer.type == "Data" and layer.include and layer.include[0].phase == wanted
+    )
 
 
 def fc_layer(net):

@@ -108,13 +108,9 @@ def square_attacks(oracle, xs, targets, eps, max_queries=MAX_QUERIES, seeds=(SEE
         trial_probs = oracle(candidates)
         queries[active] += 1
         for k, i in enumerate(active):
-            if margin(trial_probs[k], targets[i]) > best[i]:
-                delta[i], adv[i], probs[i], best[i] = (
-                    trials[k],
-                    candidates[k],
-                    trial_probs[k],
-                    margin(trial_probs[k], targets[i]),
-                )
+            trial_margin = margin(trial_probs[k], targets[i])
+            if trial_margin > best[i]:
+                delta[i], adv[i], probs[i], best[i] = trials[k], candidates[k], trial_probs[k], trial_margin
     return [
         {
             "queries": int(queries[i]),

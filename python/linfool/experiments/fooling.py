@@ -28,14 +28,16 @@ class FoolResult:
 
 
 def _apply(xs, directions, alphas):
-    """Clipped images xs_i + alpha_i * d_i: (n, 3, 64, 64) float32 in 0..255 (xs (n, ...) or (1, ...))."""
+    """Clipped images xs_i + alpha_i * d_i: (n, 3, 64, 64) float32 in 0..255."""
     return np.clip(xs + alphas[:, None, None, None] * directions, 0, 255).astype(np.float32)
 
 
 def fool(classifier, x, targets, confidence=0.99, max_linf=255.0):
     """Smallest alpha per target (bisection, all targets in one batched forward per step) such
     that P(target | clip(x + alpha * w_target)) >= confidence. x: (3, 64, 64) 0..255 BGR."""
-    return _fool(classifier, np.asarray(x)[None], np.asarray(targets), confidence, max_linf)
+    targets = np.asarray(targets)
+    xs = np.broadcast_to(np.asarray(x), (len(targets), *np.shape(x)))  # a view: x once in memory
+    return _fool(classifier, xs, targets, confidence, max_linf)
 
 
 def fool_each(classifier, images, targets, confidence=0.99, max_linf=255.0):
@@ -51,7 +53,7 @@ def fool_each(classifier, images, targets, confidence=0.99, max_linf=255.0):
 
 
 def _fool(classifier, xs, targets, confidence, max_linf):
-    """The bisection of fool / fool_each: xs (n, 3, 64, 64), or (1, 3, 64, 64) for every target."""
+    """The bisection of fool / fool_each: image xs[i] to targets[i]; xs (n, 3, 64, 64)."""
     directions = classifier.params["W"][targets].reshape(len(targets), 3, 64, 64)
     rows = np.arange(len(targets))
     hi = max_linf / np.abs(directions).reshape(len(targets), -1).max(axis=1)
@@ -66,7 +68,7 @@ def _fool(classifier, xs, targets, confidence, max_linf):
     unclipped = classifier.probs((xs + hi[:, None, None, None] * directions).astype(np.float32))
     results = []
     for i, target in enumerate(targets):
-        delta = images[i] - xs[i if len(xs) > 1 else 0]
+        delta = images[i] - xs[i]
         results.append(
             FoolResult(
                 int(target),

@@ -30,7 +30,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from linfool.core import caffe_env, cli, datasets, files, paths, records, runs
-from linfool.core.prototxt import TrainConfigError, _caffe_pb2, deploy_file, fc_layer, read_solver
+from linfool.core.prototxt import TrainConfigError, _caffe_pb2, data_batch, deploy_file, fc_layer, read_solver
 from linfool.model import curves
 
 SWEEP_OVERLAYS = ("prototxt/solver_reg_low.prototxt", "prototxt/solver_reg_high.prototxt")
@@ -109,12 +109,7 @@ def multi_gpu(flag, solver, net, n_records, keep_epochs=False):
     n = caffe_env.gpus() if flag == "all" else len(flag.split(",")) if flag else 1
     if n < 2:
         return None, []
-    pb2 = _caffe_pb2()
-    batch = sum(
-        layer.data_param.batch_size
-        for layer in net.layer
-        if layer.type == "Data" and layer.include and layer.include[0].phase == pb2.TRAIN
-    )
+    batch = data_batch(net, "TRAIN")
     epochs = solver.max_iter * batch / max(n_records, 1)
     line = (
         f"{n} GPUs: Caffe's P2PSync averages {n} batches of {batch} per iteration (an effective batch of "
