@@ -4,9 +4,14 @@
 # their defaults and policy live in Python (`python -m linfool STAGE --help`).
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-PY := .venv/bin/python
+# The checkout, so that `make -f <checkout>/Makefile ...` from another folder works: the stages then read
+# relative paths (IMAGENET=, MODEL=, ...) from the folder make runs in, and data/ and runs/ stay here.
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+PY := $(ROOT)/.venv/bin/python
 # tools/setup.sh before every target (seconds when warm); tools/demo.sh sets LINFOOL_SET_UP once it ran.
-SETUP := $(if $(LINFOOL_SET_UP),true,tools/setup.sh)
+SETUP := $(if $(LINFOOL_SET_UP),true,$(ROOT)/tools/setup.sh)
+# The shell's folder: with `make -C <checkout>`, a relative path found only there is said in one line.
+export LINFOOL_CALLER_DIR := $(PWD)
 LINFOOL := $(PY) -m linfool
 
 # Names (RUN, DATA, LOW, HIGH) are plain names: letters, digits, '.', '_', '-' (linfool.core.paths
@@ -26,11 +31,13 @@ LOW ?=
 HIGH ?=
 # make train: solver and overlay prototxt (default: the blog's solver, plus the demo overlay on the
 # embedded set), solver settings (SET="max_iter=1000 snapshot=500"), RESUME=1 to continue from the
-# newest .solverstate (SET=/OVERLAY= are then logged changes), extra flags for `caffe train`.
+# newest .solverstate (SET=/OVERLAY= are then logged changes), FRESH=1 to delete a run's snapshots and
+# train it again (without either, a run that has snapshots is left alone), extra flags for `caffe train`.
 SOLVER ?=
 OVERLAY ?=
 SET ?=
 RESUME ?=
+FRESH ?=
 ARGS ?=
 # Where Caffe computes, for every stage: auto (default) | cpu | 0 | 0,1 | all; KEEP_EPOCHS=1 with
 # several GPUs divides max_iter by their number (README "GPU").
@@ -38,9 +45,10 @@ GPU ?=
 KEEP_EPOCHS ?=
 export LINFOOL_GPU = $(GPU)
 # make data: the ILSVRC2012 root (train/<wnid>/, val/), and a Caffe val.txt for a flat val/ whose files
-# are not the official ILSVRC2012 val images.
+# are not the official ILSVRC2012 val images; REPLACE=1 to replace a set built from another source.
 IMAGENET ?=
 VAL_TXT ?=
+REPLACE ?=
 # make figures: the class of the val image to fool and the target classes (wnid or name; default kit
 # fox -> goldfish,school bus, or the data set's own first classes when it lacks them).
 START ?=
@@ -87,7 +95,7 @@ CUDA_ARCH ?=
 GROUP = $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(call opt,--low,$(LOW)) $(call opt,--high,$(HIGH))
 TRAIN = $(LINFOOL) train $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(call opt,--solver,$(SOLVER)) \
 	$(foreach o,$(OVERLAY),--overlay $(call q,$(o))) $(foreach s,$(SET),--set $(call q,$(s))) \
-	$(if $(filter 1,$(RESUME)),--resume) $(if $(filter 1,$(KEEP_EPOCHS)),--keep-epochs)
+	$(if $(filter 1,$(RESUME)),--resume) $(if $(filter 1,$(FRESH)),--fresh) $(if $(filter 1,$(KEEP_EPOCHS)),--keep-epochs)
 # The make command a stage records in its results (and the lock holder a second writer is told about).
 export LINFOOL_COMMAND = make $(MAKECMDGOALS) $(MAKEOVERRIDES)
 
@@ -98,42 +106,42 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 setup: ## install apt packages, build Caffe once (cached in ~/.cache/linfool), create .venv [GPU=1: CUDA build, CUDA_ARCH=auto|all|80,90]
-	@GPU=$(call q,$(GPU)) CUDA_ARCH=$(call q,$(CUDA_ARCH)) tools/setup.sh --choose
+	@GPU=$(call q,$(GPU)) CUDA_ARCH=$(call q,$(CUDA_ARCH)) $(ROOT)/tools/setup.sh --choose
 
 test: ## lint + format check, Caffe's own tests once per Caffe build, then the test suite (sets everything up first)
 	@$(SETUP)
-	@tools/install_system_deps.sh --tests
-	$(PY) -m ruff check --no-cache python tests docs && $(PY) -m ruff format --no-cache --check python tests
+	@$(ROOT)/tools/install_system_deps.sh --tests
+	cd $(ROOT) && $(PY) -m ruff check --no-cache python tests docs && $(PY) -m ruff format --no-cache --check python tests
 	@if [ -n "$$CAFFE_ROOT" ]; then echo "Caffe's own tests: skipped (CAFFE_ROOT is your own Caffe; linfool tests the Caffe it builds)"; \
-	else tools/test_caffe.sh $(PY) --if-needed; fi
-	$(PY) -m pytest
+	else $(ROOT)/tools/test_caffe.sh $(PY) --if-needed; fi
+	cd $(ROOT) && $(PY) -m pytest
 
 test-fast: ## lint, then the tests that need no Caffe (~1 min): data sets, records, names, locks, sources, toy
 	@$(SETUP)
-	$(PY) -m ruff check --no-cache python tests docs && $(PY) -m ruff format --no-cache --check python tests
-	$(PY) -m pytest -m 'fast and not gpu_build and not rehearsal and not docker and not faults'
+	cd $(ROOT) && $(PY) -m ruff check --no-cache python tests docs && $(PY) -m ruff format --no-cache --check python tests
+	cd $(ROOT) && $(PY) -m pytest -m 'fast and not gpu_build and not rehearsal and not docker and not faults'
 
 test-caffe: ## Caffe's own gtest suite (data layers, solver, net, IO, ...) built against the cached libcaffe, run now (~4 min)
 	@$(SETUP)
-	tools/test_caffe.sh $(PY)
+	$(ROOT)/tools/test_caffe.sh $(PY)
 
 test-faults: ## fault injection: SIGKILL at random points of make data, train, figures and report, then rerun (~5 min)
 	@$(SETUP)
-	$(PY) -m pytest -m faults tests/test_faults.py
+	cd $(ROOT) && $(PY) -m pytest -m faults tests/test_faults.py
 
 rehearse: ## the README's ImageNet recipe end to end on a generated 1000-class ILSVRC2012-shaped tree (~13 min)
 	@$(SETUP)
-	$(PY) -m pytest -m rehearsal tests/test_rehearsal.py
+	cd $(ROOT) && $(PY) -m pytest -m rehearsal tests/test_rehearsal.py
 
 test-docker: ## build the CPU image (Docker or Podman) and run make test + a short demo inside as uid 1000 (~25 min cold)
 	@$(SETUP)
-	$(PY) -m pytest -s -m docker tests/test_docker_image.py
+	cd $(ROOT) && $(PY) -m pytest -s -m docker tests/test_docker_image.py
 
 test-gpu-build: ## build the CUDA Caffe (sm_90 unless CUDA_ARCH=; cached; ~15 min cold on 2 cores), run Caffe's own tests on its CPU path and ours; no GPU needed
 	@$(SETUP)
-	tree=$$(LINFOOL_CUDA=1 CUDA_ARCH=$(or $(CUDA_ARCH),90) tools/build_caffe.sh $(PY) | tail -n 1) && [ -n "$$tree" ] && \
-	LINFOOL_CUDA=1 CUDA_ARCH=$(or $(CUDA_ARCH),90) tools/test_caffe.sh $(PY) --if-needed && \
-	LINFOOL_CUDA_TREE=$$tree $(PY) -m pytest -m gpu_build tests/test_gpu_build.py
+	tree=$$(LINFOOL_CUDA=1 CUDA_ARCH=$(or $(CUDA_ARCH),90) $(ROOT)/tools/build_caffe.sh $(PY) | tail -n 1) && [ -n "$$tree" ] && \
+	LINFOOL_CUDA=1 CUDA_ARCH=$(or $(CUDA_ARCH),90) $(ROOT)/tools/test_caffe.sh $(PY) --if-needed && \
+	cd $(ROOT) && LINFOOL_CUDA_TREE=$$tree $(PY) -m pytest -m gpu_build tests/test_gpu_build.py
 
 gpu-check: ## on a GPU box: device query, caffe time, GPU vs CPU training and pycaffe, Caffe's GPU tests, images/s -> runs/gpu_check.txt
 	@$(SETUP)
@@ -143,15 +151,16 @@ device-query: ## the GPUs Caffe sees (caffe device_query), or one line saying wh
 	@$(SETUP)
 	$(LINFOOL) caffe --device-query
 
-data: ## build train/val LMDBs + mean + labels, published whole: embedded synthetic set, or IMAGENET=/path [VAL_TXT=]
+data: ## build train/val LMDBs + mean + labels, published whole: embedded synthetic set, or IMAGENET=/path [VAL_TXT= REPLACE=1]
 	@$(SETUP)
-	$(LINFOOL) data $(call opt,--imagenet,$(IMAGENET)) $(call opt,--name,$(DATA)) $(call opt,--val-txt,$(VAL_TXT))
+	$(LINFOOL) data $(call opt,--imagenet,$(IMAGENET)) $(call opt,--name,$(DATA)) $(call opt,--val-txt,$(VAL_TXT)) \
+		$(if $(filter 1,$(REPLACE)),--replace)
 
-train: ## caffe train into runs/$(RUN) [RUN= DATA= SOLVER= OVERLAY= SET= GPU= RESUME=1 ARGS=]
+train: ## caffe train into runs/$(RUN) [RUN= DATA= SOLVER= OVERLAY= SET= GPU= RESUME=1 | FRESH=1 ARGS=]
 	@$(SETUP)
 	$(TRAIN) -- $(ARGS)
 
-sweep: ## train RUN and its regularization companions: <low> (wd 0.0005), RUN (wd 100), <high> (wd 10000)
+sweep: ## train RUN and its regularization companions: <low> (wd 0.0005), RUN (wd 100), <high> (wd 10000) [FRESH=1]
 	@$(SETUP)
 	$(TRAIN) --sweep -- $(ARGS)
 
@@ -193,7 +202,7 @@ forest: ## a random forest on the data set's pixels fooled with scores only (squ
 	$(LINFOOL) forest $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(call opt,--trees,$(TREES)) \
 		$(call opt,--images,$(IMAGES)) $(call opt,--queries,$(QUERIES))
 
-fool: ## fool any Caffe classifier by backprop: MODEL=deploy.prototxt WEIGHTS=x.caffemodel IMAGE=photo.jpg TARGET=3|name [MEAN= MEAN_VALUES= SCALE= CHANNELS= LABELS= EPS=16 STEPS=100]; IMAGE=folder/: fooled fraction vs Linf [IMAGES=20] -> runs/fool/<weights>-<image>/
+fool: ## fool any Caffe classifier by backprop: MODEL=deploy.prototxt WEIGHTS=x.caffemodel IMAGE=photo.jpg TARGET=3|name [MEAN= MEAN_VALUES= SCALE= CHANNELS= LABELS= EPS=16 STEPS=100]; IMAGE=folder/: fooled fraction vs Linf [IMAGES=20] -> runs/fool/<weights>-<image>-to-<target>-<key>/
 	@$(SETUP)
 	$(LINFOOL) fool $(call opt,--model,$(MODEL)) $(call opt,--weights,$(WEIGHTS)) $(call opt,--image,$(IMAGE)) \
 		$(call opt,--target,$(TARGET)) $(call opt,--mean,$(MEAN)) $(call opt,--mean-values,$(MEAN_VALUES)) \
@@ -207,7 +216,7 @@ decay-search: ## a deeper model's weight decays, each a short caffe train: NET=m
 deep-sweep: ## caffe train the MLP and the small ConvNet at a weak and a strong weight decay beside RUN: mlp, mlp_reg_high, conv, conv_reg_high [DATA= GPU= OVERLAY= SET=]
 	@$(SETUP)
 	$(LINFOOL) train --deep $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(call opt,--solver,$(SOLVER)) $(foreach o,$(OVERLAY),--overlay $(call q,$(o))) \
-		$(foreach s,$(SET),--set $(call q,$(s))) \
+		$(foreach s,$(SET),--set $(call q,$(s))) $(if $(filter 1,$(FRESH)),--fresh) \
 		$(if $(filter 1,$(KEEP_EPOCHS)),--keep-epochs) -- $(ARGS)
 
 deep: ## the linear, MLP and ConvNet runs fooled by backprop: accuracy, fooled fraction vs Linf, first-layer filters, transfer [IMAGES=10 PAIRS=50 STEPS=20] -> runs/$(RUN)/deep/
@@ -228,7 +237,7 @@ report: ## one HTML page with every figure and number, each section with its sna
 	$(LINFOOL) report $(GROUP)
 
 demo: ## set up, then data -> train x3 -> eval -> figures -> attack curves, transfer, background class, claims, blackbox -> report, with a time per stage
-	@tools/demo.sh
+	@$(ROOT)/tools/demo.sh
 
 bench: ## speed tables: LMDB builder vs convert_imageset; training step vs GEMM roofline; ImageNet-scale RSS per stage; the ImageNet job per stage, here and on a GPU box (~14 min)
 	@$(SETUP)
@@ -239,10 +248,10 @@ readme-figures: ## the README's pictures (docs/img/*.png, small) from the demo r
 	$(PY) -m linfool_dev.readme_figures $(call opt,--run,$(RUN))
 
 docker-cpu: ## build the CPU image linfool:cpu with Docker or Podman (Debian 12 + make setup, slim runtime stage)
-	tools/docker_build.sh cpu
+	$(ROOT)/tools/docker_build.sh cpu
 
 docker-gpu: ## build the GPU image linfool:gpu (make setup GPU=1; CUDA_ARCH=all by default; run with --gpus all)
-	tools/docker_build.sh gpu $(CUDA_ARCH)
+	$(ROOT)/tools/docker_build.sh gpu $(CUDA_ARCH)
 
 clean: ## remove generated data and runs (keeps .venv and the Caffe cache)
-	rm -rf data runs
+	rm -rf $(ROOT)/data $(ROOT)/runs

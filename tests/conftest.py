@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from linfool.core import caffe_env
+from linfool.core import caffe_env, datasets
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +88,18 @@ def _copy_runs(tiny_runs, folder):
 def own_runs(tiny_runs, tmp_path):
     """A private copy of the tiny runs (the same data set), for a test that writes results into them."""
     return _copy_runs(tiny_runs, tmp_path / "runs")
+
+
+@pytest.fixture
+def own_set(tiny_data, tmp_path):
+    """A private copy of the tiny data set (published the same way) and an empty runs folder."""
+    data = tmp_path / "data"
+    with datasets.building(data / "tiny") as build:
+        for entry in (tiny_data / "tiny").resolve().iterdir():
+            if entry.name != "dataset.json":
+                (shutil.copytree if entry.is_dir() else shutil.copy)(entry, build.dir / entry.name)
+        build.publish()
+    return data, tmp_path / "runs"
 
 
 @pytest.fixture(scope="session")

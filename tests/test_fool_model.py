@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -88,8 +89,9 @@ def test_make_fool_fools_a_net_of_another_size_and_saves_it_exactly(caffe, tmp_p
         *extra,
     )
     assert done.returncode == 0, done.stderr
-    out = tmp_path / "runs" / "fool" / f"{tmp_path.name}.{spec['name']}-photo"  # folder.caffemodel-image
-    assert f"wrote {out}" in done.stdout and "fooled" in done.stdout
+    out = Path(done.stdout.rsplit("wrote ", 1)[1].strip())
+    assert out.parent == tmp_path / "runs" / "fool" and "fooled" in done.stdout
+    assert out.name.startswith(f"{tmp_path.name}.{spec['name']}-photo-to-goldfish-")  # folder.caffemodel-image
     result = json.loads((out / "result.json").read_text())
     assert result["fooled"] and result["target"] == {"class": 1, "label": "n01443537 goldfish, Carassius auratus"}
     assert result["after"][0]["class"] == 1 and result["after"][0]["prob"] >= 0.99
@@ -146,7 +148,9 @@ def test_make_fool_on_a_folder_gives_the_fooled_fraction_at_each_budget(caffe, t
     (folder / "notes.txt").write_text("not an image: not even tried")
     done = _fool(tmp_path, "--model", deploy, "--weights", weights, "--image", folder, "--target", 2, "--eps", 64)
     assert done.returncode == 0, done.stderr
-    curve = json.loads((tmp_path / "runs" / "fool" / f"{tmp_path.name}.tiny_colour-photos" / "curve.json").read_text())
+    out = Path(done.stdout.rsplit("wrote ", 1)[1].strip())
+    assert out.name.startswith(f"{tmp_path.name}.tiny_colour-photos-to-2-")
+    curve = json.loads((out / "curve.json").read_text())
     assert curve["budgets"] == [1, 2, 4, 8, 16, 32, 64.0]
     assert [r["file"] for r in curve["images"]] == ["0.png", "1.png", "2.png"]
     assert [s["file"] for s in curve["skipped"]] == ["broken.jpg"]
@@ -154,4 +158,4 @@ def test_make_fool_on_a_folder_gives_the_fooled_fraction_at_each_budget(caffe, t
     assert fractions == sorted(fractions) and fractions[-1] > 0  # more budget never fools fewer
     needed = [r["needed_linf"] for r in curve["images"]]
     assert fractions[-1] == sum(n is not None for n in needed) / 3
-    assert (tmp_path / "runs" / "fool" / f"{tmp_path.name}.tiny_colour-photos" / "curve.png").stat().st_size > 5000
+    assert (out / "curve.png").stat().st_size > 5000

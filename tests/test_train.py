@@ -193,7 +193,7 @@ def test_resume_keeps_the_recorded_solver_and_logs_changes(tiny_data, tmp_path):
     first = _train_in(env, "--data", "tiny", "--run", "weak", "--overlay", "prototxt/solver_reg_low.prototxt", *SHORT9)
     assert first.returncode == 0, first.stderr[-2000:]
     plain = _train_in(env, "--run", "weak", "--resume")  # what `make train RUN=weak RESUME=1` runs
-    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert plain.returncode == 2 and "a resume would run no iteration" in plain.stderr, plain.stderr[-2000:]
     assert "weight_decay: 0.0005" in (tmp_path / "weak" / "solver.prototxt").read_text()
     changed = _train_in(env, "--run", "weak", "--resume", "--set", "max_iter=18")  # RESUME=1 SET=max_iter=18
     assert changed.returncode == 0, changed.stderr[-2000:]

@@ -10,7 +10,7 @@ SDIST_NAME=brocolli-caffe          # Caffe master (2020) + SSD-fork layers; see 
 SDIST_VERSION=9.0.2
 SDIST_SHA256=c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
 RECIPE_VERSION=9                   # bump when a recipe below changes what is built
-CACHE=${LINFOOL_CACHE:-$HOME/.cache/linfool}
+CACHE=${LINFOOL_CACHE:-~/.cache/linfool}
 RECIPE_TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 caffe_key() {

@@ -10,7 +10,7 @@
 # installed once into a cache entry of their own; CUDA 13 binaries need an NVIDIA driver >= 580.
 set -euo pipefail
 PYTHON=${1:?usage: cuda_toolkit.sh PYTHON}
-CACHE=${LINFOOL_CACHE:-$HOME/.cache/linfool}
+CACHE=${LINFOOL_CACHE:-~/.cache/linfool}
 die() { echo "ERROR: $*" >&2; exit 1; }
 
 if [ -n "${CUDA_HOME:-}" ]; then

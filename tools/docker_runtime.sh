@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 die() { echo "ERROR: $*" >&2; exit 1; }
-CACHE=${LINFOOL_CACHE:-$HOME/.cache/linfool}
+CACHE=${LINFOOL_CACHE:-~/.cache/linfool}
 SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 TREE=$(dirname "$(cat "$SITE/linfool_caffe.pth" 2>/dev/null)")
 [ -x "$TREE/build/tools/caffe" ] || die "no built Caffe recorded in the venv; run make setup first"

@@ -64,6 +64,9 @@ if [ -n "${CAFFE_ROOT:-}" ]; then
   step "using your Caffe at CAFFE_ROOT=$CAFFE_ROOT (no build)"
   TREE=$(cd "$CAFFE_ROOT" && pwd) || die "CAFFE_ROOT=$CAFFE_ROOT does not exist"
 else
+  CACHE_DIR=${LINFOOL_CACHE:-~/.cache/linfool}     # ~: HOME, or the password entry's home when HOME is unset
+  { mkdir -p "$CACHE_DIR" && [ -w "$CACHE_DIR" ]; } 2>/dev/null \
+    || die "the Caffe build cache $CACHE_DIR cannot be written (HOME=${HOME:-unset}); set LINFOOL_CACHE to a writable folder"
   FLAVOR=$VENV/.linfool-caffe-cuda ARCHS=$VENV/.linfool-cuda-arch
   CUDA=${LINFOOL_CUDA:-$(cat "$FLAVOR" 2>/dev/null || echo 0)}
   ARCH=${CUDA_ARCH:-$(cat "$ARCHS" 2>/dev/null || echo auto)}

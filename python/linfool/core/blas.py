@@ -166,8 +166,11 @@ def decision() -> dict:
         except json.JSONDecodeError:
             pass
     result = _check(flags)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    files.write_json(path, result)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files.write_json(path, result)
+    except OSError:  # an unwritable cache (HOME read-only): checked again next time, nothing lost
+        pass
     return result
 
 

@@ -10,9 +10,12 @@ codes; positive-number options; and a stage that dies with the `make` that start
 
 import argparse
 import ctypes
+import errno
+import math
 import os
 import signal
 import sys
+from pathlib import Path
 
 EXIT_USER = 2  # a UserError: bad input, a missing step, a busy run
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
@@ -34,6 +37,23 @@ def positive_int(text) -> int:
     return value
 
 
+def number_in(low, high=None):
+    """argparse type factory: a finite number > low (and <= high when given); EPS=nan, EPS=inf,
+    EPS=0 and EPS=300 are refused in one line."""
+
+    def parse(text) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= low or (high is not None and value > high):
+            bound = f"> {low:g}" + (f" and <= {high:g}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number {bound}")
+        return value
+
+    return parse
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, with a bad option said in one 'ERROR:' line (and `--help` for the usage), exit 2."""
 
@@ -47,6 +67,23 @@ def progress(iterable, total=None, desc="", unit="it"):
     from tqdm import tqdm  # noqa: PLC0415  (only stages with long loops need it)
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=None, leave=True)
+
+
+def user_path(text, what):
+    """The path a user typed (IMAGENET=, MODEL=, ...), as given: relative to where the stage runs.
+    With `make -C <checkout>` that is the checkout, not the shell's folder (LINFOOL_CALLER_DIR, from
+    the Makefile): a relative path found only there is one line naming the absolute path to give."""
+    path = Path(text)
+    caller = os.environ.get("LINFOOL_CALLER_DIR")
+    if path.is_absolute() or path.exists() or not caller or Path(caller).resolve() == Path.cwd().resolve():
+        return path
+    there = Path(caller) / path
+    if there.exists():
+        raise UserError(
+            f"{what}={text} is not in {Path.cwd()}, where make runs (make -C), but in {caller}, where you are: "
+            f"give {what}={there.resolve()}"
+        )
+    return path
 
 
 def make_command(target, **variables) -> str:
@@ -78,14 +115,43 @@ def die_with_parent():
         raise SystemExit(128 + signal.SIGTERM)
 
 
+_FOLDERS = "point LINFOOL_DATA (data sets) / LINFOOL_RUNS (runs and results) at another folder"
+_OS_ERRORS = {
+    errno.ENOSPC: f"the disk is full: free space (or {_FOLDERS}) and run the same command again",
+    errno.EDQUOT: f"your disk quota is used up: free space (or {_FOLDERS}) and run the same command again",
+    errno.EROFS: f"a read-only file system, and this stage writes there: {_FOLDERS}",
+    errno.EACCES: f"permission denied: make it writable (or readable) for you, or {_FOLDERS}",
+    errno.EPERM: f"not permitted: make it writable (or readable) for you, or {_FOLDERS}",
+    errno.ENOTDIR: f"a part of that path is a file, not a folder: {_FOLDERS}",
+}
+
+
+def os_error_line(err) -> str:
+    """One line for a file-system error a user can fix (a full disk, a read-only volume, ...), or ''."""
+    errno_ = getattr(err, "errno", None)
+    if errno_ is None and "No space left on device" in str(err):  # LMDB says it in its own exception
+        errno_ = errno.ENOSPC
+    if errno_ not in _OS_ERRORS:
+        return ""
+    where = getattr(err, "filename", None) or str(err).split(":")[0]
+    return f"{where}: {_OS_ERRORS[errno_]}; nothing half-written was published"
+
+
 def run(body) -> int:
     """Run a stage's body (returns an exit code or None): UserError -> one 'ERROR:' line and exit 2,
-    Ctrl-C -> one line and exit 130."""
+    a file-system error the user can fix (os_error_line) -> one line and exit 2, Ctrl-C -> one line
+    and exit 130."""
     die_with_parent()
     try:
         return body() or 0
     except UserError as err:
         print(f"ERROR: {err}", file=sys.stderr)
+        return EXIT_USER
+    except Exception as err:  # OSError, and LMDB's own errors (not OSError) for a full disk
+        line = os_error_line(err)
+        if not line:
+            raise
+        print(f"ERROR: {line}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
         print(

@@ -5,11 +5,16 @@ Layout (written by `make data` and the background rounds through `building`; not
     data/<name>                   -> .<name>.d/<identity>     a relative symlink: the published version
     data/.<name>.d/<identity>/    train_lmdb/ val_lmdb/ (each with manifest.json, mean.binaryproto, ...),
                                   labels.txt, dataset.json (written last)
-    data/.<name>.lock             its lock: a build holds it exclusively, every reader shared
+    data/.<name>.lock             its lock: a build holds it exclusively, every reader shared; a name
+                                  that links to another set's version (data/alias -> real) takes the
+                                  lock of the store it resolves to (data/.real.lock)
 
 A build writes into data/.<name>.d/.partial-<pid>/ and is published by one atomic rename of the
 symlink, so a reader sees the old set or the new one, never a new train LMDB beside an old val LMDB.
-The identity is a fingerprint of the set's records (each LMDB's sha256 over its keys and values, made
+dataset.json also records the set's source (the embedded synthetic set, an image tree and its
+VAL_TXT, or the stage that made it): `make data` never replaces a set with one from another source
+unless asked (REPLACE=1), and every "rebuild it" message names the command that rebuilds it from its
+own source (remake_command). The identity is a fingerprint of the set's records (each LMDB's sha256 over its keys and values, made
 while writing it) and of labels.txt: every run records it, every result carries it, and a run whose
 set was rebuilt since is refused. Partials and versions left by killed builds are removed, and so
 freed, by the next build before it checks the disk.
@@ -21,6 +26,7 @@ freed, by the next build before it checks the disk.
 """
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -46,8 +52,60 @@ def _store(path) -> Path:
 
 
 def _lock_file(path) -> Path:
-    path = Path(path)
-    return path.parent / f".{path.name}.lock"
+    """data/.<name>.lock of the set at `path`, by what it resolves to: a link into another set's
+    store (data/alias -> data/.real.d/<identity>) gives that set's lock, data/.real.lock."""
+    target = Path(path).resolve()
+    store = target.parent
+    if store.name.startswith(".") and store.name.endswith(".d") and len(store.name) > 3:
+        return store.parent / f"{store.name[:-2]}.lock"
+    return target.parent / f".{target.name}.lock"
+
+
+def remake_command(name, source=None) -> str:
+    """The make command that rebuilds data set `name` from `source` (DataSet.source): the embedded
+    set `make data [DATA=name]`, an image tree with its IMAGENET= and VAL_TXT=, a stage's own command;
+    unknown (None): the command for the embedded set, or IMAGENET=/path for another name."""
+    data = "" if name == "synthetic" else f" DATA={name}"
+    if source is None:
+        return f"{MAKE_DATA}{data}" + ("" if name == "synthetic" else " IMAGENET=/path/to/its/images")
+    if source.get("made_by"):
+        return source["made_by"]
+    if source.get("imagenet") is None:
+        return f"{MAKE_DATA}{data}"
+    val_txt = f" VAL_TXT={_quoted(source['val_txt'])}" if source.get("val_txt") else ""
+    return f"{MAKE_DATA} DATA={name} IMAGENET={_quoted(source['imagenet'])}{val_txt}"
+
+
+def _quoted(path) -> str:
+    return f"'{path}'" if any(c in str(path) for c in " '\"$") else str(path)
+
+
+def describe_source(source) -> str:
+    """'the embedded synthetic set', 'the image tree /path' or 'make background RUN=blog'."""
+    if source is None:
+        return "an unknown source"
+    if source.get("made_by"):
+        return f"`{source['made_by']}`"
+    return "the embedded synthetic set" if source.get("imagenet") is None else f"the image tree {source['imagenet']}"
+
+
+def recorded_source(root):
+    """The source a finished or unfinished version folder records: dataset.json's, else (older sets)
+    its train LMDB's manifest ('<LINFOOL_DATA>/<x>_jpeg/train': the embedded set); None if unknown."""
+    root = Path(root)
+    try:
+        meta = json.loads((root / "dataset.json").read_text())
+        if meta.get("source"):
+            return meta["source"]
+    except (OSError, ValueError):
+        pass
+    try:
+        tree = json.loads((root / "train_lmdb" / "manifest.json").read_text())["source"]
+    except (OSError, ValueError, KeyError):
+        return None
+    tree = Path(tree)
+    synthetic = tree.name == "train" and tree.parent.name.endswith("_jpeg")
+    return {"imagenet": None if synthetic else str(tree.parent), "val_txt": None}
 
 
 class DataSet:
@@ -68,22 +126,27 @@ class DataSet:
         finished, or one of its LMDBs is damaged (cheap checks: records.check_intact)."""
         path = Path(path)
         if not path.exists():
+            dangling = (
+                f" (data/{path.name} is a link to {os.readlink(path)}, which does not exist)"
+                if path.is_symlink()
+                else ""
+            )
             raise DataSetError(
-                f"no data set '{path.name}' in {path.parent}; run `{MAKE_DATA}` "
-                f"(`make data IMAGENET=/path` for ImageNet)"
+                f"no data set '{path.name}' in {path.parent}{dangling}; build it: `{remake_command(path.name)}`"
             )
         root = path.resolve()
+        remake = remake_command(path.name, recorded_source(root))
         if not (root / "dataset.json").is_file():
             raise DataSetError(
                 f"{path} is not a whole data set (no dataset.json: made by an older linfool, by hand, or "
-                f"a build that was cut short); run `{MAKE_DATA}` to rebuild it"
+                f"a build that was cut short); rebuild it: `{remake}`"
             )
-        meta = files.read_json(root / "dataset.json", MAKE_DATA)
+        meta = files.read_json(root / "dataset.json", remake)
         for name, lmdb in meta["lmdbs"].items():
             try:
                 records.check_intact(root / name, lmdb["written"], shape=None)
             except records.LmdbError as err:
-                raise DataSetError(f"data set '{path.name}': {err}") from None
+                raise DataSetError(f"data set '{path.name}': {err}; rebuild it: `{remake}`") from None
         return cls(path, root, meta)
 
     @property
@@ -109,6 +172,11 @@ class DataSet:
     def lock(self, shared=True):
         """The set's lock: shared for stages that read it (a rebuild then waits), exclusive to write."""
         return files.lock(_lock_file(self.path), f"data set '{self.name}'", shared=shared)
+
+    @property
+    def source(self):
+        """Where the set came from (recorded_source): {'imagenet': tree or None, 'val_txt': ...}."""
+        return recorded_source(self.root)
 
     def describe(self) -> dict:
         """Provenance: {'data': name, 'data_identity': identity}."""
@@ -137,6 +205,20 @@ def _du(path) -> int:
     return total
 
 
+_SIDE_FILES = ("list.txt", "skipped.txt", "manifest.json")  # beside each LMDB: what describes it, not records
+
+
+def _refresh_side_files(new, published):
+    """Copy the new build's dataset.json and each LMDB's list.txt, skipped.txt and manifest.json over
+    the published version's (same records, so the same identity: e.g. a corrected VAL_TXT that
+    skips other files), each file atomically."""
+    for lmdb in (p for p in Path(new).iterdir() if p.name.endswith("_lmdb") and not p.is_symlink()):
+        for name in _SIDE_FILES:
+            if (lmdb / name).is_file() and (published / lmdb.name).is_dir():
+                files.write_bytes(published / lmdb.name / name, (lmdb / name).read_bytes())
+    files.write_bytes(published / "dataset.json", (Path(new) / "dataset.json").read_bytes())
+
+
 def write_lock(path):
     """The exclusive lock of the data set at `path` (re-entrant: `building` takes it again)."""
     return files.lock(_lock_file(path), f"data set '{Path(path).name}'")
@@ -146,9 +228,10 @@ class building:  # noqa: N801  (used as a context manager: `with building(path) 
     """Build a new version of the data set at `path` under its exclusive lock (see the module
     docstring); leaving the block without publish() discards the partial."""
 
-    def __init__(self, path):
+    def __init__(self, path, source=None):
         self.path = Path(path)
         self.store = _store(self.path)
+        self.source = source  # recorded in dataset.json (recorded_source)
         self.reclaimed = 0
         self._lock = write_lock(self.path)
 
@@ -199,13 +282,12 @@ class building:  # noqa: N801  (used as a context manager: `with building(path) 
             for p in sorted(self.dir.iterdir())
             if p.name.endswith("_lmdb")
         }
-        files.write_json(
-            self.dir / "dataset.json",
-            {"identity": identity, "lmdbs": lmdbs, "classes": len(read_labels(self.dir / "labels.txt"))},
-        )
+        meta = {"identity": identity, "lmdbs": lmdbs, "classes": len(read_labels(self.dir / "labels.txt"))}
+        files.write_json(self.dir / "dataset.json", {**meta, "source": self.source})
         version = self.store / identity
         if version.exists() and self.current is not None and self.current.identity == identity:
-            shutil.rmtree(self.dir)  # the same records and labels are published already, intact
+            _refresh_side_files(self.dir, version)  # the same records: only what describes them is new
+            shutil.rmtree(self.dir)
         else:
             if version.exists():  # the same identity, but damaged (a cut-short LMDB): replaced
                 version.rename(self.store / f".damaged-{os.getpid()}")

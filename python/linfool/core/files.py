@@ -14,7 +14,9 @@ message). A process may take the same lock again (re-entrant); a shared holder a
 exclusive lock upgrades it. Child processes given the lock's descriptor keep it while they run.
 """
 
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +24,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from linfool.core import paths
 from linfool.core.cli import UserError
 
 
@@ -42,11 +45,15 @@ def write_bytes(path, data):
     """Write `data` to `path` atomically (a temp file beside it, fsynced, then renamed over it)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a kill: no temporary file left holding the space
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager
@@ -156,7 +163,6 @@ def lock(path, what, shared=False):
     names the locked thing in the refusal: '<what> is busy: PID 123 (make train RUN=blog) is
     writing it; wait for it ...'. Re-entrant within a process."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = str(path.resolve())
     held = _HELD.get(key)
     if held and (shared or not held[1]):
@@ -166,7 +172,7 @@ def lock(path, what, shared=False):
         finally:
             held[2] -= 1
         return
-    handle = held[0] if held else open(path, "a+")
+    handle = held[0] if held else _open_lock(path, what, shared)
     try:
         fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -178,10 +184,11 @@ def lock(path, what, shared=False):
         raise Busy(
             f"{what} is busy: {', '.join(holders)}; wait for it to finish (or stop it) and run this again"
         ) from None
-    if not shared:
-        handle.truncate(0)
-    handle.write(f"{os.getpid()} {'read' if shared else 'write'} {_command()}\n")
-    handle.flush()
+    if handle.writable():
+        if not shared:
+            handle.truncate(0)
+        handle.write(f"{os.getpid()} {'read' if shared else 'write'} {_command()}\n")
+        handle.flush()
     previous = list(held) if held else None
     _HELD[key] = [handle, shared, 1]
     try:
@@ -194,6 +201,35 @@ def lock(path, what, shared=False):
             del _HELD[key]
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
+
+
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+_SAID = set()
+
+
+def _open_lock(path, what, shared):
+    """The lock file opened for flock: for writing (it names its holders), or where its folder is
+    read-only (a shared ImageNet volume) read-only when it exists, else a lock file of the same name
+    under the cache (said once): readers need no write access. A writer there is one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a+")
+    except OSError as err:
+        if err.errno not in _READ_ONLY:
+            raise
+        if not shared:
+            raise UserError(
+                f"{what} cannot be written: its lock {path} cannot be created ({err.strerror}); "
+                "point LINFOOL_DATA / LINFOOL_RUNS at a writable folder (or make it writable)"
+            ) from None
+    if path.is_file():
+        return open(path, "r")
+    elsewhere = paths.CACHE / "locks" / hashlib.sha256(str(path).encode()).hexdigest()[:16] / path.name
+    if str(path) not in _SAID:
+        _SAID.add(str(path))
+        print(f"{path.parent} is read-only: {what}'s readers lock {elsewhere} instead (this machine only)", flush=True)
+    elsewhere.parent.mkdir(parents=True, exist_ok=True)
+    return open(elsewhere, "a+")
 
 
 def lock_fds() -> list:

@@ -6,6 +6,7 @@ LINFOOL_DATA (data sets, default <root>/data), LINFOOL_RUNS (training runs, defa
 Those folders may have spaces or non-ASCII letters in their paths; the names inside them may not.
 """
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -34,14 +35,27 @@ def check_name(name, what="RUN") -> str:
     return name
 
 
+def _folder(folder, variable) -> Path:
+    """`folder` (DATA or RUNS) when it is a folder or not there yet; one line when it is a file or a
+    link to nothing (a dangling data/ link), naming the variable that moves it."""
+    if folder.is_symlink() and not folder.exists():
+        raise UserError(
+            f"{folder} is a link to {os.readlink(folder)}, which does not exist; mount or fix that folder, "
+            f"remove the link, or set {variable} to another folder"
+        )
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{variable}={folder} is a file, not a folder; point {variable} at a folder (or unset it)")
+    return folder
+
+
 def dataset_dir(name: str) -> Path:
     """Where data set `name` is published: data/<name> (see linfool.core.datasets)."""
-    return DATA / check_name(name, "DATA")
+    return _folder(DATA, "LINFOOL_DATA") / check_name(name, "DATA")
 
 
 def run_dir(name: str) -> Path:
     """Folder of one training run: the prototxt used, train.log, snapshots, metrics, figures."""
-    return RUNS / check_name(name, "RUN")
+    return _folder(RUNS, "LINFOOL_RUNS") / check_name(name, "RUN")
 
 
 def decay_search_dir(weak_run: str) -> Path:
@@ -55,10 +69,15 @@ def _plain(text) -> str:
     return name[:60]
 
 
-def fool_dir(weights, image) -> Path:
-    """Where `make fool` writes one model's fooling of one image (or folder): runs/fool/<model>-<image
-    stem>, the model named by its .caffemodel (deploy.prototxt names few models) and, unless that name
-    holds it already, its folder: runs/blog/snap_iter_1000.caffemodel -> blog.snap_iter_1000."""
+def fool_dir(model, weights, image, target) -> Path:
+    """Where `make fool` writes one model's fooling of one image (or folder) towards one target:
+    runs/fool/<weights>-<image stem>-to-<target>-<key>, the model named by its .caffemodel
+    (deploy.prototxt names few models) and, unless that name holds it already, its folder
+    (runs/blog/snap_iter_1000.caffemodel -> blog.snap_iter_1000); <key>: 8 hex digits of the resolved
+    MODEL, WEIGHTS and IMAGE paths, so two images of one stem (img/a.jpg, img/b/a.png), two models of
+    one .caffemodel name or two targets never share a folder."""
     weights = Path(weights).resolve()
-    model = weights.stem if weights.parent.name in weights.stem else f"{weights.parent.name}.{weights.stem}"
-    return RUNS / "fool" / f"{_plain(model)}-{_plain(Path(image).stem)}"
+    name = weights.stem if weights.parent.name in weights.stem else f"{weights.parent.name}.{weights.stem}"
+    key = hashlib.sha256("\0".join(str(Path(p).resolve()) for p in (model, weights, image)).encode()).hexdigest()
+    label = re.sub(r"^n\d{8}\s*", "", str(target)).split(",")[0]
+    return RUNS / "fool" / f"{_plain(name)}-{_plain(Path(image).stem)}-to-{_plain(label)[:24]}-{key[:8]}"

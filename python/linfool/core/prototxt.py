@@ -6,6 +6,7 @@ overlays and key=value settings laid over it, a net's classifier layer and its d
     fc_layer(net) -> the net's last InnerProduct LayerParameter (the classifier: the blog's one layer)
     deploy_file(net_file) -> the deploy prototxt beside a train_val prototxt
     learned_layers(net_file) -> [(name, type)] of its layers with learned weights
+    num_outputs(net_file), data_sources(net_file) -> its classes; the LMDBs its Data layers read
 """
 
 from pathlib import Path
@@ -42,6 +43,9 @@ def read_solver(solver_file, overlays=(), settings=()):
     (unknown keys and bad values are refused). Returns a caffe_pb2.SolverParameter."""
     solver = _caffe_pb2().SolverParameter()
     for path in (solver_file, *overlays):
+        path = cli.user_path(path, "SOLVER/OVERLAY")
+        if not Path(path).is_file() and not Path(path).is_absolute() and (paths.ROOT / path).is_file():
+            path = paths.ROOT / path  # prototxt/solver_demo.prototxt, as recorded, from any folder
         if not Path(path).is_file():
             raise TrainConfigError(f"no solver file {path}")
         try:
@@ -93,8 +97,21 @@ _LEARNED = {
 
 def learned_layers(net_file):
     """The (name, type) of the layers with learned weights of a prototxt file, in order."""
-    net = text_format.Parse(Path(net_file).read_text(), _caffe_pb2().NetParameter())
-    return [(layer.name, layer.type) for layer in net.layer if layer.type in _LEARNED]
+    return [(layer.name, layer.type) for layer in _net(net_file).layer if layer.type in _LEARNED]
+
+
+def _net(net_file):
+    return text_format.Parse(Path(net_file).read_text(), _caffe_pb2().NetParameter())
+
+
+def num_outputs(net_file) -> int:
+    """The number of classes a net prototxt gives: its classifier's (fc_layer) num_output."""
+    return fc_layer(_net(net_file)).inner_product_param.num_output
+
+
+def data_sources(net_file) -> list:
+    """The LMDB folders a net prototxt's Data layers read, in order."""
+    return [layer.data_param.source for layer in _net(net_file).layer if layer.type == "Data"]
 
 
 def deploy_file(net_file) -> Path:

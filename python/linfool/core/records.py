@@ -22,6 +22,7 @@ uint8, BGR, channel-major, 0..255, as convert_imageset stores it; labels are int
 """
 
 import argparse
+import errno
 import hashlib
 import json
 import math
@@ -239,14 +240,28 @@ class Writer:
             except lmdb.MapFullError:  # the transaction was aborted: grow and redo it
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
                 self.grown += 1
+            except lmdb.Error as err:
+                raise _disk_full(self.path, err) from None
         self.pending = []
 
     def close(self) -> int:
         """Commit, sync and close; returns the number of records written."""
         self.commit()
-        self.env.sync(True)
+        try:
+            self.env.sync(True)
+        except lmdb.Error as err:
+            raise _disk_full(self.path, err) from None
         self.env.close()
         return self.count
+
+
+def _disk_full(path, err):
+    """LMDB's error for a write that failed: an OSError(ENOSPC) naming the LMDB when its disk is (all
+    but) full (LMDB says EIO or ENOSPC for it, depending on the file system), else the error itself."""
+    free = shutil.disk_usage(path).free
+    if "No space left" in str(err) or free < 2 * COMMIT_EVERY * record_bytes():
+        return OSError(errno.ENOSPC, f"No space left on device ({free / 1e6:.1f} MB free)", str(path))
+    return err
 
 
 def verify(path, expected, shape=(3, 64, 64), num_classes=None):

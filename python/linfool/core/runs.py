@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from linfool.core import caffe_env, datasets, files, paths
+from linfool.core import caffe_env, datasets, files, paths, prototxt
 from linfool.core.cli import UserError
 
 SNAPSHOT_PREFIX = "snap"  # Caffe writes <prefix>_iter_N.caffemodel / .solverstate
@@ -66,13 +66,19 @@ class Snapshot:
 _CHECKED = {}  # (path, size, mtime) -> (problem or None, sha256)
 
 
-def _blobs_whole(message) -> str:
-    """'' when every learnable blob of a NetParameter holds as many values as its shape says."""
-    blobs = [blob for layer in message.layer for blob in layer.blobs]
+def blob_shape(blob) -> tuple:
+    """A BlobProto's shape: its shape field, else the legacy (num, channels, height, width)."""
+    return tuple(blob.shape.dim) if blob.HasField("shape") else (blob.num, blob.channels, blob.height, blob.width)
+
+
+def blobs_whole(message) -> str:
+    """'' when every learnable blob of a NetParameter (its layers, or an old model's V1 layers) holds
+    as many values as its shape says, else what is wrong."""
+    blobs = [blob for layer in [*message.layer, *message.layers] for blob in layer.blobs]
     if not blobs:
         return "it holds no learned weights"
     for blob in blobs:
-        dims = list(blob.shape.dim) or [d for d in (blob.num, blob.channels, blob.height, blob.width) if d]
+        dims = [d for d in blob_shape(blob) if d]
         count = 1
         for d in dims:
             count *= d
@@ -93,7 +99,7 @@ def check_file(path):
         pb2 = caffe_env.import_caffe().proto.caffe_pb2
         try:
             if path.suffix == ".caffemodel":
-                problem = _blobs_whole(pb2.NetParameter.FromString(raw))
+                problem = blobs_whole(pb2.NetParameter.FromString(raw))
             else:
                 state = pb2.SolverState.FromString(raw)
                 model = path.with_suffix(".caffemodel")
@@ -145,25 +151,49 @@ class Run:
         return self._info
 
     def lock(self, shared=False):
-        """The run's lock (exclusive to write into the folder, shared to read it)."""
-        return files.lock(self.path.parent / f".{self.name}.lock", f"run '{self.name}'", shared=shared)
+        """The run's lock (exclusive to write into the folder, shared to read it): that of the folder
+        the name resolves to, so a run reached through a symlink shares its target's lock."""
+        target = self.path.resolve()
+        return files.lock(target.parent / f".{target.name}.lock", f"run '{self.name}'", shared=shared)
 
     def dataset(self) -> datasets.DataSet:
-        """The data set the run trained on; DataChanged when it was rebuilt since (another identity)."""
+        """The data set the run trained on; DataChanged when it was rebuilt since (another identity),
+        or when it is not the set the run's net was made for (run.json edited by hand: its classes or
+        the LMDBs its train_val.prototxt reads differ)."""
         recorded = self.info.get("data_identity")
         dataset = datasets.DataSet.named(self.info["data"])
+        retrain = f"retrain it (deleting its snapshots): `make train RUN={self.name} DATA={dataset.name} FRESH=1`"
         if recorded is None:
             raise DataChanged(
-                f"run {self.name} was trained by an older linfool (run.json has no data-set identity); "
-                f"retrain it: `make train RUN={self.name} DATA={self.info['data']}`"
+                f"run {self.name} was trained by an older linfool (run.json has no data-set identity); {retrain}"
             )
         if dataset.identity != recorded:
             raise DataChanged(
                 f"run {self.name} was trained on data set '{dataset.name}' {recorded}, which was rebuilt "
-                f"since (now {dataset.identity}); retrain it: `make train RUN={self.name} "
-                f"DATA={dataset.name}`"
+                f"since (now {dataset.identity}); {retrain}"
             )
+        self._check_net_fits(dataset)
         return dataset
+
+    def _check_net_fits(self, dataset):
+        """DataChanged unless the run's deploy net has one output per class of `dataset` and its
+        train_val.prototxt read that set's version (what make train wrote, from the set it trained on)."""
+        deploy, train_val = self.path / "deploy.prototxt", self.path / "train_val.prototxt"
+        if deploy.is_file():
+            outputs = prototxt.num_outputs(deploy)
+            if outputs != dataset.num_classes:
+                raise DataChanged(
+                    f"run {self.name}'s net has {outputs} outputs but its run.json names data set '{dataset.name}' "
+                    f"with {dataset.num_classes} classes: run.json was changed by hand; restore it, or train a run "
+                    f"on that set: `make train RUN=<new> DATA={dataset.name}`"
+                )
+        read = prototxt.data_sources(train_val) if train_val.is_file() else []
+        versions = {Path(source).parent.name for source in read}
+        if read and versions != {Path(dataset.root).name}:
+            raise DataChanged(
+                f"run {self.name} was trained on the LMDBs in {Path(read[0]).parent}, not on data set "
+                f"'{dataset.name}' ({dataset.root}) that its run.json names: run.json was changed by hand; restore it"
+            )
 
     def _files(self, suffix):
         return sorted(self.path.glob(f"*_iter_*{suffix}"), key=iteration, reverse=True)
@@ -177,9 +207,10 @@ class Run:
             good = next((f for f in found[1:] if not check_file(f)[0]), None)
             instead = (
                 f"the newest good one is {good.name}: remove the damaged file (rm '{found[0]}') to use it, "
-                f"or `make train RUN={self.name} RESUME=1` continues from it"
+                f"or `make train RUN={self.name} RESUME=1` continues from the newest good solver state "
+                "(setting the damaged snapshot aside as *.damaged)"
                 if good
-                else f"no good {what} is left: `make train RUN={self.name}` trains it again"
+                else f"no good {what} is left: `make train RUN={self.name} FRESH=1` trains it again"
             )
             raise RunError(f"{found[0].name} of run {self.name} is damaged ({problem}); {instead}")
         return Snapshot(found[0], iteration(found[0]), sha)

@@ -46,13 +46,40 @@ def _plans(splits, build, size):
     return plans
 
 
-def build_dataset(source_root, out, *, val_txt=None, size=64, workers=None, progress=True):
+def tree_source(root, val_txt=None) -> dict:
+    """The source dataset.json records for an image tree (datasets.recorded_source): absolute paths."""
+    return {"imagenet": str(Path(root).resolve()), "val_txt": str(Path(val_txt).resolve()) if val_txt else None}
+
+
+SYNTHETIC_SOURCE = {"imagenet": None, "val_txt": None}  # the embedded set (linfool.data.synthetic)
+
+
+def check_replacing(out, source):
+    """UserError (one line) when `out` holds a published set from another source than `source`: a
+    rebuild from the same tree (another VAL_TXT too) goes ahead, another tree or the embedded set in
+    place of a tree's (or the reverse) needs REPLACE=1 and is otherwise never done."""
+    if not Path(out).exists():
+        return
+    current = datasets.recorded_source(Path(out).resolve())
+    if current is not None and current.get("imagenet") == source.get("imagenet") and not current.get("made_by"):
+        return
+    name = Path(out).name
+    raise datasets.DataSetError(
+        f"data set '{name}' was built from {datasets.describe_source(current)}; this `make data` would replace it "
+        f"with {datasets.describe_source(source)} (and every run trained on it would be refused): "
+        f"`{datasets.remake_command(name, current)}` rebuilds it from its own source; add REPLACE=1 to replace it "
+        "on purpose, or give another DATA="
+    )
+
+
+def build_dataset(source_root, out, *, val_txt=None, size=64, workers=None, progress=True, source=None):
     """Build the data set published at `out` (data/<name>) from an ILSVRC2012-style tree. Returns
     {split: BuildResult}. Before writing anything: one scan of the tree, the builds planned (inputs
     fingerprinted), the disk checked for the LMDBs' page-rounded size (DiskError, one line; space
-    held by partials of killed builds is freed first), and an ETA printed."""
+    held by partials of killed builds is freed first), and an ETA printed. `source`: what dataset.json
+    records as the set's source (default: the tree and val_txt, tree_source)."""
     start = time.perf_counter()
-    with datasets.building(out) as build:
+    with datasets.building(out, source or tree_source(source_root, val_txt)) as build:
         print(f"Scanning {source_root}...", flush=True)
         splits = sources.imagenet_splits(source_root, val_txt)
         if len(splits["wnids"]) < 2:
@@ -107,10 +134,14 @@ def main(argv=None) -> int:
         "--train-per-class", type=cli.positive_int, default=300, help="embedded set: train images per class"
     )
     parser.add_argument("--val-per-class", type=cli.positive_int, default=50, help="embedded set: val images per class")
+    parser.add_argument("--replace", action="store_true", help="replace a set built from another source (REPLACE=1)")
     args = parser.parse_args(argv)
 
     def body():
         name = paths.check_name(args.name or ("imagenet" if args.imagenet else "synthetic"), "DATA")
+        for option in ("imagenet", "val_txt"):
+            if getattr(args, option):
+                setattr(args, option, str(cli.user_path(getattr(args, option), option.upper())))
         if args.val_txt and not Path(args.val_txt).is_file():
             raise sources.DatasetError(f"VAL_TXT={args.val_txt}: no such file")
         if args.imagenet:
@@ -119,12 +150,16 @@ def main(argv=None) -> int:
                 raise sources.DatasetError(
                     f"IMAGENET={args.imagenet}: no such folder (give the ILSVRC2012 root that holds train/ and val/)"
                 )
-        with datasets.write_lock(paths.dataset_dir(name)):  # held from the generator to the publish
+        out = paths.dataset_dir(name)
+        recorded = tree_source(source, args.val_txt) if args.imagenet else SYNTHETIC_SOURCE
+        with datasets.write_lock(out):  # held from the generator to the publish
+            if not args.replace:
+                check_replacing(out, recorded)
             if not args.imagenet:
                 source = paths.DATA / f"{name}_jpeg"
                 print(f"Generating the embedded synthetic set in {source}...", flush=True)
                 synthetic.generate(source, train_per_class=args.train_per_class, val_per_class=args.val_per_class)
-            build_dataset(source, paths.dataset_dir(name), val_txt=args.val_txt)
+            build_dataset(source, out, val_txt=args.val_txt, source=recorded)
         print(f"Done: {paths.dataset_dir(name)}")
 
     return cli.run(body)

@@ -56,6 +56,13 @@ def sniff(path) -> tuple:
     return None, "not an image file"
 
 
+def opencv_reason(err) -> str:
+    """A cv2.error in a few words: 'more pixels than OpenCV decodes (2^30)' or OpenCV's own line."""
+    if "CV_IO_MAX_IMAGE_PIXELS" in str(err):
+        return "more pixels than OpenCV decodes: 2^30, its CV_IO_MAX_IMAGE_PIXELS"
+    return str(err).strip().splitlines()[-1][:160]
+
+
 def load_chw(path, size: int = 64):
     """Decode like cv::imread(path, CV_LOAD_IMAGE_COLOR) (3-channel BGR; grayscale, CMYK and
     16-bit inputs converted by OpenCV), resize to size x size with cv::resize's default
@@ -63,7 +70,10 @@ def load_chw(path, size: int = 64):
     _, reason = sniff(path)
     if reason:
         return None, reason
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    except cv2.error as err:  # e.g. more pixels than OpenCV decodes (CV_IO_MAX_IMAGE_PIXELS, 2^30)
+        return None, f"OpenCV refuses to decode it ({opencv_reason(err)})"
     if image is None:
         return None, "could not be decoded by OpenCV"
     image = cv2.resize(image, (size, size))

@@ -47,8 +47,9 @@ def imagenet_names() -> dict:
 def scan(root, skipped=None) -> dict:
     """{class folder name: [image paths relative to root, sorted]} for every class folder under root
     that holds at least one image at any depth (Tiny ImageNet's <wnid>/images/ works). One walk.
-    Folders that cannot be entered (a symlink loop, no permission) are appended to `skipped` as
-    (path, reason); a class folder name with a space or control character is refused (DatasetError)."""
+    Folders that cannot be entered (a symlink loop, no permission) and files without an image suffix
+    are appended to `skipped` as (path, reason); a class folder left out (no image file in it) is said
+    on the console; a class folder name with a space or control character is refused (DatasetError)."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder")
@@ -58,7 +59,10 @@ def scan(root, skipped=None) -> dict:
         for entry in sorted(top, key=lambda e: e.name):
             if not _folder(entry, entry.name, {_identity(root)}, skipped):
                 continue
+            before = len(skipped)
             found = sorted(_image_files(entry.path, entry.name, {_identity(root), _identity(entry.path)}, skipped))
+            if not found:
+                _say_left_out(root, entry.name, skipped[before:])
             if found:
                 if _UNSAFE.search(entry.name):
                     raise DatasetError(
@@ -68,6 +72,21 @@ def scan(root, skipped=None) -> dict:
                     )
                 classes[entry.name] = found
     return classes
+
+
+NO_SUFFIX = f"no image suffix ({', '.join(sorted(IMAGE_SUFFIXES))}): not read; rename it if it is an image"
+
+
+def _say_left_out(root, name, skipped):
+    """One console line for a class folder that gives no class (its files all skipped)."""
+    if skipped:
+        example = skipped[0][0].split("/", 1)[-1]
+        print(
+            f"Class folder {name} in {root} is left out: none of its {len(skipped)} files has an image suffix "
+            f"(e.g. {example}; listed in skipped.txt), so the classes after it take lower labels; rename its "
+            "images (e.g. to .JPEG) and run make data again",
+            flush=True,
+        )
 
 
 def _identity(path):
@@ -98,11 +117,22 @@ def _image_files(folder, prefix, ancestors, skipped):
         skipped.append((prefix, f"folder cannot be read ({err.strerror}); skipped"))
         return
     for entry in listed:
-        path = f"{prefix}/{entry.name}"
+        path, before = f"{prefix}/{entry.name}", len(skipped)
         if _folder(entry, path, ancestors, skipped):
             yield from _image_files(entry.path, path, ancestors | {_identity(entry.path)}, skipped)
-        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+        elif len(skipped) > before or not _is_file(entry):  # a loop or a broken link (listed), a socket
+            continue
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
             yield path
+        else:
+            skipped.append((path, NO_SUFFIX))
+
+
+def _is_file(entry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def folder_items(root, wnids, scanned=None) -> list:
@@ -173,7 +203,9 @@ def flat_val_items(val_dir, wnids, val_txt=None, skipped=None) -> list:
     label (stray files such as macOS's ._ILSVRC2012_val_*.JPEG) and images of classes not in `wnids`
     are appended to `skipped` as (file name, reason)."""
     skipped = [] if skipped is None else skipped
-    files = sorted(e.name for e in os.scandir(val_dir) if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
+    listed = sorted((e.name for e in os.scandir(val_dir) if e.is_file()))
+    files = [name for name in listed if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES]
+    skipped += [(name, NO_SUFFIX) for name in listed if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES]
     index = {wnid: i for i, wnid in enumerate(wnids)}
     if val_txt and _is_devkit_ground_truth(val_txt):
         labels = _devkit_labels(val_txt, files, index)

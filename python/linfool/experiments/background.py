@@ -71,7 +71,8 @@ def write_round_data(source, out, background_images, per_batch=None, run=None):
     the run's mixed net for it (mixed_net, `per_batch` background records a batch) as
     train_val_mixed.prototxt. Returns the published DataSet."""
     labels = source.labels()
-    with datasets.building(out) as build:
+    made_by = {"made_by": f"make background RUN={run.name}" if run is not None else "make background"}
+    with datasets.building(out, made_by) as build:
         for split in ("train", "val"):  # relative links: data/ may be seen from a host and a container
             (build.dir / f"{split}_lmdb").symlink_to(os.path.relpath(source.lmdb(split).resolve(), build.dir))
         if len(background_images):
@@ -169,6 +170,7 @@ def fine_tune(run, info, data, model, iterations, command, net=None):
         settings=settings + ([f'net="{net}"'] if net else []),
         extra=[f"--weights={model}"],
         command=command,
+        fresh=True,  # the round's runs are this stage's own results: a rerun of make background remakes them
     )
     if code != 0:
         raise runs.RunError(f"caffe train exited with {code}; see {paths.run_dir(run) / 'train.log'}")

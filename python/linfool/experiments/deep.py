@@ -262,9 +262,16 @@ def main(argv=None) -> int:
         if args.high is not None:
             paths.check_name(args.high, "HIGH")
         found = models(args.run, args.high)
-        if len(found) < 2:
+        missing = [
+            name
+            for pair in runs.deep_names(args.run).values()
+            for name in pair
+            if name not in {r.name for _, r in found}
+        ]
+        if missing:
             raise runs.RunError(
-                f"make deep compares {args.run} with the deeper models, and none is trained yet: "
+                f"make deep compares {args.run} with the deeper models, and {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not trained yet: "
                 f"`make deep-sweep{'' if args.data in (None, 'synthetic') else ' DATA=' + args.data}` trains them"
             )
         group = [r for _, r in found]

@@ -8,12 +8,17 @@
 The image is read and resized to the net's input as convert_imageset does (OpenCV, bilinear), in the
 net's channel order (CHANNELS: bgr, Caffe's own, by default; gray for 1-channel nets); the net sees
 (pixels - mean) * scale, as Caffe's transform_param computes it. The attack is the iterative Linf one
-(linfool.experiments.gradient_attacks.projected) under EPS pixel units (0..255) until P(target) >= 0.99;
-the result is rounded to whole pixels and classified again, so the PNG is exactly what was measured.
+(linfool.experiments.gradient_attacks.projected) under EPS pixel units (0..255) until P(target) >= 0.99,
+every step in whole pixel values, so "fooled" is judged on exactly the image the PNG holds. MODEL and
+WEIGHTS are checked before Caffe reads them (one input; every learned layer of MODEL in WEIGHTS with
+its shapes); the WEIGHTS or MODEL of a linfool run (runs/<run>/) subtract its data set's mean unless
+MEAN= or MEAN_VALUES= is given.
 
-Writes runs/fool/<weights>-<image>/ (whole, or not at all): original.png and fooled.png (8-bit, the net's
-input size, lossless), fooled.npy (the exact (C, H, W) float32 pixels), fool.png (the figure) and
-result.json (probabilities before and after, the perturbation's Linf / L2, the command).
+Writes runs/fool/<weights>-<image>-to-<target>-<key>/ (paths.fool_dir; whole, or not at all):
+original.png and fooled.png (8-bit, the net's input size, lossless), fooled.npy (the exact (C, H, W)
+float32 pixels), fool.png (the figure) and result.json (P(target) and the top 5 before and after,
+the perturbation's Linf / L2, the command). A rerun of the same model, weights, image and target
+replaces its folder, and says so.
 """
 
 import hashlib
@@ -24,7 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from linfool.core import cli, datum, files, paths
+from linfool.core import cli, datum, files, paths, runs
+from linfool.data.images import opencv_reason
 from linfool.experiments import gradient_attacks
 from linfool.model.gradients import Differentiable
 
@@ -48,7 +54,10 @@ def read_image(path, shape, channels="bgr"):
             f"{1 if channels == 'gray' else 3}: use {'CHANNELS=gray' if c == 1 else 'CHANNELS=bgr or rgb'}"
             + ("" if c in (1, 3) else " (an image has 1 or 3 channels: this net cannot take one)")
         )
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if c == 1 else cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if c == 1 else cv2.IMREAD_COLOR)
+    except cv2.error as err:  # e.g. more pixels than OpenCV decodes (CV_IO_MAX_IMAGE_PIXELS, 2^30)
+        raise cli.UserError(f"IMAGE={path}: OpenCV refuses to decode it ({opencv_reason(err)})") from None
     if image is None:
         raise cli.UserError(f"IMAGE={path}: not a readable image file (OpenCV could not decode it)")
     image = cv2.resize(image, (w, h)).reshape(h, w, c)
@@ -67,7 +76,9 @@ def read_mean(mean_file, mean_values, shape):
         try:
             values = np.array([float(v) for v in mean_values.split(",")], np.float32)
         except ValueError:
-            raise cli.UserError(f"MEAN_VALUES={mean_values!r}: give numbers separated by commas") from None
+            values = np.array([np.nan])
+        if not np.all(np.isfinite(values)):
+            raise cli.UserError(f"MEAN_VALUES={mean_values!r}: give finite numbers separated by commas") from None
         if len(values) not in (1, shape[0]):
             raise cli.UserError(f"MEAN_VALUES has {len(values)} values; the net's input has {shape[0]} channel(s)")
         return values, f"values {mean_values}"
@@ -77,6 +88,11 @@ def read_mean(mean_file, mean_values, shape):
         mean = datum.decode_mean(Path(mean_file).read_bytes())
     except OSError as err:
         raise cli.UserError(f"MEAN={mean_file}: {err.strerror}") from None
+    except Exception as err:  # protobuf's DecodeError, a data size that is not its shape's
+        raise cli.UserError(
+            f"MEAN={mean_file} is not a mean .binaryproto (Caffe's BlobProto, as compute_image_mean writes it: "
+            f"{err.__class__.__name__}); for per-channel means give MEAN_VALUES=104,117,123"
+        ) from None
     if mean.shape[0] != shape[0]:
         raise cli.UserError(f"MEAN={mean_file} has {mean.shape[0]} channel(s); the net's input has {shape[0]}")
     if mean.shape != tuple(shape):
@@ -89,7 +105,12 @@ def read_labels(path, classes):
     an optional wnid); numbers 0..classes-1 without a file."""
     if not path:
         return [str(i) for i in range(classes)]
-    lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    try:
+        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError as err:
+        raise cli.UserError(f"LABELS={path}: {err.strerror}; give a text file with one class name per line") from None
+    except UnicodeDecodeError:
+        raise cli.UserError(f"LABELS={path} is not a text file; give one with one class name per line") from None
     if len(lines) != classes:
         raise cli.UserError(f"LABELS={path} has {len(lines)} lines; the net has {classes} classes")
     return lines
@@ -166,8 +187,18 @@ def _sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
 
 
+def _run_of(model_file, weights):
+    """The linfool run whose folder holds WEIGHTS or MODEL (runs/<run>/, with its run.json), or None."""
+    for given in (weights, model_file):
+        folder = Path(given).resolve().parent
+        if (folder / "run.json").is_file():
+            return runs.Run(folder)
+    return None
+
+
 def _prepare(model_file, weights, image, target, mean, mean_values, scale, labels):
-    """Check the inputs and load the net: (model, mean note, class names, target index)."""
+    """Check the inputs and load the net: (model, mean note, class names, target index). A linfool
+    run's WEIGHTS or MODEL gives its data set's mean unless MEAN= or MEAN_VALUES= is given (said)."""
     for what, given in (("MODEL", model_file), ("WEIGHTS", weights)):
         if not given or not Path(given).is_file():
             raise cli.UserError(f"{what}={given or ''}: no such file; make fool needs MODEL=, WEIGHTS= and IMAGE=")
@@ -175,7 +206,12 @@ def _prepare(model_file, weights, image, target, mean, mean_values, scale, label
         raise cli.UserError(f"IMAGE={image or ''}: no such file or folder; make fool needs MODEL=, WEIGHTS= and IMAGE=")
     if target is None or str(target).strip() == "":
         raise cli.UserError("make fool needs TARGET= (a class number, or a name of LABELS=)")
-    model = Differentiable(model_file, weights)
+    run = _run_of(model_file, weights)
+    hint = f"; run {run.name}'s own net is MODEL={run.path / 'deploy.prototxt'}" if run else ""
+    model = Differentiable(model_file, weights, hint=hint)
+    if run is not None and not (mean or mean_values):
+        mean = str(run.dataset().mean_file)
+        print(f"MEAN: run {run.name}'s data-set mean {mean}, which its net was trained with (MEAN= overrides)")
     mean_array, mean_note = read_mean(mean, mean_values, model.shape)
     model.set_transform(mean_array, scale)
     names = read_labels(labels, model.classes)
@@ -183,11 +219,10 @@ def _prepare(model_file, weights, image, target, mean, mean_values, scale, label
 
 
 def _attack(model, x, goal, eps, steps):
-    """The iterative attack, its result rounded to whole pixels still inside the budget (x is whole
-    already), so that a PNG of it is exactly what is measured: (image, its probs, gradient steps)."""
-    attack = gradient_attacks.projected(model, x, goal, eps, iterations=steps, confidence=CONFIDENCE)
-    fooled = np.clip(np.rint(attack.image), np.ceil(x - eps), np.floor(x + eps)).clip(0, 255).astype(np.float32)
-    return fooled, model.probs(fooled[None])[0], attack.passes
+    """The iterative attack in whole pixel values (x is whole already) inside the budget, so that
+    the confidence is judged on exactly what the PNG holds: (image, its probs, gradient steps)."""
+    attack = gradient_attacks.projected(model, x, goal, eps, iterations=steps, confidence=CONFIDENCE, whole_pixels=True)
+    return attack.image, model.probs(attack.image[None])[0], attack.passes
 
 
 def _provenance(model_file, weights, image, model, channels, mean_note, scale, names, goal, command):
@@ -204,6 +239,17 @@ def _provenance(model_file, weights, image, model, channels, mean_note, scale, n
         "confidence": CONFIDENCE,
         "command": command,
     }
+
+
+def _replacing(out):
+    """One line when `out` holds an earlier result of the same model, weights, image and target."""
+    for name in ("result.json", "curve.json"):
+        if (out / name).is_file():
+            try:
+                earlier = files.read_json(out / name, "make fool").get("command") or "an earlier make fool"
+            except files.DamagedFile:
+                earlier = "an earlier make fool (its result file is damaged)"
+            print(f"Replacing {out}: the same model, weights, image and target, made by `{earlier}`", flush=True)
 
 
 def fool(
@@ -223,17 +269,18 @@ def fool(
     command="",
 ):
     """Fool one image (or, IMAGE a folder, its first `images` images: attack_curve) of any Caffe
-    classifier towards `target`; writes and returns runs/fool/<weights>-<image>/ (see the module
-    docstring). Every probability comes from a pycaffe forward of the net."""
+    classifier towards `target`; writes and returns runs/fool/<weights>-<image>-to-<target>-<key>/
+    (paths.fool_dir; see the module docstring). Every probability comes from a pycaffe forward of the net."""
     model, mean_note, names, goal = _prepare(model_file, weights, image, target, mean, mean_values, scale, labels)
     about = _provenance(model_file, weights, image, model, channels, mean_note, scale, names, goal, command)
+    out = paths.fool_dir(model_file, weights, image, names[goal])
     if Path(image).is_dir():
-        return attack_curve(model, image, goal, names, about, eps=eps, steps=steps, images=images)
+        return attack_curve(model, image, goal, names, about, out, eps=eps, steps=steps, images=images)
     x = read_image(image, model.shape, channels)
     before = model.probs(x[None])[0]
     fooled, after, passes = _attack(model, x, goal, eps, steps)
-    out = paths.fool_dir(weights, image)
     with files.lock(out.parent / f".{out.name}.lock", what=f"runs/fool/{out.name}"), files.building_dir(out) as tmp:
+        _replacing(out)
         _save_png(tmp / "original.png", x, channels)
         _save_png(tmp / "fooled.png", fooled, channels)
         np.save(tmp / "fooled.npy", fooled)
@@ -242,14 +289,20 @@ def fool(
         result = {
             "fooled": bool(after[goal] >= CONFIDENCE),
             "eps": eps,
+            "steps": steps,
             "steps_taken": passes,
             "linf": float(np.abs(delta).max()),
             "l2": float(np.linalg.norm(delta)),
+            "target_prob": {"before": float(before[goal]), "after": float(after[goal])},
             "before": _top(before, names),
             "after": _top(after, names),
         }
         files.write_json(tmp / "result.json", {**about, **result})
-    verdict = "fooled" if after[goal] >= CONFIDENCE else f"NOT fooled within EPS={eps:g} (raise EPS= or STEPS=)"
+    verdict = (
+        "fooled"
+        if after[goal] >= CONFIDENCE
+        else f"NOT fooled within EPS={eps:g} and STEPS={steps} (in whole pixel values; raise EPS= or STEPS=)"
+    )
     print(
         f"{Path(image).name}: {names[int(before.argmax())]} (P {before.max():.3f}) -> P({names[goal]}) "
         f"{after[goal]:.4f} after {passes} steps, Linf {np.abs(fooled - x).max():.0f}/255: {verdict}; wrote {out}"
@@ -261,9 +314,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tif
 LADDER = (1, 2, 4, 8, 16, 32, 64, 128)  # Linf budgets tried in turn, in 0..255 pixel units, up to EPS
 
 
-def attack_curve(model, folder, goal, names, about, *, eps, steps, images):
+def attack_curve(model, folder, goal, names, about, out, *, eps, steps, images):
     """The fraction of a folder's images fooled to the target at each Linf budget of LADDER up to eps
-    (each image's smallest budget that reaches P >= 0.99): runs/fool/<weights>-<folder>/curve.json and
+    (each image's smallest budget that reaches P >= 0.99, in whole pixel values): out/curve.json and
     curve.png. Files the net cannot read are listed with their reason, not fatal."""
     files_in = sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)[:images]
     budgets = [b for b in LADDER if b < eps] + [eps]
@@ -281,8 +334,8 @@ def attack_curve(model, folder, goal, names, about, *, eps, steps, images):
     if not rows:
         raise cli.UserError(f"IMAGE={folder}: no image in it that the net can take ({len(skipped)} skipped)")
     fractions = [sum(r["needed_linf"] is not None and r["needed_linf"] <= b for r in rows) / len(rows) for b in budgets]
-    out = paths.fool_dir(about["weights"], folder)
     with files.lock(out.parent / f".{out.name}.lock", what=f"runs/fool/{out.name}"), files.building_dir(out) as tmp:
+        _replacing(out)
         curve = {"budgets": budgets, "fooled_fraction": fractions, "images": rows, "skipped": skipped, "steps": steps}
         files.write_json(tmp / "curve.json", {**about, **curve})
         _curve_figure(tmp / "curve.png", budgets, fractions, names[goal], len(rows))
@@ -319,10 +372,14 @@ def main(argv=None) -> int:
     parser.add_argument("--target", help="class number, or a name/wnid of LABELS (TARGET=)")
     parser.add_argument("--mean", help="a mean.binaryproto (MEAN=)")
     parser.add_argument("--mean-values", help="per-channel means, e.g. 104,117,123 (MEAN_VALUES=)")
-    parser.add_argument("--scale", type=float, default=1.0, help="transform_param scale, e.g. 0.00390625 (SCALE=)")
+    parser.add_argument(
+        "--scale", type=cli.number_in(0), default=1.0, help="transform_param scale > 0, e.g. 0.00390625 (SCALE=)"
+    )
     parser.add_argument("--channels", default="bgr", help="bgr (Caffe's), rgb or gray (CHANNELS=)")
     parser.add_argument("--labels", help="synsets/labels file, one class per line (LABELS=)")
-    parser.add_argument("--eps", type=float, default=16.0, help="Linf budget in 0..255 pixel units (EPS=)")
+    parser.add_argument(
+        "--eps", type=cli.number_in(0, 255), default=16.0, help="Linf budget in (0, 255] pixel units (EPS=)"
+    )
     parser.add_argument("--steps", type=cli.positive_int, default=100, help="attack steps at most (STEPS=)")
     parser.add_argument(
         "--images", type=cli.positive_int, default=20, help="IMAGE a folder: its first N images (IMAGES=)"
@@ -331,9 +388,12 @@ def main(argv=None) -> int:
     # the command recorded in the result: each option as its make variable (--mean-values: MEAN_VALUES=),
     # the defaults left out
     command = cli.make_command("fool", **{k.upper(): v for k, v in args.items() if v != parser.get_default(k)})
-    model, weights, image, target = (args.pop(k) for k in ("model", "weights", "image", "target"))
 
     def body():
+        for key in ("model", "weights", "image", "mean", "labels"):  # relative to where make runs (make -C)
+            if args[key]:
+                args[key] = str(cli.user_path(args[key], key.upper()))
+        model, weights, image, target = (args.pop(k) for k in ("model", "weights", "image", "target"))
         fool(model, weights, image, target, command=command, **args)
 
     return cli.run(body)

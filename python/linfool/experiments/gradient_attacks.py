@@ -56,11 +56,18 @@ def sign_step(model, x, target, eps, confidence=0.99):
     return _result(model, x, image, target, confidence, 1)
 
 
-def projected(model, x, target, eps, *, step=None, iterations=100, confidence=0.99):
+def projected(model, x, target, eps, *, step=None, iterations=100, confidence=0.99, whole_pixels=False):
     """Iterative Linf attack under the budget eps (pixel units) on one (C, H, W) image: see
     projected_batch. result.passes counts the gradients computed (forward + backward)."""
     images, passes = projected_batch(
-        model, x[None], [target], eps, step=step, iterations=iterations, confidence=confidence
+        model,
+        x[None],
+        [target],
+        eps,
+        step=step,
+        iterations=iterations,
+        confidence=confidence,
+        whole_pixels=whole_pixels,
     )
     return _result(model, x, images[0], target, confidence, int(passes[0]))
 
@@ -79,15 +86,19 @@ def sign_batch(model, xs, targets, eps):
     return np.clip(xs + eps * np.sign(grad), 0, PIXEL_MAX).astype(np.float32)
 
 
-def projected_batch(model, xs, targets, eps, *, step=None, iterations=100, confidence=0.99):
+def projected_batch(model, xs, targets, eps, *, step=None, iterations=100, confidence=0.99, whole_pixels=False):
     """Iterative Linf attack under the budget eps (pixel units) on a (n, C, H, W) batch, one target
     each: sign steps of `step` (default eps/10, at least 1/4 pixel) on log p_target, each projected
     back into [x - eps, x + eps] and 0..255; an image stops as soon as P(target) >= confidence (the
-    others go on, batched). Returns ((n, C, H, W) float32 images, (n,) gradients computed for each)."""
+    others go on, batched). whole_pixels (xs whole already): every step is rounded to whole pixel
+    values inside the budget (and is at least 1), so the confidence is judged on the very image an
+    8-bit file holds. Returns ((n, C, H, W) float32 images, (n,) gradients computed for each)."""
     xs = np.asarray(xs, np.float32)
     targets = np.asarray(targets)
     step = max(eps / 10, 0.25) if step is None else step
     low, high = np.clip(xs - eps, 0, PIXEL_MAX), np.clip(xs + eps, 0, PIXEL_MAX)
+    if whole_pixels:
+        step, low, high = max(step, 1.0), np.ceil(low), np.floor(high)
     images, passes = xs.copy(), np.zeros(len(xs), int)
     active = np.arange(len(xs))
     for n in range(1, iterations + 1):
@@ -97,5 +108,6 @@ def projected_batch(model, xs, targets, eps, *, step=None, iterations=100, confi
         active, grad = active[going], grad[going]
         if not len(active):
             break
-        images[active] = np.clip(images[active] + step * np.sign(grad), low[active], high[active])
+        moved = images[active] + step * np.sign(grad)
+        images[active] = np.clip(np.rint(moved) if whole_pixels else moved, low[active], high[active])
     return images, passes

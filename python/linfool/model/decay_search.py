@@ -85,7 +85,9 @@ def _candidate(net, data, decay, iters, step):
         print(f"== decay search {step}: {run.name} already trained with these settings", flush=True)
     else:
         print(f"== decay search {step}: {run.name} (weight_decay {decay:g}, {iters} iterations)", flush=True)
-        code = train.train(run.name, data=data, solver_file=solver, settings=settings, command=_command(net, data))
+        code = train.train(  # a candidate is this stage's own run: one of other settings is remade
+            run.name, data=data, solver_file=solver, settings=settings, command=_command(net, data), fresh=True
+        )
         if code != 0:
             raise runs.RunError(f"caffe train of {run.name} exited with {code}; see {run.path / 'train.log'}")
         run = runs.Run.named(run.name)

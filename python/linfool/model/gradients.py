@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from linfool.core import caffe_env
+from linfool.core import caffe_env, runs
 from linfool.core.cli import UserError
 
 OBJECTIVES = ("logprob", "score")
@@ -31,33 +31,100 @@ class NotDifferentiable(UserError):
     """The net cannot give a gradient with respect to its input; the message says why."""
 
 
-def _with_force_backward(deploy):
-    """The deploy prototxt's text with force_backward: true (Caffe skips the input's gradient otherwise)."""
+DATA_LAYERS = ("Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "DummyData", "Python")
+
+
+def read_deploy(deploy):
+    """The deploy prototxt as a NetParameter, checked before Caffe sees it (Caffe would abort): it
+    parses as a text net and has exactly one input (an Input layer or the legacy `input:` field)."""
     pb2 = caffe_env.import_caffe().proto.caffe_pb2
-    net = text_format.Parse(Path(deploy).read_text(), pb2.NetParameter())
+    try:
+        net = text_format.Parse(Path(deploy).read_text(), pb2.NetParameter())
+    except (UnicodeDecodeError, text_format.ParseError) as err:
+        raise UserError(
+            f"MODEL={deploy} does not parse as a Caffe net prototxt ({str(err).splitlines()[0][:120]}); MODEL= is "
+            "the deploy .prototxt, WEIGHTS= the .caffemodel (swapped?)"
+        ) from None
+    inputs = [top for layer in net.layer if layer.type == "Input" for top in layer.top] + list(net.input)
+    if len(inputs) != 1:
+        readers = [layer.name for layer in net.layer if layer.type in DATA_LAYERS]
+        why = f"it reads data through {', '.join(readers)} (a train_val prototxt?)" if readers else "none is declared"
+        raise UserError(
+            f"MODEL={deploy} has {len(inputs)} inputs ({', '.join(inputs) or why}); make fool attacks a net with "
+            "one image input: give its deploy prototxt (an Input layer, a Softmax at the end)"
+        )
+    return net
+
+
+def _trained_blobs(weights):
+    """{layer name: [blob shapes]} of a .caffemodel, checked whole (UserError, one line, if not)."""
+    pb2 = caffe_env.import_caffe().proto.caffe_pb2
+    try:
+        model = pb2.NetParameter.FromString(Path(weights).read_bytes())
+        problem = runs.blobs_whole(model)
+    except Exception as err:  # protobuf's DecodeError and friends: cut short, or not a caffemodel
+        problem = f"it does not parse as a binary NetParameter ({err.__class__.__name__})"
+    if problem:
+        raise UserError(
+            f"WEIGHTS={weights} is not a whole .caffemodel: {problem} (cut short by a full disk or a copy, or the "
+            "deploy prototxt given as WEIGHTS=? MODEL= is the .prototxt, WEIGHTS= the .caffemodel)"
+        )
+    return {layer.name: [runs.blob_shape(b) for b in layer.blobs] for layer in [*model.layer, *model.layers]}
+
+
+def _same_shape(net_shape, stored) -> bool:
+    """Caffe's Blob::ShapeEquals: equal, or a legacy 4-d (num, channels, height, width) blob whose
+    dims, padded with leading 1s, are the net's."""
+    return tuple(net_shape) == tuple(stored) or (
+        len(stored) == 4 and len(net_shape) <= 4 and (1,) * (4 - len(net_shape)) + tuple(net_shape) == tuple(stored)
+    )
+
+
+def check_weights(net, weights, hint=""):
+    """UserError (one line, naming the layer and both shapes) unless every learned layer of the
+    pycaffe `net` is in the .caffemodel `weights` with the same blob shapes: Caffe would fill a
+    missing one at random (and attack that), or abort on another shape."""
+    stored = _trained_blobs(weights)
+    for name, blobs in net.params.items():
+        shapes = [tuple(blob.data.shape) for blob in blobs]
+        if name not in stored or not stored[name]:
+            raise UserError(
+                f"layer {name!r} of MODEL has learned weights but WEIGHTS={weights} has none for it (its layers: "
+                f"{', '.join(n for n, b in stored.items() if b)[:200]}): these weights are not for this net{hint}"
+            )
+        if len(stored[name]) != len(shapes) or not all(map(_same_shape, shapes, stored[name])):
+            raise UserError(
+                f"layer {name!r}: MODEL gives it blobs of {shapes}, WEIGHTS={weights} holds {stored[name]}: "
+                f"these weights are not for this net{hint}"
+            )
+
+
+def _load(deploy, weights, hint=""):
+    """A pycaffe TEST net of `deploy` (read_deploy; forced backward) with `weights` (checked first:
+    check_weights; None: the fillers' values)."""
+    net = read_deploy(deploy)
     net.force_backward = True
-    return text_format.MessageToString(net)
-
-
-def _load(deploy, weights):
-    """A pycaffe TEST net of `deploy` (forced backward) with `weights` (None: the fillers' values)."""
     caffe = caffe_env.use_device()
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write(_with_force_backward(deploy))
+        handle.write(text_format.MessageToString(net))
     try:
-        if weights is None:
-            return caffe.Net(handle.name, caffe.TEST)
-        return caffe.Net(handle.name, str(weights), caffe.TEST)
+        loaded = caffe.Net(handle.name, caffe.TEST)
     finally:
         os.unlink(handle.name)
+    if weights is not None:
+        check_weights(loaded, weights, hint)
+        loaded.copy_from(str(weights))
+    return loaded
 
 
 class Differentiable:
     """A Caffe deploy net + weights as probs(x) and gradient(x, targets); see the module docstring.
-    `mean`: None, a (C,) per-channel mean or a (C, H, W) mean image, in pixel units."""
+    `mean`: None, a (C,) per-channel mean or a (C, H, W) mean image, in pixel units. The net and
+    weights are checked before Caffe reads them (read_deploy, check_weights: one line, naming `hint`
+    as what to give instead)."""
 
-    def __init__(self, deploy, weights=None, *, mean=None, scale=1.0):
-        self.net = _load(deploy, weights)
+    def __init__(self, deploy, weights=None, *, mean=None, scale=1.0, hint=""):
+        self.net = _load(deploy, weights, hint)
         self.input = self.net.inputs[0]
         self.shape = tuple(self.net.blobs[self.input].data.shape[1:])
         softmax = [name for name, layer in zip(self.net._layer_names, self.net.layers) if layer.type == "Softmax"]

@@ -20,11 +20,13 @@ it equals an uninterrupted run when the stop falls on an epoch boundary.
 """
 
 import ctypes
+import hashlib
 import re
 import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -38,12 +40,15 @@ DEMO_DATA = "synthetic"  # the embedded set: `make data` without IMAGENET=
 DEMO_OVERLAY = "prototxt/solver_demo.prototxt"  # laid over the blog's solver on it (iterations, test counts)
 
 
-def write_run_files(run_dir, dataset, solver, gpu_mode):
-    """Write the run's solver, train_val and deploy prototxt (paths and num_output for this data; the
-    deploy net is the one beside the solver's net: prototxt.deploy_file).
-    Each Data layer reads the LMDB of the same folder name (train_lmdb, val_lmdb, ...) in the data
-    set's published version; an Accuracy layer's top_k is capped at the number of classes (Caffe
-    aborts on top_k > classes). Returns the train_val NetParameter."""
+RUN_FILES = ("solver.prototxt", "train_val.prototxt", "deploy.prototxt")  # written by make train, recorded
+
+
+def render_run_files(run_dir, dataset, solver, gpu_mode):
+    """The run's solver, train_val and deploy prototxt as {file name: text}, and the train_val
+    NetParameter: paths and num_output for this data; the deploy net is the one beside the solver's
+    net (prototxt.deploy_file). Each Data layer reads the LMDB of the same folder name (train_lmdb,
+    val_lmdb, ...) in the data set's published version; an Accuracy layer's top_k is capped at the
+    number of classes (Caffe aborts on top_k > classes). `solver` is changed in place (net, prefix)."""
     pb2 = _caffe_pb2()
     net = text_format.Parse(Path(solver.net).read_text(), pb2.NetParameter())
     num_classes = dataset.num_classes
@@ -59,10 +64,51 @@ def write_run_files(run_dir, dataset, solver, gpu_mode):
     solver.net = str(run_dir / "train_val.prototxt")
     solver.snapshot_prefix = str(run_dir / runs.SNAPSHOT_PREFIX)
     solver.solver_mode = pb2.SolverParameter.GPU if gpu_mode else pb2.SolverParameter.CPU
-    files.write_text(run_dir / "train_val.prototxt", text_format.MessageToString(net))
-    files.write_text(run_dir / "deploy.prototxt", text_format.MessageToString(deploy))
-    files.write_text(run_dir / "solver.prototxt", text_format.MessageToString(solver))
-    return net
+    texts = {
+        "solver.prototxt": text_format.MessageToString(solver),
+        "train_val.prototxt": text_format.MessageToString(net),
+        "deploy.prototxt": text_format.MessageToString(deploy),
+    }
+    return texts, net
+
+
+def _sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if Path(path).is_file() else None
+
+
+def _solver_fields(text):
+    """{field: value} of a solver prototxt's top-level fields as text, the device (solver_mode) left out."""
+    solver = text_format.Parse(text, _caffe_pb2().SolverParameter())
+    solver.ClearField("solver_mode")
+    return {fd.name: ",".join(map(str, v)) if fd.is_repeated else str(v) for fd, v in solver.ListFields()}
+
+
+def check_hand_edits(run):
+    """TrainConfigError (one line) when a prototxt make train wrote into the run (run.json records
+    their sha256) was changed by hand since: linfool writes them from run.json, so the edit would be
+    silently lost. An edited solver.prototxt is answered with the SET= that makes the same change."""
+    recorded = run.info.get("files") or {}
+    edited = [name for name, sha in recorded.items() if (run.path / name).is_file() and _sha(run.path / name) != sha]
+    if not edited:
+        return
+    if edited == ["solver.prototxt"]:
+        now = _solver_fields((run.path / "solver.prototxt").read_text())
+        before = _solver_fields(run.info.get("solver_text", ""))
+        changed = {k: v for k, v in now.items() if before.get(k) != v}
+        if changed and all(k not in ("net", "snapshot_prefix") for k in changed):
+            sets = " ".join(f"{k}={v}" for k, v in changed.items())
+            listed = ", ".join(f"{k}: {before.get(k)} -> {v}" for k, v in changed.items())
+            raise TrainConfigError(
+                f"{run.path / 'solver.prototxt'} was edited by hand ({listed}); "
+                f"linfool writes that file from run.json, so the edit would be lost: give it as "
+                f'`make train RUN={run.name} RESUME=1 SET="{sets}"` (recorded in run.json), or undo the edit'
+            )
+    raise TrainConfigError(
+        f"{', '.join(str(run.path / n) for n in edited)} {'was' if len(edited) == 1 else 'were'} edited by hand after "
+        f"`make train` wrote {'it' if len(edited) == 1 else 'them'}; linfool writes them from run.json and the "
+        f"solver's net, so the edit would be lost: change the solver or net files in prototxt/ (or SET=, "
+        f"SOLVER=) and train a new RUN=, or undo the edit"
+    )
 
 
 def check_solver(solver):
@@ -172,7 +218,8 @@ class _Log:
 
 def run_caffe(run_dir, gpu, state, extra):
     """Run `caffe train` (from solver state `state` when resuming), teeing its log to
-    run_dir/train.log; returns (Caffe's exit code, whether Ctrl-C stopped it)."""
+    run_dir/train.log; returns (Caffe's exit code, whether it stopped early: Ctrl-C here, or a SIGINT
+    sent to caffe alone, which Caffe answers with a snapshot, "Optimization stopped early" and exit 0)."""
     cmd = [str(caffe_env.tool("caffe")), "train", f"--solver={run_dir / 'solver.prototxt'}"]
     if gpu:
         cmd.append(f"--gpu={gpu}")
@@ -199,6 +246,8 @@ def run_caffe(run_dir, gpu, state, extra):
                 log.write(line)
                 if interesting.search(line):
                     print(line.split("] ", 1)[-1].rstrip(), flush=True)
+                if "Optimization stopped early" in line:
+                    stopped.append(True)
             return proc.wait(), bool(stopped)
     finally:
         if proc is not None and proc.poll() is None:  # we are being stopped (SIGTERM, make killed)
@@ -255,18 +304,23 @@ def _resume_config(run, data, solver_file, overlays, settings):
     )
 
 
-def _record(run, dataset, solver_file, overlays, settings, flag, history, command):
+def _record(run, setup, command):
+    """run.json: the data set, solver, overlays, settings, device, command, resume history, and the
+    sha256 of the prototxt written."""
     files.write_json(
         run.path / "run.json",
         {
-            "data": dataset.name,
-            "data_identity": dataset.identity,
-            "solver": str(solver_file),
-            "overlays": [str(o) for o in overlays],
-            "settings": list(settings),
-            "gpu": flag,
+            "data": setup.dataset.name,
+            "data_identity": setup.dataset.identity,
+            "solver": str(setup.solver_file),
+            "overlays": [str(o) for o in setup.overlays],
+            "settings": list(setup.settings),
+            "gpu": setup.flag,
             "command": command,
-            "history": history,
+            "history": setup.history,
+            # what make train wrote, so that a hand edit is seen (check_hand_edits) instead of overwritten
+            "files": {name: _sha(run.path / name) for name in RUN_FILES},
+            "solver_text": (run.path / "solver.prototxt").read_text(),
         },
     )
 
@@ -280,11 +334,15 @@ def _solver(solver_file, overlays, settings):
     return solver
 
 
-def _start(run, dataset, state, changes, history):
-    """Clear a fresh run's old snapshots and log, or log a resumed run's solver changes."""
+def _snapshot_files(run):
+    return sorted(run.path.glob(f"{runs.SNAPSHOT_PREFIX}_iter_*"), key=runs.iteration)
+
+
+def _start(run, state, changes, history):
+    """A fresh run's log (and any leftover of an attempt that made no snapshot) cleared, or a resumed
+    run's solver changes logged."""
     if state is None:
-        for old in list(run.path.glob(f"{runs.SNAPSHOT_PREFIX}_iter_*")) + [run.path / "train.log"]:
-            old.unlink(missing_ok=True)
+        (run.path / "train.log").unlink(missing_ok=True)
     elif changes:
         history.append({"resumed_from": state.path.name, "changes": changes})
         with open(run.path / "train.log", "a") as log:
@@ -292,21 +350,104 @@ def _start(run, dataset, state, changes, history):
         print(f"Resuming with solver changes: {'; '.join(changes)}", flush=True)
 
 
+def start_over(run):
+    """FRESH=1: delete the run's snapshots, train.log and curves, saying how many; returns that line."""
+    old = _snapshot_files(run)
+    steps = sorted({runs.iteration(p) for p in old})
+    for path in old + [run.path / name for name in ("train.log", "curves.png", "curves.json")]:
+        path.unlink(missing_ok=True)
+    return (
+        f"FRESH=1: deleted run {run.name}'s {len(old)} snapshot files (iterations {', '.join(map(str, steps))}) "
+        "and its train.log; training it again"
+    )
+
+
+def existing_run(run, texts, dataset, max_iter, extra):
+    """What a fresh `make train` may do with a run that has snapshots: 'up to date' when it finished
+    (its newest snapshot at max_iter) on the same data set with the same solver and net files, else
+    RunError (one line) naming RESUME=1 and FRESH=1: no snapshot is ever deleted unasked."""
+    newest = max(runs.iteration(p) for p in _snapshot_files(run))
+    recorded = (run.path / "run.json").is_file()
+    if recorded:
+        check_hand_edits(run)
+    differs = _differences(run, texts, dataset) if recorded else ["no run.json"]
+    if not differs and newest == max_iter and not extra and not _stopped_early(run):
+        return "up to date"
+    resume = f"`make train RUN={run.name} RESUME=1` continues it"
+    if differs:
+        why = f"trained to iteration {newest} with other settings: {'; '.join(differs)}"
+        wanted = {
+            k: v for k, v in _solver_fields(texts["solver.prototxt"]).items() if k not in ("net", "snapshot_prefix")
+        }
+        if all(d.split(":")[0] in wanted for d in differs):
+            sets = " ".join(f"{d.split(':')[0]}={wanted[d.split(':')[0]]}" for d in differs)
+            resume = f'`make train RUN={run.name} RESUME=1 SET="{sets}"` continues it with them'
+    elif newest < max_iter or _stopped_early(run):
+        why = f"stopped at iteration {newest} of {max_iter}"
+    else:
+        why = f"trained to iteration {newest}; the extra caffe flags {' '.join(extra)} ask for a new training"
+    raise runs.RunError(
+        f"run {run.name} already has snapshots ({why}); {resume}, FRESH=1 deletes its snapshots and "
+        "trains it again, or choose another RUN="
+    )
+
+
+def _differences(run, texts, dataset) -> list:
+    """What a requested training changes against the run's: its data set, 'key: old -> new' per
+    solver field, the net files."""
+    found = []
+    if run.info.get("data_identity") != dataset.identity:
+        found.append(
+            f"data set '{run.info.get('data')}' {run.info.get('data_identity')} -> '{dataset.name}' {dataset.identity}"
+        )
+    old = _solver_fields((run.path / "solver.prototxt").read_text())
+    new = _solver_fields(texts["solver.prototxt"])
+    found += [f"{k}: {old.get(k)} -> {new.get(k)}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    found += [
+        f"{n} differs" for n in RUN_FILES[1:] if (run.path / n).is_file() and texts[n] != (run.path / n).read_text()
+    ]
+    return found
+
+
+def _stopped_early(run):
+    log = run.path / "train.log"
+    return log.is_file() and "Optimization stopped early" in log.read_text(errors="replace")[-4000:]
+
+
+def set_aside_damaged(run):
+    """RESUME=1: rename the newest snapshot pair aside (<file>.damaged) while one of its files does not
+    parse whole, so that the run continues from the newest good one; one line per pair."""
+    lines = []
+    while True:
+        damaged = [p for p in run.newest_files() if runs.check_file(p)[0]]
+        if not damaged:
+            return lines
+        step = runs.iteration(damaged[0])
+        for part in run.path.glob(f"{runs.SNAPSHOT_PREFIX}_iter_{step}.*"):
+            if part.suffix in (".caffemodel", ".solverstate"):
+                part.rename(part.with_name(part.name + ".damaged"))
+        lines.append(f"set aside the damaged snapshot at iteration {step} (renamed to *.damaged)")
+
+
+_STOPPED_BY = {128 + signal.SIGHUP, 128 + signal.SIGINT, 128 + signal.SIGKILL, 128 + signal.SIGTERM}
+
+
 def _finish(run, code, stopped, max_iter):
-    """Exit code after Caffe: a snapshot cut short is removed (1), Ctrl-C says how to continue (130)."""
+    """Exit code after Caffe: a snapshot cut short is removed (1); stopped before max_iter (Ctrl-C, a
+    SIGINT or SIGTERM to caffe itself) says the iteration reached and how to continue (130 or 128+N)."""
     if code < 0:  # killed by a signal (SIGABRT: a glog CHECK): as a shell says it
         print(f"ERROR: caffe train was stopped by signal {-code} ({signal.Signals(-code).name})", file=sys.stderr)
         code = 128 - code
     for line in drop_damaged_snapshots(run):
         print(f"ERROR: {line}", file=sys.stderr)
         code = code or 1
-    if stopped:
-        at = runs.iteration(run.snapshot().path) if run.has_snapshot() else 0
+    at = max((runs.iteration(p) for p in _snapshot_files(run)), default=0)
+    if stopped or (code in _STOPPED_BY and at):
         print(
             f"ERROR: stopped at iteration {at} of {max_iter}; `make train RUN={run.name} RESUME=1` continues",
             file=sys.stderr,
         )
-        return cli.EXIT_INTERRUPTED
+        return code if code > 128 else cli.EXIT_INTERRUPTED
     return code
 
 
@@ -318,6 +459,76 @@ def default_overlays(data, overlays, resume):
     return [DEMO_OVERLAY]
 
 
+@dataclass
+class _Setup:
+    """What a training needs, decided before anything is written: the data set, the solver (its
+    file, overlays, settings and the parsed result), the Caffe --gpu flag, and for a resume the
+    solver state, the logged changes and run.json's history."""
+
+    dataset: datasets.DataSet
+    solver_file: str
+    overlays: list
+    settings: list
+    solver: object
+    flag: str
+    state: runs.Snapshot = None
+    changes: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+
+
+def _setup(run, *, data, solver_file, overlays, settings, gpu, resume, keep_epochs):
+    """The _Setup of a fresh or resumed training of `run` (the multi-GPU note printed)."""
+    state, changes, history = None, [], []
+    if resume:
+        for line in set_aside_damaged(run):
+            print(line, flush=True)
+        check_hand_edits(run)
+        state = run.solverstate()  # checked whole; names the newest good one if not
+        data, solver_file, overlays, settings, changes = _resume_config(run, data, solver_file, overlays, settings)
+        history = run.info.get("history", [])
+    dataset = run.dataset() if resume else datasets.DataSet.named(data or DEMO_DATA)
+    solver_file = solver_file or str(paths.PROTOTXT / "solver.prototxt")
+    solver = _solver(solver_file, overlays, settings)
+    flag = gpu_flag(gpu)
+    template = text_format.Parse(Path(solver.net).read_text(), _caffe_pb2().NetParameter())
+    note, epoch_settings = multi_gpu(
+        flag, solver, template, records.count(dataset.lmdb("train")), keep_epochs and not resume
+    )
+    if epoch_settings:
+        settings = [*settings, *epoch_settings]
+        solver = _solver(solver_file, overlays, settings)
+    if note:
+        print(note, flush=True)
+    return _Setup(dataset, solver_file, list(overlays), list(settings), solver, flag, state, changes, history)
+
+
+def _nothing_to_do(run, setup, texts, fresh, extra) -> bool:
+    """Before a fresh training of a run that has snapshots: FRESH=1 deletes them (said); a run that
+    finished with these settings is up to date (said, True); anything else is refused (existing_run).
+    A resume that would run no iteration is refused."""
+    max_iter = setup.solver.max_iter
+    if setup.state is not None:
+        if setup.state.iteration >= max_iter:
+            raise TrainConfigError(
+                f"run {run.name} is at iteration {setup.state.iteration} and its max_iter is {max_iter}: a resume "
+                f'would run no iteration; raise it: `make train RUN={run.name} RESUME=1 SET="max_iter=...'
+                f'"` (e.g. max_iter={2 * max_iter})'
+            )
+        return False
+    if not run.has_snapshot():
+        return False
+    if fresh:
+        print(start_over(run), flush=True)
+        return False
+    existing_run(run, texts, setup.dataset, max_iter, extra)
+    print(
+        f"Run {run.name}: trained already with these settings (iteration {max_iter} of {max_iter}, data set "
+        f"'{setup.dataset.name}' {setup.dataset.identity}); nothing to do (FRESH=1 trains it again)",
+        flush=True,
+    )
+    return True
+
+
 def train(
     run,
     *,
@@ -327,70 +538,81 @@ def train(
     settings=(),
     gpu=None,
     resume=False,
+    fresh=False,
     extra=(),
     keep_epochs=False,
     command=None,
+    check_only=False,
 ):
     """Prepare runs/<run>/ and train under the run's lock (the data set's shared); returns the exit
-    code (Caffe's, 1 for a cut-short snapshot, 130 for Ctrl-C). Raises TrainConfigError and other
-    cli.UserErrors. A fresh run defaults to the embedded data set, the blog's solver and, on that
-    set, the demo overlay; a resumed one uses its run.json, with the given solver, overlays and
+    code (Caffe's, 1 for a cut-short snapshot, 130 for Ctrl-C or another early stop). Raises
+    TrainConfigError and other cli.UserErrors. A fresh run defaults to the embedded data set, the
+    blog's solver and, on that set, the demo overlay; one that has snapshots already is left alone
+    when it finished with the same settings, refused otherwise, and only `fresh` (FRESH=1) deletes
+    them (_nothing_to_do). A resumed one uses its run.json, with the given solver, overlays and
     settings laid over it as logged changes (_resume_config). gpu: GPU= (default: caffe_env's choice,
     from $LINFOOL_GPU). With several GPUs see multi_gpu (keep_epochs). `command`: the make command
-    recorded in run.json (default cli.make_command)."""
+    recorded in run.json (default cli.make_command). check_only: refuse as above, train nothing."""
     command = command or cli.make_command("train", RUN=run, DATA=data)
     overlays = default_overlays(data, overlays, resume)
     run = runs.Run.named(run)
     with run.lock():
-        history, changes, state = [], [], None
-        if resume:
-            state = run.solverstate()  # checked whole; names the newest good one if not
-            data, solver_file, overlays, settings, changes = _resume_config(run, data, solver_file, overlays, settings)
-            history = run.info.get("history", [])
-        dataset = run.dataset() if resume else datasets.DataSet.named(data or DEMO_DATA)
-        with dataset.lock(shared=True):
-            solver_file = solver_file or str(paths.PROTOTXT / "solver.prototxt")
-            solver = _solver(solver_file, overlays, settings)
-            flag = gpu_flag(gpu)
-            template = text_format.Parse(Path(solver.net).read_text(), _caffe_pb2().NetParameter())
-            note, epoch_settings = multi_gpu(
-                flag, solver, template, records.count(dataset.lmdb("train")), keep_epochs and not resume
-            )
-            if epoch_settings:
-                settings = [*settings, *epoch_settings]
-                solver = _solver(solver_file, overlays, settings)
-            if note:
-                print(note, flush=True)
+        setup = _setup(
+            run,
+            data=data,
+            solver_file=solver_file,
+            overlays=overlays,
+            settings=settings,
+            gpu=gpu,
+            resume=resume,
+            keep_epochs=keep_epochs,
+        )
+        with setup.dataset.lock(shared=True):
+            texts, net = render_run_files(run.path, setup.dataset, setup.solver, setup.flag is not None)
+            preflight(net)
+            if check_only:
+                if not (fresh or resume) and run.has_snapshot():
+                    existing_run(run, texts, setup.dataset, setup.solver.max_iter, extra)
+                return 0
+            if _nothing_to_do(run, setup, texts, fresh, extra):
+                return 0
             run.path.mkdir(parents=True, exist_ok=True)
-            preflight(write_run_files(run.path, dataset, solver, flag is not None))
-            _start(run, dataset, state, changes, history)
-            _record(run, dataset, solver_file, overlays, settings, flag, history, command)
-            code, stopped = run_caffe(run.path, flag, state.path if state else None, extra)
-            code = _finish(run, code, stopped, solver.max_iter)
+            for name, text in texts.items():
+                files.write_text(run.path / name, text)
+            _start(run, setup.state, setup.changes, setup.history)
+            _record(run, setup, command)
+            state = setup.state.path if setup.state else None
+            code, stopped = run_caffe(run.path, setup.flag, state, extra)
+            code = _finish(run, code, stopped, setup.solver.max_iter)
             if code in (0, cli.EXIT_INTERRUPTED) and run.has_snapshot():
                 curves.make_curves(run)  # train.log -> curves.png / curves.json, beside the snapshots
             return code
 
 
-def _train_each(plan, what, *, data, overlays, settings, gpu, extra, keep_epochs, command):
+def _train_each(plan, what, *, data, overlays, settings, gpu, extra, keep_epochs, command, fresh=False):
     """Train each (run name, solver file, extra overlays) of `plan` afresh, in order, with the given
-    overlays (default_overlays) and settings; returns the first non-zero exit code, or 0."""
+    overlays (default_overlays) and settings; every run is checked first (one that would be refused
+    is refused before any trains: train's check_only). Returns the first non-zero exit code, or 0."""
     overlays = default_overlays(data, overlays, False)
-    for name, solver_file, extra_overlays in plan:
-        print(f"== {what}: run {name}", flush=True)
-        code = train(
-            name,
-            data=data,
-            solver_file=solver_file,
-            overlays=[*overlays, *extra_overlays],
-            settings=settings,
-            gpu=gpu,
-            extra=extra,
-            keep_epochs=keep_epochs,
-            command=command,
-        )
-        if code != 0:
-            return code
+    for check_only in (True, False):
+        for name, solver_file, extra_overlays in plan:
+            if not check_only:
+                print(f"== {what}: run {name}", flush=True)
+            code = train(
+                name,
+                data=data,
+                solver_file=solver_file,
+                overlays=[*overlays, *extra_overlays],
+                settings=settings,
+                gpu=gpu,
+                fresh=fresh,
+                extra=extra,
+                keep_epochs=keep_epochs,
+                command=command,
+                check_only=check_only,
+            )
+            if code != 0:
+                return code
     return 0
 
 
@@ -439,6 +661,11 @@ def main(argv=None) -> int:
         help="continue from the newest .solverstate; --solver, "
         "--overlay and --set are then logged changes to the recorded solver",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="train again from scratch: delete the run's snapshots and train.log first (FRESH=1)",
+    )
     parser.add_argument("--sweep", action="store_true", help="train RUN's sweep: <low>, RUN, <high> (runs.sweep_names)")
     parser.add_argument(
         "--deep", action="store_true", help="train the deeper models beside RUN (runs.deep_names): make deep-sweep"
@@ -459,7 +686,10 @@ def main(argv=None) -> int:
             gpu=args.gpu,
             extra=args.extra,
             keep_epochs=args.keep_epochs,
+            fresh=args.fresh,
         )
+        if args.fresh and args.resume:
+            raise cli.UserError("RESUME=1 continues a run, FRESH=1 starts it over: give one of them")
         if args.deep:
             if args.solver or args.sweep or args.resume:
                 raise cli.UserError(

@@ -1,7 +1,7 @@
 """Weights from a snapshot: load the run's deploy.prototxt + newest good .caffemodel with pycaffe and
 keep what the figures need in runs/<name>/weights.npz.
 
-    python -m linfool weights --run NAME
+    python -m linfool weights [--run NAME] [--data NAME]     (make weights [RUN=] [DATA=])
 
 weights.npz: W (num_classes, 12288) float32 = (num_classes, 3, 64, 64) BGR channel-major as Caffe
 stores InnerProduct weights; b (num_classes,); mean (3, 64, 64) float32 BGR 0..255 (subtracted from
@@ -81,11 +81,12 @@ def load(run) -> dict:
 
 def main(argv=None) -> int:
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="default")
+    parser.add_argument("--run", help="the run (default: blog on the embedded set, else the data set's name)")
+    parser.add_argument("--data", help="the data set, naming the default run (synthetic -> blog, imagenet -> imagenet)")
     args = parser.parse_args(argv)
 
     def body():
-        run = runs.Run.named(args.run)
+        run = runs.Run.named(args.run or runs.default_run(args.data))
         with runs.locked(write=[run]):
             print(extract(run))
 

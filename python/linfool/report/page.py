@@ -252,6 +252,14 @@ def deep_section(page, run):
     deep = page.optional(run.path / "deep" / "deep.json", f"make deep RUN={run.name}", "make deep's result")
     if not deep:
         return
+    if {m["kind"] for m in deep["models"]} <= {"linear"}:  # made before the deeper models were trained
+        line = (
+            "make deep's result holds the linear runs only (no deeper model was trained when it ran), so it "
+            f"answers nothing yet: `make deep-sweep` then `{deep.get('command', 'make deep')}`"
+        )
+        page.notices.append(line)
+        page.parts.append(f"<p class='notice'><b>Not shown:</b> {html.escape(line)}</p>")
+        return
     shown = [e for e in (4, 16, 64) if e in deep["ladder"]]
     rows = [
         {
