@@ -431,7 +431,9 @@ def test_a_read_only_data_volume_is_trained_on_and_a_read_only_runs_volume_is_on
     frozen = mounts("--bind", str(runs_dir), at=tmp_path / "frozen")
     subprocess.run(["mount", "-o", "remount,ro,bind", str(frozen)], check=True)
     one_error(
-        py("eval", {**env, "LINFOOL_RUNS": str(frozen)}, "--run", "low", "--high", "high"), "Read-only file system", "LINFOOL_RUNS"
+        py("eval", {**env, "LINFOOL_RUNS": str(frozen)}, "--run", "low", "--high", "high"),
+        "Read-only file system",
+        "LINFOOL_RUNS",
     )
 
 

@@ -14,9 +14,9 @@ symlink, so a reader sees the old set or the new one, never a new train LMDB bes
 dataset.json also records the set's source (the embedded synthetic set, an image tree and its
 VAL_TXT, or the stage that made it): `make data` never replaces a set with one from another source
 unless asked (REPLACE=1), and every "rebuild it" message names the command that rebuilds it from its
-own source (remake_command). The identity is a fingerprint of the set's records (each LMDB's sha256 over its keys and values, made
-while writing it) and of labels.txt: every run records it, every result carries it, and a run whose
-set was rebuilt since is refused. Partials and versions left by killed builds are removed, and so
+own source (linfool.core.remake). The identity is a fingerprint of the set's records (each LMDB's
+sha256 over its keys and values, made while writing it) and of labels.txt: every run records it,
+every result carries it, and a run whose set was rebuilt since is refused. Partials and versions left by killed builds are removed, and so
 freed, by the next build before it checks the disk.
 
     DataSet.at(path) / DataSet.named(name)   the published set, checked (complete, LMDBs intact)
@@ -26,13 +26,13 @@ freed, by the next build before it checks the disk.
 """
 
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
 
 from linfool.core import files, paths, records
 from linfool.core.cli import UserError
+from linfool.core.remake import recorded_source, remake_command
 
 MAKE_DATA = "make data"
 
@@ -59,53 +59,6 @@ def _lock_file(path) -> Path:
     if store.name.startswith(".") and store.name.endswith(".d") and len(store.name) > 3:
         return store.parent / f"{store.name[:-2]}.lock"
     return target.parent / f".{target.name}.lock"
-
-
-def remake_command(name, source=None) -> str:
-    """The make command that rebuilds data set `name` from `source` (DataSet.source): the embedded
-    set `make data [DATA=name]`, an image tree with its IMAGENET= and VAL_TXT=, a stage's own command;
-    unknown (None): the command for the embedded set, or IMAGENET=/path for another name."""
-    data = "" if name == "synthetic" else f" DATA={name}"
-    if source is None:
-        return f"{MAKE_DATA}{data}" + ("" if name == "synthetic" else " IMAGENET=/path/to/its/images")
-    if source.get("made_by"):
-        return source["made_by"]
-    if source.get("imagenet") is None:
-        return f"{MAKE_DATA}{data}"
-    val_txt = f" VAL_TXT={_quoted(source['val_txt'])}" if source.get("val_txt") else ""
-    return f"{MAKE_DATA} DATA={name} IMAGENET={_quoted(source['imagenet'])}{val_txt}"
-
-
-def _quoted(path) -> str:
-    return f"'{path}'" if any(c in str(path) for c in " '\"$") else str(path)
-
-
-def describe_source(source) -> str:
-    """'the embedded synthetic set', 'the image tree /path' or 'make background RUN=blog'."""
-    if source is None:
-        return "an unknown source"
-    if source.get("made_by"):
-        return f"`{source['made_by']}`"
-    return "the embedded synthetic set" if source.get("imagenet") is None else f"the image tree {source['imagenet']}"
-
-
-def recorded_source(root):
-    """The source a finished or unfinished version folder records: dataset.json's, else (older sets)
-    its train LMDB's manifest ('<LINFOOL_DATA>/<x>_jpeg/train': the embedded set); None if unknown."""
-    root = Path(root)
-    try:
-        meta = json.loads((root / "dataset.json").read_text())
-        if meta.get("source"):
-            return meta["source"]
-    except (OSError, ValueError):
-        pass
-    try:
-        tree = json.loads((root / "train_lmdb" / "manifest.json").read_text())["source"]
-    except (OSError, ValueError, KeyError):
-        return None
-    tree = Path(tree)
-    synthetic = tree.name == "train" and tree.parent.name.endswith("_jpeg")
-    return {"imagenet": None if synthetic else str(tree.parent), "val_txt": None}
 
 
 class DataSet:
@@ -146,7 +99,7 @@ class DataSet:
             try:
                 records.check_intact(root / name, lmdb["written"], shape=None)
             except records.LmdbError as err:
-                raise DataSetError(f"data set '{path.name}': {err}; rebuild it: `{remake}`") from None
+                raise DataSetError(f"data set '{path.name}': {err}") from None
         return cls(path, root, meta)
 
     @property
@@ -175,7 +128,7 @@ class DataSet:
 
     @property
     def source(self):
-        """Where the set came from (recorded_source): {'imagenet': tree or None, 'val_txt': ...}."""
+        """Where the set came from (linfool.core.remake.recorded_source): {'imagenet': tree or None, ...}."""
         return recorded_source(self.root)
 
     def describe(self) -> dict:

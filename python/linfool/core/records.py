@@ -37,6 +37,7 @@ import numpy as np
 
 from linfool.core import datum
 from linfool.core.cli import UserError
+from linfool.core.remake import remake_for
 
 BATCH = 256  # records per batch: Caffe's ImageNet batch; ~3 MB of pixels
 COMMIT_EVERY = 1000  # convert_imageset commits every 1000 records
@@ -112,7 +113,7 @@ class _Batcher:
         elif image.shape != self.images.shape[1:]:
             raise LmdbError(
                 f"{self.path} mixes record shapes {self.images.shape[1:]} and {image.shape}; "
-                "rebuild it with `make data`"
+                f"rebuild it: `{remake_for(self.path)}`"
             )
         self.images[self.n], self.labels[self.n] = image, label
         self.n += 1
@@ -311,7 +312,7 @@ def check_intact(path, expected=None, shape=(3, 64, 64)) -> int:
     if not mdb.is_file():
         raise LmdbError(f"no LMDB at {path}; run `make data` (or give DATA=<name> of a built set)")
     size = mdb.stat().st_size
-    fix = "rebuild it with `make data`"
+    fix = f"rebuild it: `{remake_for(path)}`"
     if size < 2 * PAGE:
         raise LmdbError(f"{mdb} is damaged ({size} bytes, not even LMDB's two meta pages); {fix}")
     try:
@@ -354,11 +355,11 @@ def check(path, num_output, shape=(3, 64, 64)) -> int:
     recorded = json.loads(manifest.read_text()) if manifest.is_file() else {}
     entries = check_intact(path, recorded.get("written"), shape=None)
     if entries == 0:
-        raise LmdbError(f"the LMDB {path} is empty; rebuild it with `make data`")
+        raise LmdbError(f"the LMDB {path} is empty; rebuild it: `{remake_for(path)}`")
     images, first_labels = next(batches(path, batch=min(LABEL_SCAN, entries)))
     if images.shape[1:] != tuple(shape):
         raise LmdbError(
-            f"{path} holds {images.shape[1:]} records, the net needs {tuple(shape)}; rebuild it with `make data`"
+            f"{path} holds {images.shape[1:]} records, the net needs {tuple(shape)}; rebuild it: `{remake_for(path)}`"
         )
     classes = recorded.get("options", {}).get("num_classes")
     top = int(first_labels.max()) if classes is None else classes - 1

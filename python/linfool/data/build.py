@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from linfool.core import cli, datasets, files, paths
+from linfool.core import cli, datasets, files, paths, remake
 from linfool.data import lmdb_builder, sources, synthetic
 
 TRAIN_SHUFFLE_SEED = 1701  # create_imagenet.sh shuffles train; we do it with a fixed seed
@@ -47,7 +47,7 @@ def _plans(splits, build, size):
 
 
 def tree_source(root, val_txt=None) -> dict:
-    """The source dataset.json records for an image tree (datasets.recorded_source): absolute paths."""
+    """The source dataset.json records for an image tree (remake.recorded_source): absolute paths."""
     return {"imagenet": str(Path(root).resolve()), "val_txt": str(Path(val_txt).resolve()) if val_txt else None}
 
 
@@ -60,14 +60,14 @@ def check_replacing(out, source):
     place of a tree's (or the reverse) needs REPLACE=1 and is otherwise never done."""
     if not Path(out).exists():
         return
-    current = datasets.recorded_source(Path(out).resolve())
+    current = remake.recorded_source(Path(out).resolve())
     if current is not None and current.get("imagenet") == source.get("imagenet") and not current.get("made_by"):
         return
     name = Path(out).name
     raise datasets.DataSetError(
-        f"data set '{name}' was built from {datasets.describe_source(current)}; this `make data` would replace it "
-        f"with {datasets.describe_source(source)} (and every run trained on it would be refused): "
-        f"`{datasets.remake_command(name, current)}` rebuilds it from its own source; add REPLACE=1 to replace it "
+        f"data set '{name}' was built from {remake.describe_source(current)}; this `make data` would replace it "
+        f"with {remake.describe_source(source)} (and every run trained on it would be refused): "
+        f"`{remake.remake_command(name, current)}` rebuilds it from its own source; add REPLACE=1 to replace it "
         "on purpose, or give another DATA="
     )
 

@@ -17,6 +17,7 @@ and the choice) and decay_search.png, and prints the table; prototxt/solver_<net
 holds the choice for the embedded set, with this search's numbers in docs/RESULTS.md.
 """
 
+import math
 import sys
 
 import matplotlib
@@ -179,8 +180,8 @@ def main(argv=None) -> int:
             decays = sorted({float(d) for d in args.decays.split(",") if d.strip()})
         except ValueError:
             raise cli.UserError(f"DECAYS={args.decays!r} is not a comma-separated list of numbers") from None
-        if not decays or min(decays) < 0:
-            raise cli.UserError(f"DECAYS={args.decays!r} needs at least one weight decay >= 0")
+        if not decays or min(decays) < 0 or not all(math.isfinite(d) for d in decays):
+            raise cli.UserError(f"DECAYS={args.decays!r} needs at least one weight decay, each finite and >= 0")
         result = search(args.net, args.data, decays, args.iters, max(args.bisect, 0))
         folder = runs.Run(paths.decay_search_dir(runs.deep_names(runs.default_run(args.data))[args.net][0]))
         with folder.lock(), files.building_dir(folder.path) as out:

@@ -33,6 +33,7 @@ from google.protobuf import text_format
 
 from linfool.core import caffe_env, cli, datasets, files, paths, records, runs
 from linfool.core.prototxt import TrainConfigError, _caffe_pb2, data_batch, deploy_file, fc_layer, read_solver
+from linfool.core.remake import remake_for
 from linfool.model import curves
 
 SWEEP_OVERLAYS = ("prototxt/solver_reg_low.prototxt", "prototxt/solver_reg_high.prototxt")
@@ -131,7 +132,8 @@ def preflight(net):
         if layer.type == "Data":
             records.check(layer.data_param.source, num_output)
             if not Path(layer.transform_param.mean_file).is_file():
-                raise TrainConfigError(f"no mean file {layer.transform_param.mean_file}; run `make data`")
+                mean = layer.transform_param.mean_file
+                raise TrainConfigError(f"no mean file {mean}; rebuild its data set: `{remake_for(Path(mean).parent)}`")
 
 
 def gpu_flag(gpu=None):
