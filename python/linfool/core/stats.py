@@ -1,0 +1,134 @@
+"""How sure a measured number is: every rate with its n and 95 % interval, every comparison with a
+stated test and p-value, and one rule that turns a test into a verdict. The methods are scipy's
+(scipy.stats); nothing here re-derives a distribution by hand.
+
+    proportion(k, n)                 {'k', 'n', 'value', 'low', 'high', 'method'}: Wilson (rates such as
+                                     top-1) or Clopper-Pearson, exact (fooled fractions, transfer rates)
+    bands(fooled)                    Clopper-Pearson (low, high) per row of a (budgets, pairs) bool array
+    median(values)                   the sample median and its distribution-free order-statistic 95 %
+                                     interval (scipy.stats.quantile_test); inf (never fooled) allowed
+    mean(values)                     the mean and its Student-t 95 % interval
+    mcnemar(only_a, only_b)          exact McNemar p (two-sided) from the discordant counts
+    sign_test(more, fewer)           the paired sign test: the same, for "b needs more than a" pairs
+    above(k, n, p0)                  one-sided exact binomial p that the rate exceeds p0, and the other way
+    decide(p_up, p_down)             the verdict rule (RULE): holds / does not hold / inconclusive
+    needed(test, k, n)               the smallest sample at which the observed effect would be decisive
+
+The verdict rule: a claim holds when its test rejects the null in the claim's direction at alpha =
+0.05, does not hold when it rejects it in the other direction, and is inconclusive at this sample
+otherwise. Each row is one claim of the post, decided on its own: the table does not correct for
+testing many rows at once (a reader who wants family-wise control applies Holm to the p-values).
+"""
+
+import math
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05  # each row's two-sided level (one-sided tests: each direction at ALPHA / 2)
+LEVEL = 0.95  # intervals
+HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive at this sample"
+RULE = (
+    f"holds: the row's test rejects its null in the claim's direction at alpha = {ALPHA}; does not hold: it "
+    "rejects it in the other direction (or, for a claim of a size, the 95 % interval lies outside its margin); "
+    "inconclusive at this sample otherwise, with the sample the observed effect would need. Rows are separate "
+    "claims, each decided on its own: no correction for testing many rows at once (apply Holm to the p-values "
+    "for family-wise control)."
+)
+
+
+def proportion(k, n, method="wilson") -> dict:
+    """k of n with its 95 % interval: method 'wilson' (accuracy) or 'exact' (Clopper-Pearson: fooled
+    fractions, transfer rates, small n). n = 0 gives value None and the interval (0, 1)."""
+    k, n = int(k), int(n)
+    if n == 0:
+        return {"k": 0, "n": 0, "value": None, "low": 0.0, "high": 1.0, "method": _METHODS[method]}
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=LEVEL, method=method)
+    return {"k": k, "n": n, "value": k / n, "low": float(ci.low), "high": float(ci.high), "method": _METHODS[method]}
+
+
+_METHODS = {"wilson": "Wilson 95 %", "exact": "Clopper-Pearson 95 %"}
+
+
+def bands(fooled) -> tuple:
+    """(low, high) lists: the Clopper-Pearson 95 % interval of each row's fraction of True in a
+    (budgets, pairs) bool array (a fooled-fraction curve's band)."""
+    fooled = np.asarray(fooled, bool)
+    found = [proportion(int(row.sum()), row.size, "exact") for row in fooled]
+    return [f["low"] for f in found], [f["high"] for f in found]
+
+
+def median(values) -> dict:
+    """{'value', 'low', 'high', 'n', 'method'}: the sample median and its distribution-free 95 %
+    interval from the order statistics (scipy.stats.quantile_test; an end beyond the sample is
+    -inf / inf). Values may be inf (a pair never fooled within the budgets)."""
+    values = np.sort(np.asarray(values, float))
+    if len(values) == 0:
+        return {"value": None, "low": None, "high": None, "n": 0, "method": "order statistics, 95 %"}
+    ci = stats.quantile_test(values, q=float(np.median(values)), p=0.5).confidence_interval(LEVEL)
+    return {
+        "value": float(np.median(values)),
+        "low": float(ci.low),
+        "high": float(ci.high),
+        "n": len(values),
+        "method": "order statistics, 95 %",
+    }
+
+
+def mean(values) -> dict:
+    """{'value', 'low', 'high', 'n', 'method'}: the mean and its Student-t 95 % interval."""
+    values = np.asarray(values, float)
+    value = float(values.mean())
+    if len(values) < 2 or values.std() == 0:
+        return {"value": value, "low": value, "high": value, "n": len(values), "method": "Student t, 95 %"}
+    low, high = stats.t.interval(LEVEL, len(values) - 1, loc=value, scale=stats.sem(values))
+    return {"value": value, "low": float(low), "high": float(high), "n": len(values), "method": "Student t, 95 %"}
+
+
+def mcnemar(only_a, only_b) -> float:
+    """Exact McNemar p (two-sided): of the items on which two classifiers disagree, `only_a` are right
+    for the first only and `only_b` for the second only (Dietterich 1998)."""
+    only_a, only_b = int(only_a), int(only_b)
+    if only_a + only_b == 0:
+        return 1.0
+    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def one_sided(k, n, p0=0.5) -> tuple:
+    """(p that the rate is above p0, p that it is below), exact binomial, each one-sided."""
+    if n == 0:
+        return 1.0, 1.0
+    up = stats.binomtest(int(k), int(n), p0, alternative="greater").pvalue
+    down = stats.binomtest(int(k), int(n), p0, alternative="less").pvalue
+    return float(up), float(down)
+
+
+def decide(p_up, p_down) -> str:
+    """The verdict rule (RULE) from the two one-sided p-values of a test, the claim's direction
+    first: each direction is tested at ALPHA / 2, so the pair is one two-sided test at ALPHA."""
+    if p_up < ALPHA / 2:
+        return HOLDS
+    if p_down < ALPHA / 2:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def needed(k, n, p0=0.5, limit=10**7):
+    """The smallest n' (>= n) at which the same observed rate k/n would make the one-sided binomial
+    test against p0 decisive at ALPHA / 2 (None when k/n equals p0: no sample would); the sample an
+    inconclusive row would need, holding its effect."""
+    if n == 0 or k / n == p0:
+        return None
+
+    def decisive(m):
+        return min(one_sided(round(k / n * m), m, p0)) < ALPHA / 2
+
+    low, high = n, n
+    while not decisive(high):
+        if high > limit:
+            return None
+        low, high = high, math.ceil(high * 1.5)
+    while high - low > 1:  # bisect between the last indecisive size and the first decisive one
+        middle = (low + high) // 2
+        low, high = (low, middle) if decisive(middle) else (middle, high)
+    return high
