@@ -102,6 +102,12 @@ def test_attack_curves_and_transfer_on_tiny_caffe_runs(own_runs):
     for kind in ("blog", "sign", "bound"):
         curve = np.array(result["curves"][kind])
         assert curve[0] == 0 and np.all((curve >= 0) & (curve <= 1))
+        low, high = (np.array(b) for b in result["bands"][kind])  # the 95 % band holds the point curve
+        assert np.all(low <= curve + 1e-12) and np.all(curve <= high + 1e-12) and np.all(high - low > 0)
+        needed = np.array(result["first_epsilon"][kind])
+        assert len(needed) == result["pairs"] and np.median(needed) == result["median_epsilon"][kind]
+        interval = result["median_epsilon_ci"][kind]
+        assert interval["low"] <= interval["value"] <= interval["high"] and interval["n"] == result["pairs"]
     # the closed form bounds every Linf attack: neither measured curve may exceed it
     assert np.all(np.array(result["curves"]["sign"]) <= np.array(result["curves"]["bound"]) + 1e-9)
     assert np.all(np.array(result["curves"]["blog"]) <= np.array(result["curves"]["bound"]) + 1e-9)

@@ -1,5 +1,5 @@
-"""linfool.experiments.claims: every claim row has a verdict, measured on tiny Caffe runs; refused while
-its inputs are missing."""
+"""linfool.experiments.claims: every claim row has a verdict by the rule, with its test, n, effect
+interval and p, measured on tiny Caffe runs; refused while its inputs are missing."""
 
 import subprocess
 import sys
@@ -28,8 +28,14 @@ def test_every_claim_row_has_a_verdict(own_runs, monkeypatch):
     monkeypatch.setattr(paths, "DATA", Path(env["LINFOOL_DATA"]))
     rows = claims.check_claims("low", "low", "high")
     assert len(rows) >= 10
-    assert all(r["verdict"] in (claims.HOLDS, claims.FAILS, claims.UNCHECKABLE) for r in rows)
-    assert all(r["why"] for r in rows if r["verdict"] == claims.UNCHECKABLE)
+    assert all(r["verdict"] in (claims.HOLDS, claims.FAILS, claims.INCONCLUSIVE, claims.UNCHECKABLE) for r in rows)
+    assert all(r["why"] for r in rows if r["verdict"] in (claims.UNCHECKABLE, claims.INCONCLUSIVE) and r["needed"])
+    measured = [r for r in rows if r["verdict"] != claims.UNCHECKABLE and not r["test"].startswith("none")]
+    assert len(measured) >= 7  # every measured row: its test, n, effect interval and p-value
+    for r in measured:
+        assert r["n"] and r["p"] is not None, r
+        effect = r["effect"]  # a paired test whose items all tie has no effect to estimate (n 0, inconclusive)
+        assert effect["low"] <= effect["value"] <= effect["high"] if effect.get("n") != 0 else r["p"] == 1.0, r
     by_claim = {r["claim"].split(" ")[0]: r for r in rows}
     assert by_claim["init"]["verdict"] == claims.HOLDS  # Caffe's forward at iteration 0
     assert by_claim["toy:"]["verdict"] == claims.HOLDS

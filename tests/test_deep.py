@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from linfool.core import paths
+from linfool.core import paths, stats
 from linfool.core.prototxt import TrainConfigError, deploy_file
 from linfool.experiments import claims, deep
 from linfool.model import decay_search
@@ -133,28 +133,28 @@ def test_the_open_questions_rows_have_verdicts(deep_runs, monkeypatch):
     folder, _, _ = deep_runs
     result = json.loads((folder / "low" / "deep" / "deep.json").read_text())
     row = claims.claim_deep_regularization(result)
-    assert row["verdict"] in (claims.HOLDS, claims.FAILS) and "mlp" in row["value"] and "conv" in row["value"]
+    assert row["verdict"] != claims.UNCHECKABLE and "mlp" in row["value"] and "conv" in row["value"]
+    assert row["n"] == result["pairs"] and row["test"].startswith("paired sign test")
     row = claims.claim_transfer(result, 18)  # on the tiny runs a deep model may fool nothing at Linf 16
-    assert row["verdict"] in (claims.HOLDS, claims.FAILS) or (row["verdict"] == claims.UNCHECKABLE and row["why"])
-    made = {"models": [{"kind": k} for k in ("linear", "mlp", "conv")]}
+    assert row["verdict"] != claims.UNCHECKABLE or row["why"]
+    made = {"models": [{"kind": k, "fooled_at_transfer_eps": 40} for k in ("linear", "mlp", "conv")]}
     made["transfer"] = [[1, 0.3, 0.2], [0.4, 1, float("nan")], [0.2, 0.5, 1]]  # rows: made on; columns: classified by
-    row = claims.claim_transfer(made, 18)
-    assert row["verdict"] == claims.HOLDS and row["value"].startswith("linear -> deep 25 %, deep -> linear 30 %")
-    made["transfer"][0][1:] = [0.1, 0.1]  # linear -> deep below 3 x chance (16.7 %)
+    row = claims.claim_transfer(made, 18)  # 20 of 80 and 24 of 80 against chance 1/18: far above
+    assert row["verdict"] == claims.HOLDS and row["value"].startswith("linear -> deep 20/80 (25 %")
+    made["transfer"][0][1:] = [0.05, 0.05]  # linear -> deep 4 of 80: chance gives 4.4
+    assert claims.claim_transfer(made, 18)["verdict"] == claims.INCONCLUSIVE
+    made["transfer"][0][1:] = [0.0, 0.0]  # never: 0 of 80, below chance at p = 0.01
     assert claims.claim_transfer(made, 18)["verdict"] == claims.FAILS
-    forest = {
-        "max_queries": 100,
-        "attacks": {
-            "forest": [{"linf": 32.0, "top1": 0.5, "reached": 0.0}],
-            "linear": [{"linf": 32.0, "top1": 1.0, "reached": 1.0}],
-        },
-    }
-    assert claims.claim_forest(forest)["verdict"] == claims.HOLDS  # half as often as the linear model
-    forest["attacks"]["forest"][0]["top1"] = 0.25
-    assert claims.claim_forest(forest)["verdict"] == claims.FAILS
-    forest["attacks"]["linear"][0]["top1"] = forest["attacks"]["forest"][0]["top1"] = 0.0
-    assert claims.claim_forest(forest)["verdict"] == claims.FAILS  # nothing fooled at all
-    missing = claims.claim_forest(None, "make forest: not made yet; `make forest RUN=low` makes it")
+
+    def forest(k, n=6):
+        top1 = stats.proportion(k, n, "exact")
+        rows = {"forest": [{"linf": 32.0, "top1": k / n, "top1_ci": top1, "reached": 0.0}]}
+        return {"max_queries": 100, "attacks": {**rows, "linear": [{"linf": 32.0, "top1": 1.0, "reached": 1.0}]}}
+
+    assert claims.claim_forest(forest(3), 18)["verdict"] == claims.HOLDS  # 3 of 6 against chance 1/18
+    assert claims.claim_forest(forest(0), 18)["verdict"] == claims.INCONCLUSIVE  # 6 pairs cannot show "never"
+    assert claims.claim_forest(forest(0, 100), 18)["verdict"] == claims.FAILS
+    missing = claims.claim_forest(None, 18, "make forest: not made yet; `make forest RUN=low` makes it")
     assert missing["verdict"] == claims.UNCHECKABLE and "make forest" in missing["why"]
 
 

@@ -7,7 +7,7 @@ stated test and p-value, and one rule that turns a test into a verdict. The meth
     bands(fooled)                    Clopper-Pearson (low, high) per row of a (budgets, pairs) bool array
     median(values)                   the sample median and its distribution-free order-statistic 95 %
                                      interval (scipy.stats.quantile_test); inf (never fooled) allowed
-    mean(values)                     the mean and its Student-t 95 % interval
+    mean(values)                     the mean and its Student-t 95 % interval; t_test(values, m, side)
     mcnemar(only_a, only_b)          exact McNemar p (two-sided) from the discordant counts
     sign_test(more, fewer)           the paired sign test: the same, for "b needs more than a" pairs
     above(k, n, p0)                  one-sided exact binomial p that the rate exceeds p0, and the other way
@@ -29,7 +29,8 @@ ALPHA = 0.05  # each row's two-sided level (one-sided tests: each direction at A
 LEVEL = 0.95  # intervals
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive at this sample"
 RULE = (
-    f"holds: the row's test rejects its null in the claim's direction at alpha = {ALPHA}; does not hold: it "
+    f"p is the one-sided p-value in the claim's direction, compared with alpha / 2 = {ALPHA / 2} (each direction "
+    f"of a two-sided test at alpha = {ALPHA}). holds: the row's test rejects its null in the claim's direction; does not hold: it "
     "rejects it in the other direction (or, for a claim of a size, the 95 % interval lies outside its margin); "
     "inconclusive at this sample otherwise, with the sample the observed effect would need. Rows are separate "
     "claims, each decided on its own: no correction for testing many rows at once (apply Holm to the p-values "
@@ -83,6 +84,15 @@ def mean(values) -> dict:
         return {"value": value, "low": value, "high": value, "n": len(values), "method": "Student t, 95 %"}
     low, high = stats.t.interval(LEVEL, len(values) - 1, loc=value, scale=stats.sem(values))
     return {"value": value, "low": float(low), "high": float(high), "n": len(values), "method": "Student t, 95 %"}
+
+
+def t_test(values, value, alternative) -> float:
+    """One-sided Student-t p that the mean of `values` is 'greater' (or 'less') than `value`."""
+    values = np.asarray(values, float)
+    if len(values) < 2 or values.std() == 0:  # no spread: the mean is what it is
+        above = float(values.mean()) > value
+        return 0.0 if above == (alternative == "greater") else 1.0
+    return float(stats.ttest_1samp(values, value, alternative=alternative).pvalue)
 
 
 def mcnemar(only_a, only_b) -> float:

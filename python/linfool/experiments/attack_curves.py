@@ -20,7 +20,9 @@ Cost: pairs x 256 budgets x 2 directions pycaffe forwards (510 pairs: 261,120), 
 estimated time before it starts. Runs: --run and its sweep companions (linfool.core.runs.group: --low and
 --high default to runs.sweep_names), those trained so far, all on one data set. Writes each run's
 runs/<run>/attacks/ whole (attack_curves.json with its snapshot and data set, attack_curves.png),
-and attack_curves_runs.png under --run's.
+and attack_curves_runs.png under --run's. Every curve has its n and 95 % band (Clopper-Pearson, per
+budget), every median Linf its 95 % interval (order statistics), and each pair's Linf is kept for
+paired comparisons of runs (make claims).
 """
 
 import sys
@@ -36,8 +38,22 @@ from linfool.experiments.difficulty import CONFIDENCE, attack_curves  # noqa: E4
 from linfool.experiments.pairs import IMAGES, PAIRS  # noqa: E402
 
 
-def _median_text(value):
-    return f"median {value:.1f}" if np.isfinite(value) else "median not reached within 255"
+def _median_text(found):
+    """'median 27 (95 %: 24-31)' of a stats.median (inf: not reached within 255)."""
+
+    def text(value):
+        return f"{value:.0f}" if np.isfinite(value) else "> 255"
+
+    if not np.isfinite(found["value"]):
+        return "median not reached within 255"
+    return f"median {text(found['value'])} (95 %: {text(found['low'])}-{text(found['high'])})"
+
+
+def _band(ax, result, kind, color):
+    """The curve and its Clopper-Pearson 95 % band (shaded)."""
+    eps = np.array(result["epsilons"])
+    low, high = result["bands"][kind]
+    ax.fill_between(eps, low, high, color=color, alpha=0.15, linewidth=0)
 
 
 def _finish(fig, ax, title, out):
@@ -66,13 +82,16 @@ def plot_run(result, out):
         "sign": ("sign(w_t - w_y)", "-"),
         "bound": ("bound: no Linf attack fools below eps*", "--"),
     }
-    for kind, (label, line) in styles.items():
-        ax.plot(eps, result["curves"][kind], line, label=f"{label}  ({_median_text(result['median_epsilon'][kind])})")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (kind, (label, line)), color in zip(styles.items(), colors):
+        _band(ax, result, kind, color)
+        median = _median_text(result["median_epsilon_ci"][kind])
+        ax.plot(eps, result["curves"][kind], line, color=color, label=f"{label}  ({median})")
     _finish(
         fig,
         ax,
-        f"Fooling difficulty, run {result['run']} ({result['pairs']} image-target pairs: "
-        f"{result['images']} images x {result['targets_per_image']} targets)",
+        f"Fooling difficulty, run {result['run']} (n = {result['pairs']} image-target pairs: "
+        f"{result['images']} images x {result['targets_per_image']} targets; bands: 95 % Clopper-Pearson)",
         out,
     )
 
@@ -82,14 +101,16 @@ def plot_runs(results, out):
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for result, color in zip(results, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         for kind, line in (("blog", "-"), ("sign", ":")):
+            _band(ax, result, kind, color)
+            median = _median_text(result["median_epsilon_ci"][kind])
             ax.plot(
                 result["epsilons"],
                 result["curves"][kind],
                 line,
                 color=color,
-                label=f"run {result['run']}, {kind} direction ({_median_text(result['median_epsilon'][kind])})",
+                label=f"run {result['run']}, {kind} direction ({median})",
             )
-    _finish(fig, ax, "Fooling difficulty across runs", out)
+    _finish(fig, ax, f"Fooling difficulty across runs (n = {results[0]['pairs']} pairs each; 95 % bands)", out)
 
 
 def make_attack_curves(group, n_images=IMAGES, pairs=PAIRS, command=""):
@@ -101,8 +122,8 @@ def make_attack_curves(group, n_images=IMAGES, pairs=PAIRS, command=""):
         result.update(command=command, sources=[run.source()])
         results.append(result)
         print(
-            f"{run.name}: median epsilon to fool to {CONFIDENCE}: "
-            + ", ".join(f"{k} {v:.1f}" for k, v in result["median_epsilon"].items()),
+            f"{run.name}: median epsilon to fool to {CONFIDENCE} over n = {result['pairs']} pairs (95 % interval, "
+            "order statistics): " + ", ".join(f"{k} {_median_text(v)}" for k, v in result["median_epsilon_ci"].items()),
             flush=True,
         )
     for run, result in zip(group, results):

@@ -149,10 +149,14 @@ def measure(run_dir, num_real, n_images=MEASURE_IMAGES):
     return {
         "run": run_dir.name,
         "median_epsilon": curves["median_epsilon"],
+        "median_epsilon_ci": curves["median_epsilon_ci"],  # 95 %, order statistics
+        "first_epsilon": curves["first_epsilon"],  # each pair's Linf: the round and its control share the pairs
         "curves": curves["curves"],
+        "bands": curves["bands"],
         "epsilons": curves["epsilons"],
         "pairs": curves["pairs"],
         "val_top1": metrics["val_top1"],
+        "val_top1_ci": metrics["val_top1_ci"],
         "val_images": metrics["val_images"],
     }
 

@@ -5,8 +5,13 @@
 --low/--high default to the run's sweep companions (linfool.core.runs.sweep_names); all three must be
 trained on one data set.
 
-One row per claim: the blog's words, how we measure it, the blog's value, this run's value, and a
-verdict: "holds", "does not hold", or "cannot be checked" (with why). The init and learning-rate rows
+One row per claim: the blog's words, how we measure it, the blog's value, this run's value, and
+how sure it is: the row's test, its n, the effect with its 95 % interval and the p-value, and a
+verdict by one rule (linfool.core.stats.RULE): "holds" when the test rejects its null in the claim's
+direction at alpha = 0.05, "does not hold" when it rejects it the other way, "inconclusive at this
+sample" otherwise (with the sample the observed effect would need), or "cannot be checked" (with
+why). Paired claims are tested paired: McNemar for two runs' top-1 on the same val records, the sign
+test for two runs' Linf on the same (image, target) pairs or templates on the same classes. The init and learning-rate rows
 run Caffe afresh (a pycaffe forward at iteration 0; two short `caffe train` runs); the others read the
 runs' snapshots and the results of `make eval`, `make figures` and `make attack-curves` (and, when
 present, `make background`, `make deep` and `make forest`: the post's open questions), each refused in one line when missing or made from another snapshot or
@@ -17,43 +22,118 @@ import math
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from google.protobuf import text_format
 
-from linfool.core import caffe_env, cli, files, prototxt, results, runs
-from linfool.experiments import templates, toy
+from linfool.core import caffe_env, cli, files, prototxt, results, runs, stats
+from linfool.experiments import accuracy, templates, toy
 from linfool.model import curves, train, weights
 
-HOLDS, FAILS, UNCHECKABLE = "holds", "does not hold", "cannot be checked"
+HOLDS, FAILS, INCONCLUSIVE, UNCHECKABLE = stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE, "cannot be checked"
 LR_ITERATIONS = 100  # "a few hundred iterations at most"
 NEGLIGIBLE = 0.01  # regularization below 1 % of the data loss
 
 
-def _row(claim, how, blog, value, verdict, why=""):
-    return {"claim": claim, "how": how, "blog": blog, "value": value, "verdict": verdict, "why": why}
+def _row(claim, how, blog, value, verdict, why="", evidence=None):
+    """One claim row; `evidence` (Evidence) is the test behind the verdict (None: cannot be checked)."""
+    evidence = evidence or Evidence("none", None, "", None, None)
+    return {"claim": claim, "how": how, "blog": blog, "value": value, "verdict": verdict, "why": why, **evidence.row()}
 
 
-def _verdict(ok):
-    return HOLDS if ok else FAILS
+@dataclass
+class Evidence:
+    """A row's test: its name, n, the effect (a stats dict with value/low/high, or None) and what it
+    is, the p-value of the claim's direction (None where no test applies: exact arithmetic), and the
+    sample an inconclusive effect would need."""
+
+    test: str
+    n: object
+    what: str
+    effect: dict
+    p: float
+    needed: object = None
+
+    def row(self) -> dict:
+        return {
+            "test": self.test,
+            "n": self.n,
+            "effect": self.effect,
+            "effect_of": self.what,
+            "p": self.p,
+            "needed": self.needed,
+        }
 
 
-def initial_loss(run_dir, std, num_output=1000, seed=1701):
-    """SoftmaxWithLoss of one TRAIN batch (pycaffe forward, iteration 0) for the run's net with
-    `num_output` outputs and a Gaussian weight std of `std`."""
+def _tested(claim, how, blog, value, evidence, p_down, why=""):
+    """A row whose verdict follows the rule from the claim direction's p (evidence.p) and the other's."""
+    verdict = stats.decide(evidence.p, p_down)
+    if verdict == INCONCLUSIVE and evidence.needed:
+        why = (why + "; " if why else "") + f"the observed effect would be decisive at n = {evidence.needed:,}"
+    return _row(claim, how, blog, value, verdict, why, evidence)
+
+
+def _sign_test(more, fewer, unit):
+    """Evidence of a paired sign test: of the items that differ, `more` moved the claim's way."""
+    ties_out = more + fewer
+    up, down = stats.one_sided(more, ties_out)
+    effect = stats.proportion(more, ties_out, "exact")
+    needed = stats.needed(more, ties_out) if ties_out else None
+    what = f"share of the {unit} that differ which move the claim's way (0.5: no effect)"
+    return Evidence("paired sign test (exact binomial, two-sided 0.05)", ties_out, what, effect, up, needed), down
+
+
+def _exact(claim, how, blog, value, ok, why=""):
+    """A row decided by exact arithmetic (no sample): holds or does not hold, no test."""
+    return _row(
+        claim, how, blog, value, HOLDS if ok else FAILS, why, Evidence("none: exact arithmetic", None, "", None, None)
+    )
+
+
+def _within(values, low, high):
+    """(p that the mean lies inside (low, high): the larger of two one-sided t-tests, TOST; p that it
+    lies outside: the smaller of the two tests the other way)."""
+    inside = max(
+        stats.t_test(values, low, "greater"),
+        stats.t_test(values, high, "less"),
+    )
+    outside = min(stats.t_test(values, low, "less"), stats.t_test(values, high, "greater"))
+    return inside, outside
+
+
+FLT_MIN = float(np.finfo(np.float32).tiny)  # Caffe's SoftmaxWithLoss clamps p at FLT_MIN
+
+
+def initial_losses(run_dir, std, num_output=1000, seed=1701) -> np.ndarray:
+    """(batch,) per-image SoftmaxWithLoss of one TRAIN batch (pycaffe forward, iteration 0) for the
+    run's net with `num_output` outputs and a Gaussian weight std of `std`: -ln max(p_label, FLT_MIN)
+    from the scores the loss layer reads (their mean is Caffe's loss)."""
     caffe = caffe_env.import_caffe()
     pb2 = caffe.proto.caffe_pb2
     net = text_format.Parse((run_dir / "train_val.prototxt").read_text(), pb2.NetParameter())
     fc = prototxt.fc_layer(net)
     fc.inner_product_param.num_output = num_output
     fc.inner_product_param.weight_filler.std = std
+    loss = next(layer for layer in net.layer if layer.type == "SoftmaxWithLoss")
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as tmp:
         tmp.write(text_format.MessageToString(net))
         tmp.flush()
         caffe_env.use_device()
         caffe.set_random_seed(seed)
-        return float(caffe.Net(tmp.name, caffe.TRAIN).forward()["loss"])
+        forward = caffe.Net(tmp.name, caffe.TRAIN)
+        forward.forward()
+        scores = forward.blobs[loss.bottom[0]].data.astype(np.float64)
+        labels = forward.blobs[loss.bottom[1]].data.astype(int).ravel()
+    scores -= scores.max(axis=1, keepdims=True)
+    probs = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    return -np.log(np.maximum(probs[np.arange(len(labels)), labels], FLT_MIN))
+
+
+def initial_loss(run_dir, std, num_output=1000, seed=1701) -> float:
+    """Caffe's SoftmaxWithLoss of that batch: the mean of initial_losses."""
+    return float(initial_losses(run_dir, std, num_output, seed).mean())
 
 
 def short_run_losses(run_dir, base_lr, iterations=LR_ITERATIONS):
@@ -86,135 +166,298 @@ def short_run_losses(run_dir, base_lr, iterations=LR_ITERATIONS):
 
 
 def claim_init(run_dir):
-    low, high = initial_loss(run_dir, 1e-4), initial_loss(run_dir, 0.01)
+    low, high = initial_losses(run_dir, 1e-4), initial_losses(run_dir, 0.01)
     ln = math.log(1000)
-    ok = abs(low - ln) / ln < 0.1 and high > 40
-    return _row(
+    (near, far), (big, small) = (
+        _within(low, 0.9 * ln, 1.1 * ln),
+        (
+            stats.t_test(high, 40, "greater"),
+            stats.t_test(high, 40, "less"),
+        ),
+    )
+    found = stats.mean(low)
+    evidence = Evidence(
+        "two one-sided t-tests: std 1e-4's mean loss within ln(1000) +- 10 %, std 0.01's above 40",
+        len(low),
+        "mean starting loss at std 1e-4 (95 % t interval)",
+        found,
+        max(near, big),
+    )
+    return _tested(
         "init std 0.0001 gives a starting loss of ~7.0 = -ln(1/1000); the default 0.01 gives ~80",
-        "pycaffe forward of one train batch at iteration 0, 1000 outputs, Caffe's gaussian filler",
+        "pycaffe forward of one train batch at iteration 0, 1000 outputs, Caffe's gaussian filler: the "
+        "mean of the batch's per-image losses",
         "6.9 / ~80",
-        f"{low:.2f} / {high:.1f}",
-        _verdict(ok),
+        f"{found['value']:.2f} ({found['low']:.2f}-{found['high']:.2f}) / {high.mean():.1f} over {len(low)} images",
+        evidence,
+        min(far, small),
         "Caffe's SoftmaxWithLoss clamps each image's loss at -ln(FLT_MIN) = 87.3",
     )
 
 
+LAST = 5  # logged train losses averaged for "the final loss" (each a mean over one batch)
+
+
 def claim_learning_rate(run_dir):
     fast, slow = short_run_losses(run_dir, 0.01), short_run_losses(run_dir, 1e-7)
-    if not fast or not slow:
-        return _row(
-            "higher learning rates explode; ~1e-7 works",
-            "two short caffe train runs",
-            "explodes / falls",
-            "no log",
-            UNCHECKABLE,
-            "caffe train produced no loss lines",
-        )
-    exploded = not math.isfinite(fast[-1][1]) or fast[-1][1] > max(2 * fast[0][1], 20)
-    falls = slow[-1][1] < slow[0][1]
-    return _row(
-        "a learning rate of the usual kind (0.01) makes the loss explode; ~1e-7 makes it fall",
-        f"two real `caffe train` runs of {LR_ITERATIONS} iterations from the run's solver, lr 0.01 and 1e-7",
-        "explodes / falls",
-        f"lr 0.01: {fast[0][1]:.2f} -> {fast[-1][1]:.4g}; lr 1e-7: {slow[0][1]:.2f} -> {slow[-1][1]:.2f}",
-        _verdict(exploded and falls),
+    claim = "a learning rate of the usual kind (0.01) makes the loss explode; ~1e-7 makes it fall"
+    how = (
+        f"two real `caffe train` runs of {LR_ITERATIONS} iterations from the run's solver, lr 0.01 and 1e-7: "
+        f"the last {LAST} logged batch losses against the first (exploded: above twice it, or not finite)"
     )
+    if not fast or not slow:
+        return _row(claim, how, "explodes / falls", "no log", UNCHECKABLE, "caffe train produced no loss lines")
+    end_fast = [loss for _, loss in fast[-LAST:]]
+    end_slow = [loss for _, loss in slow[-LAST:]]
+    blown = not all(map(math.isfinite, end_fast))
+    explode = (
+        (0.0, 1.0)
+        if blown
+        else (stats.t_test(end_fast, 2 * fast[0][1], "greater"), stats.t_test(end_fast, 2 * fast[0][1], "less"))
+    )
+    fall = (stats.t_test(end_slow, slow[0][1], "less"), stats.t_test(end_slow, slow[0][1], "greater"))
+    found = stats.mean(end_slow)
+    evidence = Evidence(
+        f"one-sided t-tests over the last {LAST} logged losses of each run (one training per rate: its "
+        "batches' noise, not the variance over seeds)",
+        LAST,
+        "final loss at lr 1e-7 (95 % t interval), to compare with its first",
+        found,
+        max(explode[0], fall[0]),
+    )
+    value = (
+        f"lr 0.01: {fast[0][1]:.2f} -> {float(np.mean(end_fast)):.4g}; lr 1e-7: {slow[0][1]:.2f} -> "
+        f"{found['value']:.2f} ({found['low']:.2f}-{found['high']:.2f})"
+    )
+    return _tested(claim, how, "explodes / falls", value, evidence, min(explode[1], fall[1]))
 
 
 def _regularization_ratio(run_dir):
-    """(weight decay, 0.5 * wd * ||W||^2 / final train loss) of a trained run."""
+    """(weight decay, 0.5 * wd * ||W||^2, the last LAST logged train losses) of a trained run."""
     run_dir = runs.as_run(run_dir)
     solver = prototxt.read_solver(run_dir.path / "solver.prototxt")
     W = weights.load(run_dir)["W"].astype(np.float64)
     losses = curves.parse_log((run_dir.path / "train.log").read_text())["train"]
-    data_loss = float(np.mean([loss for _, loss in losses[-5:]]))
-    return solver.weight_decay, 0.5 * solver.weight_decay * float((W**2).sum()) / data_loss
+    return solver.weight_decay, 0.5 * solver.weight_decay * float((W**2).sum()), [loss for _, loss in losses[-LAST:]]
 
 
 def claim_weight_decay(low_dir, blog_dir):
-    (wd_low, r_low), (wd_blog, r_blog) = _regularization_ratio(low_dir), _regularization_ratio(blog_dir)
-    return _row(
+    (wd_low, reg_low, loss_low), (wd_blog, reg_blog, loss_blog) = map(_regularization_ratio, (low_dir, blog_dir))
+    # ratio < NEGLIGIBLE  <=>  data loss > reg / NEGLIGIBLE: a t-test on the logged losses
+    small = (
+        stats.t_test(loss_low, reg_low / NEGLIGIBLE, "greater"),
+        stats.t_test(loss_low, reg_low / NEGLIGIBLE, "less"),
+    )
+    large = (
+        stats.t_test(loss_blog, reg_blog / NEGLIGIBLE, "less"),
+        stats.t_test(loss_blog, reg_blog / NEGLIGIBLE, "greater"),
+    )
+    found = stats.mean(loss_blog)  # the ratio's interval is the data loss's, inverted (a loss > 0)
+    ratio = {
+        **found,
+        "value": reg_blog / found["value"],
+        "low": reg_blog / found["high"],
+        "high": reg_blog / found["low"] if found["low"] > 0 else math.inf,
+    }
+    evidence = Evidence(
+        f"one-sided t-tests of each run's last {LAST} logged data losses against ||W||^2's term / 1 %",
+        found["n"],
+        f"0.5 wd ||W||^2 / data loss at wd {wd_blog:g} (95 % interval from the loss's)",
+        ratio,
+        max(small[0], large[0]),
+    )
+    return _tested(
         "weight decay 0.0005 is negligible with 12K inputs; 100 is not",
-        "0.5 * wd * ||W||^2 over the final train loss (Caffe logs the data loss only), each run's own W",
+        "0.5 * wd * ||W||^2 over the final train loss (Caffe logs the data loss only), each run's own W; "
+        "negligible: below 1 %",
         "negligible / not",
-        f"wd {wd_low:g}: {100 * r_low:.3g} %; wd {wd_blog:g}: {100 * r_blog:.3g} %",
-        _verdict(r_low < NEGLIGIBLE <= r_blog),
+        f"wd {wd_low:g}: {100 * reg_low / np.mean(loss_low):.3g} %; wd {wd_blog:g}: {100 * ratio['value']:.3g} % "
+        f"({100 * ratio['low']:.3g}-{100 * ratio['high']:.3g})",
+        evidence,
+        min(small[1], large[1]),
     )
 
 
 def claim_accuracy(metrics, num_classes):
+    top1, top5 = (metrics.get(f"val_top{k}_ci") for k in (1, 5))
     value = (
         f"top-1 {100 * metrics['val_top1']:.1f} %, top-5 {100 * metrics['val_top5']:.1f} % "
         f"({metrics['val_images']} val images)"
     )
     how = f"make eval on the val LMDB ({metrics['val_subset']}); holds within a factor 2 of the blog's numbers"
+    claim = "~3.0 % top-1 and ~10 % top-5 on ImageNet"
     if num_classes != 1000:
         return _row(
-            "~3.0 % top-1 and ~10 % top-5 on ImageNet",
+            claim,
             how,
             "3.0 % / 10 %",
             value,
             UNCHECKABLE,
             f"the data has {num_classes} classes, not ImageNet's 1000 (chance {100 / num_classes:.1f} %)",
         )
-    ok = 0.015 <= metrics["val_top1"] <= 0.06 and 0.05 <= metrics["val_top5"] <= 0.20
-    return _row("~3.0 % top-1 and ~10 % top-5 on ImageNet", how, "3.0 % / 10 %", value, _verdict(ok))
+    if top1 is None:
+        return _row(
+            claim, how, "3.0 % / 10 %", value, UNCHECKABLE, "metrics.json has no intervals: `make eval` remakes it"
+        )
+    n = metrics["val_images"]
+    inside = [stats.one_sided(found["k"], n, low)[0] for found, low in ((top1, 0.015), (top5, 0.05))]
+    inside += [stats.one_sided(found["k"], n, high)[1] for found, high in ((top1, 0.06), (top5, 0.20))]
+    outside = [stats.one_sided(top1["k"], n, 0.015)[1], stats.one_sided(top1["k"], n, 0.06)[0]]
+    outside += [stats.one_sided(top5["k"], n, 0.05)[1], stats.one_sided(top5["k"], n, 0.20)[0]]
+    evidence = Evidence(
+        "exact binomial tests that top-1 lies in 1.5-6 % and top-5 in 5-20 %",
+        n,
+        "val top-1 (Wilson 95 %)",
+        top1,
+        max(inside),
+    )
+    return _tested(claim, how, "3.0 % / 10 %", value, evidence, min(outside))
 
 
 def claims_regularization(low_dir, high_dir, curves_low, curves_high):
     """Three rows: smoother templates, lower accuracy, harder to fool at higher regularization."""
-    smooth = [templates.smoothness(weights.load(d)["W"]) for d in (low_dir, high_dir)]
-    metrics = [results.read_metrics(d) for d in (low_dir, high_dir)]
-    top1 = [m["val_top1"] for m in metrics]
-    eps = [c["median_epsilon"]["blog"] for c in (curves_low, curves_high)]
-    names = f"{low_dir.name} vs {high_dir.name}"
+    W = [weights.load(d)["W"] for d in (low_dir, high_dir)]
     return [
-        _row(
-            "higher regularization gives smoother templates",
-            f"mean |neighbour difference| of the normalised templates (0..1, lower = smoother), {names}",
-            "smoother",
-            f"{smooth[0]:.3f} vs {smooth[1]:.3f}",
-            _verdict(smooth[1] < smooth[0]),
-        ),
-        _row(
-            "higher regularization gives lower accuracy",
-            f"val top-1, {names}",
-            "lower",
-            f"{100 * top1[0]:.1f} % vs {100 * top1[1]:.1f} %",
-            _verdict(top1[1] < top1[0]),
-            f"train top-1 {100 * metrics[0]['train_top1']:.1f} % vs {100 * metrics[1]['train_top1']:.1f} %",
-        ),
-        _row(
-            "higher regularization makes images harder to fool",
-            f"median Linf (0..255) for P >= 0.99 along the blog's direction over the attack-curve pairs, {names}",
-            "harder",
-            f"{eps[0]:.1f} vs {eps[1]:.1f}",
-            _verdict(eps[1] > eps[0]),
-        ),
+        claim_smoother(W, f"{low_dir.name} vs {high_dir.name}"),
+        claim_lower_accuracy(*(results.read_metrics(d) for d in (low_dir, high_dir)), low_dir.name, high_dir.name),
+        claim_harder(curves_low, curves_high, f"{low_dir.name} vs {high_dir.name}"),
     ]
 
 
+def claim_smoother(W, names):
+    """Smoother templates: each class's template at both decays, paired over the classes (sign test)."""
+    per_class = np.array([[templates.smoothness(w[c : c + 1]) for c in range(len(w))] for w in W])
+    evidence, down = _sign_test(
+        int((per_class[1] < per_class[0]).sum()), int((per_class[1] > per_class[0]).sum()), "classes"
+    )
+    smooth = [templates.smoothness(w) for w in W]
+    return _tested(
+        "higher regularization gives smoother templates",
+        f"mean |neighbour difference| of the normalised templates (0..1, lower = smoother), {names}; per class",
+        "smoother",
+        f"{smooth[0]:.3f} vs {smooth[1]:.3f}; smoother at the higher decay: {evidence.effect['k']} of {evidence.n} classes",
+        evidence,
+        down,
+    )
+
+
+def claim_lower_accuracy(low, high, low_name, high_name):
+    """Lower accuracy: both runs' top-1 on the same val records, McNemar's exact test."""
+    claim, blog = "higher regularization gives lower accuracy", "lower"
+    how = f"val top-1, {low_name} vs {high_name}, on the same val records: exact McNemar test of the images one gets right and the other wrong"
+    value = (
+        f"{accuracy.interval_text(low['val_top1_ci'])} vs {accuracy.interval_text(high['val_top1_ci'])}"
+        if "val_top1_ci" in low and "val_top1_ci" in high
+        else ""
+    )
+    same = all(k in m for m in (low, high) for k in ("val_correct", "val_top1_ci")) and (
+        low["val_images"] == high["val_images"] and low["val_subset"] == high["val_subset"]
+    )
+    if not same:
+        return _row(
+            claim,
+            how,
+            blog,
+            value,
+            UNCHECKABLE,
+            "metrics.json without per-image results, or of other val records: `make eval` remakes them",
+        )
+    n = low["val_images"]
+    right = [accuracy.unpack(m["val_correct"], n) for m in (low, high)]
+    only_low, only_high = int((right[0] & ~right[1]).sum()), int((~right[0] & right[1]).sum())
+    evidence, down = _sign_test(only_low, only_high, "val images")
+    evidence.test = "exact McNemar test (two-sided 0.05)"
+    evidence.what = f"share of the {only_low + only_high} discordant val images that only {low_name} gets right"
+    if evidence.needed:  # discordant images needed -> val images at this discordance rate
+        evidence.needed = math.ceil(evidence.needed * n / (only_low + only_high))
+    value += f"; only {low_name} right on {only_low}, only {high_name} on {only_high} of {n}; p = {stats.mcnemar(only_low, only_high):.2g}"
+    row = _tested(
+        claim,
+        how,
+        blog,
+        value,
+        evidence,
+        down,
+        f"train top-1 {100 * low['train_top1']:.1f} % vs {100 * high['train_top1']:.1f} %",
+    )
+    row["n"] = n
+    return row
+
+
+def claim_harder(curves_low, curves_high, names):
+    """Harder to fool: the Linf each pair needs on both runs, paired over the same pairs (sign test)."""
+    claim, blog = "higher regularization makes images harder to fool", "harder"
+    how = f"Linf (0..255) each (val image, target) pair needs for P >= 0.99 along the blog's direction, {names}, same pairs"
+    eps = [c["median_epsilon_ci"]["blog"] if "median_epsilon_ci" in c else None for c in (curves_low, curves_high)]
+    same = all("first_epsilon" in c for c in (curves_low, curves_high)) and all(
+        curves_low.get(k) == curves_high.get(k) for k in ("seed", "pairs", "images", "targets_per_image")
+    )
+    if not same or None in eps:
+        return _row(
+            claim,
+            how,
+            blog,
+            "",
+            UNCHECKABLE,
+            "attack curves without per-pair results, or of other pairs: `make attack-curves` remakes them",
+        )
+    low, high = (np.array(c["first_epsilon"]["blog"]) for c in (curves_low, curves_high))
+    evidence, down = _sign_test(int((high > low).sum()), int((high < low).sum()), "pairs")
+    value = f"median {_eps_text(eps[0])} vs {_eps_text(eps[1])}; more Linf needed on {evidence.effect['k']} of {evidence.n} differing pairs"
+    row = _tested(claim, how, blog, value, evidence, down)
+    row["n"] = len(low)
+    return row
+
+
+def _eps_text(found):
+    """'27 (24-31)' of a stats.median of Linf values (inf: not within 255)."""
+
+    def text(v):
+        return f"{v:.0f}" if math.isfinite(v) else ">255"
+
+    return f"{text(found['value'])} ({text(found['low'])}-{text(found['high'])})"
+
+
 def claim_fooling(curve, figure_numbers):
-    reached = curve["curves"]["blog"][-1]
+    """~100 %: the pairs fooled within Linf 255, one-sided exact binomial against 95 %."""
+    fooled = np.isfinite(curve["first_epsilon"]["blog"]) if "first_epsilon" in curve else None
     noise = figure_numbers.get("fooling_noise", [])
     noise_ok = sum(r["fooled"] for r in noise)
-    return _row(
-        "any image, or noise, can be made any class with ~100 % confidence",
+    claim = "any image, or noise, can be made any class with ~100 % confidence"
+    how = (
         f"fraction of the {curve['pairs']} (val image, target) pairs reaching P >= 0.99 along the blog's "
-        "direction within Linf 255; noise start: targets fooled in make figures",
-        "100 %",
-        f"images {100 * reached:.0f} %; noise {noise_ok}/{len(noise)}",
-        _verdict(reached >= 0.95 and noise_ok == len(noise)),
+        "direction within Linf 255 (holds: above 95 %); noise start: targets fooled in make figures"
     )
+    if fooled is None:
+        return _row(
+            claim,
+            how,
+            "100 %",
+            "",
+            UNCHECKABLE,
+            "attack curves without per-pair results: `make attack-curves` remakes them",
+        )
+    k, n = int(fooled.sum()), len(fooled)
+    up, down = stats.one_sided(k, n, 0.95)
+    evidence = Evidence(
+        "exact binomial test against 95 % (one-sided each way)",
+        n,
+        "fraction of the pairs fooled (Clopper-Pearson 95 %)",
+        stats.proportion(k, n, "exact"),
+        up,
+        stats.needed(k, n, 0.95),
+    )
+    value = f"images {k}/{n} ({100 * evidence.effect['low']:.1f}-{100 * evidence.effect['high']:.1f} %); noise {noise_ok}/{len(noise)}"
+    return _tested(claim, how, "100 %", value, evidence, down)
 
 
 def claim_background(run_dir):
     """The blog's closing claim, from `make background` (runs Caffe fine-tuning; not run here)."""
     claim = "a background class of fooling images, added iteratively during training, is not effective"
     how = (
-        "last round of make background: val pairs still fooled within Linf 255 (blog direction), and its "
-        "median Linf vs the control fine-tuned as long without background; holds if >= 95 % are still "
-        "fooled and the median is below 1.5x the control's"
+        "last round of make background: val pairs still fooled within Linf 255 (blog direction; holds: above 95 %, "
+        "exact binomial), and the Linf each pair needs against the control fine-tuned as long without "
+        "background, on the same pairs (holds: below 1.5x the control's on more than half, sign test)"
     )
     try:
         background = results.read_result(
@@ -225,15 +468,33 @@ def claim_background(run_dir):
     except (runs.RunError, files.DamagedFile) as err:
         return _row(claim, how, "not effective", "not measured", UNCHECKABLE, str(err))
     last = background["rounds"][-1]
-    still = last["curves"]["blog"][-1]
-    eps, control = last["median_epsilon"]["blog"], last["control"]["median_epsilon"]["blog"]
-    return _row(
-        claim,
-        how,
-        "not effective",
-        f"round {last['round']}: {100 * still:.0f} % still fooled; median Linf {eps:.1f} vs control {control:.1f}",
-        _verdict(still >= 0.95 and eps < 1.5 * control),
+    if "first_epsilon" not in last or "first_epsilon" not in last["control"]:
+        return _row(
+            claim,
+            how,
+            "not effective",
+            "",
+            UNCHECKABLE,
+            f"background.json without per-pair results: `make background RUN={run_dir.name}` remakes it",
+        )
+    mine, control = (np.array(r["first_epsilon"]["blog"]) for r in (last, last["control"]))
+    k, n = int(np.isfinite(mine).sum()), len(mine)
+    still = stats.one_sided(k, n, 0.95)
+    near, _ = _sign_test(int((mine < 1.5 * control).sum()), int((mine >= 1.5 * control).sum()), "pairs")
+    near_down = stats.one_sided(near.effect["k"], near.n)[1]
+    evidence = Evidence(
+        "exact binomial test against 95 %, and a sign test against 1.5x the control's Linf (same pairs)",
+        n,
+        "fraction of the pairs still fooled (Clopper-Pearson 95 %)",
+        stats.proportion(k, n, "exact"),
+        max(still[0], near.p),
     )
+    eps, ctl = last["median_epsilon_ci"]["blog"], last["control"]["median_epsilon_ci"]["blog"]
+    value = (
+        f"round {last['round']}: {k}/{n} still fooled; median Linf {_eps_text(eps)} vs control {_eps_text(ctl)}; "
+        f"below 1.5x the control's on {near.effect['k']} of {near.n} pairs"
+    )
+    return _tested(claim, how, "not effective", value, evidence, min(still[1], near_down))
 
 
 def _optional(path, remake, what):
@@ -255,13 +516,13 @@ def _budget_text(value):
 
 def claim_deep_regularization(deep, why=""):
     """The post's open question: does stronger weight decay make the MLP and the ConvNet harder to
-    fool? Per net in make deep's result: the mean fooled fraction over the Linf ladder (iterative
-    attack) of its strong-decay run against its weak one."""
+    fool? Per net in make deep's result: the smallest ladder budget at which the iterative attack
+    fools each pair, strong decay against weak on the same pairs (sign test); every net must hold."""
     claim = "more regularization makes deeper models harder to fool too"
     how = (
-        "make deep: mean fraction of the pairs fooled to P >= 0.99 over Linf 1..128 by the iterative attack, "
-        "strong vs weak weight decay, for the MLP and the ConvNet; holds if lower for every deeper net (the "
-        "fraction pushed to the target's top-1 only is shown beside it)"
+        "make deep: the smallest Linf of 1..128 at which the iterative attack fools each pair to P >= 0.99, "
+        "strong vs weak weight decay on the same pairs, for the MLP and the ConvNet (sign test each); holds "
+        "if it holds for every deeper net"
     )
     blog = "not obvious (open question)"
     if deep is None:
@@ -272,68 +533,97 @@ def claim_deep_regularization(deep, why=""):
     pairs = {k: sorted(v, key=lambda m: m["weight_decay"]) for k, v in found.items() if k != "linear" and len(v) == 2}
     if not pairs:
         return _row(claim, how, blog, "no deeper net at two decays", UNCHECKABLE, "make deep-sweep trains them")
-    parts, lower = [], []
+    if not all("iterative_first" in m["curves"] for v in pairs.values() for m in v):
+        return _row(claim, how, blog, "", UNCHECKABLE, "deep.json without per-pair results: `make deep` remakes it")
+    parts, tests = [], []
     for kind, (weak, strong) in pairs.items():
-        means = [float(np.mean(m["curves"]["iterative"])) for m in (weak, strong)]
-        top1 = [float(np.mean(m["curves"]["iterative_top1"])) for m in (weak, strong)]
+        first = [np.array(m["curves"]["iterative_first"]) for m in (weak, strong)]
+        evidence, down = _sign_test(int((first[1] > first[0]).sum()), int((first[1] < first[0]).sum()), "pairs")
         budgets = [median_budget(m["curves"]["iterative"], deep["ladder"]) for m in (weak, strong)]
-        lower.append(means[1] < means[0])
+        tests.append((kind, evidence, down))
         parts.append(
-            f"{kind} {means[0]:.2f} -> {means[1]:.2f} (median Linf {_budget_text(budgets[0])} -> "
-            f"{_budget_text(budgets[1])}; to top-1 only: {top1[0]:.2f} -> {top1[1]:.2f})"
+            f"{kind}: median Linf {_budget_text(budgets[0])} -> {_budget_text(budgets[1])}; harder on "
+            f"{evidence.effect['k']} of {evidence.n} differing pairs (p {evidence.p:.2g})"
         )
-    return _row(claim, how, blog, "; ".join(parts), _verdict(all(lower)))
+    kind, worst, _ = max(tests, key=lambda t: t[1].p)  # every net must hold: the weakest decides
+    worst.what = f"{kind}: {worst.what}"
+    row = _tested(claim, how, blog, "; ".join(parts), worst, min(down for _, _, down in tests))
+    row["n"] = deep["pairs"]
+    return row
 
 
 def claim_transfer(deep, num_classes, why=""):
     """Do fooling images made on one kind of model (linear, MLP, ConvNet) fool the others? From make
-    deep's transfer matrix: the target's top-1 rate between models of different kinds, against chance."""
+    deep's transfer matrix: how often the target is the other kind's top-1, against chance (one-sided
+    exact binomial tests, each way)."""
     claim = "fooling images transfer across models (linear <-> deep)"
     chance = 1 / num_classes
     how = (
-        f"make deep: images fooled by the iterative attack on one model, classified by every other; holds if "
-        f"linear -> deep and deep -> linear both reach the target at >= 3x chance (1/{num_classes})"
+        "make deep: images fooled by the iterative attack on one model, classified by every other; holds if "
+        f"linear -> deep and deep -> linear both reach the target above chance (1/{num_classes}), exact binomial"
     )
     blog = "not measured (Szegedy et al.: they transfer)"
     if deep is None:
         return _row(claim, how, blog, "not measured", UNCHECKABLE, why)
     kinds = [m["kind"] for m in deep["models"]]
-    pairs = {}  # (made on kind, classified by kind) -> rates
-    for (i, j), value in np.ndenumerate(np.array(deep["transfer"], float)):
-        if kinds[i] != kinds[j] and np.isfinite(value):
-            pairs.setdefault((kinds[i], kinds[j]), []).append(value)
-    ways = {"linear -> deep": [], "deep -> linear": []}
-    for (src, dst), values in pairs.items():
-        if "linear" in (src, dst):
-            ways["linear -> deep" if src == "linear" else "deep -> linear"] += values
-    if not all(ways.values()):
+    made = [m.get("fooled_at_transfer_eps", 0) for m in deep["models"]]
+    ways = {"linear -> deep": [0, 0], "deep -> linear": [0, 0]}  # [target hits, images]
+    for (i, j), rate in np.ndenumerate(np.array(deep["transfer"], float)):
+        if kinds[i] != kinds[j] and "linear" in (kinds[i], kinds[j]) and np.isfinite(rate):
+            way = ways["linear -> deep" if kinds[i] == "linear" else "deep -> linear"]
+            way[0], way[1] = way[0] + round(rate * made[i]), way[1] + made[i]
+    if not all(n for _, n in ways.values()):
         return _row(claim, how, blog, "no linear and deep pair", UNCHECKABLE, "make deep-sweep, then make deep")
-    means = {way: float(np.mean(v)) for way, v in ways.items()}
-    detail = ", ".join(f"{src}->{dst} {100 * np.mean(v):.0f} %" for (src, dst), v in pairs.items())
-    value = ", ".join(f"{k} {100 * v:.0f} %" for k, v in means.items()) + f" (chance {100 * chance:.1f} %; {detail})"
-    return _row(claim, how, blog, value, _verdict(all(v >= 3 * chance for v in means.values())))
+    tests = {way: stats.one_sided(k, n, chance) for way, (k, n) in ways.items()}
+    weakest = max(tests, key=lambda way: tests[way][0])
+    k, n = ways[weakest]
+    evidence = Evidence(
+        "exact binomial tests against chance, one per way",
+        sum(n for _, n in ways.values()),
+        f"{weakest}: share of the images whose target is the other model's top-1 (Clopper-Pearson 95 %)",
+        stats.proportion(k, n, "exact"),
+        tests[weakest][0],
+        stats.needed(k, n, chance),
+    )
+    value = (
+        ", ".join(f"{way} {k}/{n} ({100 * k / n:.0f} %, p {tests[way][0]:.2g})" for way, (k, n) in ways.items())
+        + f"; chance {100 * chance:.1f} %"
+    )
+    return _tested(claim, how, blog, value, evidence, min(t[1] for t in tests.values()))
 
 
-def claim_forest(forest, why=""):
-    """The post's unconfirmed claim: a random forest, fooled with scores only (make forest)."""
+def claim_forest(forest, num_classes, why=""):
+    """The post's unconfirmed claim: a random forest, fooled with scores only (make forest): the
+    forest's top-1 reaching the target at the largest budget, against chance (exact binomial)."""
     claim = "even random forests are not safe (fooled with class scores only)"
     how = (
         "make forest: square attack with predict_proba as the only oracle, at the largest Linf budget, beside "
         "the run's linear model (which the blog breaks) on the same pairs and queries; holds if the forest's "
-        "target becomes its top-1 on some pairs and at least half as often as the linear model's (a forest's "
+        f"target becomes its top-1 more often than chance (1/{num_classes}), exact binomial (a forest's "
         "probability is a fraction of trees, too coarse for 0.99)"
     )
     blog = "unconfirmed ('I haven't seen anyone empirically confirm this')"
     if forest is None:
         return _row(claim, how, blog, "not measured", UNCHECKABLE, why)
     last = {model: rates[-1] for model, rates in forest["attacks"].items()}
-    value = (
-        f"Linf {last['forest']['linf']:g}, {forest['max_queries']} queries: forest top-1 "
-        f"{100 * last['forest']['top1']:.0f} % (P >= 0.99: {100 * last['forest']['reached']:.0f} %); linear "
-        f"{100 * last['linear']['top1']:.0f} % ({100 * last['linear']['reached']:.0f} %)"
+    if "top1_ci" not in last["forest"]:
+        return _row(claim, how, blog, "", UNCHECKABLE, "forest.json without counts: `make forest` remakes it")
+    top1 = last["forest"]["top1_ci"]
+    up, down = stats.one_sided(top1["k"], top1["n"], 1 / num_classes)
+    evidence = Evidence(
+        "exact binomial test against chance",
+        top1["n"],
+        "forest's top-1 rate (Clopper-Pearson 95 %)",
+        top1,
+        up,
+        stats.needed(top1["k"], top1["n"], 1 / num_classes),
     )
-    forest_top1, linear_top1 = last["forest"]["top1"], last["linear"]["top1"]
-    return _row(claim, how, blog, value, _verdict(forest_top1 > 0 and forest_top1 >= 0.5 * linear_top1))
+    value = (
+        f"Linf {last['forest']['linf']:g}, {forest['max_queries']} queries: forest top-1 {top1['k']}/{top1['n']} "
+        f"(P >= 0.99: {100 * last['forest']['reached']:.0f} %); linear {100 * last['linear']['top1']:.0f} % "
+        f"({100 * last['linear']['reached']:.0f} %)"
+    )
+    return _tested(claim, how, blog, value, evidence, down)
 
 
 def claims_open_questions(run_dir, num_classes):
@@ -346,7 +636,7 @@ def claims_open_questions(run_dir, num_classes):
     return [
         claim_deep_regularization(deep, deep_why),
         claim_transfer(deep, num_classes, deep_why),
-        claim_forest(forest, forest_why),
+        claim_forest(forest, num_classes, forest_why),
     ]
 
 
@@ -358,12 +648,12 @@ def claim_toy():
         and round(n["score_adv"]) == 2
         and round(n["prob_adv"], 2) == 0.88
     )
-    return _row(
+    return _exact(
         "toy: w.x = -3, P = 0.0474; after x + 0.5w: w.x = 2, P = 0.88",
         "linfool.experiments.toy on the blog's x, w",
         "-3, 0.0474; 2, 0.88",
         f"{n['score']:g}, {n['prob']:.4f}; {n['score_adv']:g}, {n['prob_adv']:.2f}",
-        _verdict(ok),
+        ok,
     )
 
 
@@ -416,9 +706,28 @@ def check_claims(run, low, high):
 
 
 def table(rows) -> str:
-    lines = [f"{'verdict':<17} {'this run':<44} claim"]
-    lines += [f"{r['verdict']:<17} {r['value'][:44]:<44} {r['claim']}" for r in rows]
-    return "\n".join(lines)
+    """The printed table: verdict, n, p, the effect with its interval, the claim; then the rule."""
+    lines = [f"{'verdict':<27} {'n':>6} {'p':>8}  {'effect (95 % interval)':<24} claim"]
+    for r in rows:
+        lines.append(
+            f"{r['verdict']:<27} {n_text(r['n']):>6} {p_text(r['p']):>8}  {effect_text(r['effect']):<24} {r['claim']}"
+        )
+    return "\n".join([*lines, f"rule: {stats.RULE}"])
+
+
+def n_text(n):
+    return "-" if n is None else f"{n:,}"
+
+
+def p_text(p):
+    return "-" if p is None else f"{p:.2g}"
+
+
+def effect_text(effect):
+    """'0.52 (0.43-0.60)' of a row's effect (value, low, high), or '-'."""
+    if not effect or effect.get("value") is None:
+        return "-"
+    return f"{effect['value']:.3g} ({effect['low']:.3g}-{effect['high']:.3g})"
 
 
 def main(argv=None) -> int:
@@ -434,7 +743,7 @@ def main(argv=None) -> int:
             command = cli.make_command("claims", RUN=args.run, LOW=args.low, HIGH=args.high)
             files.write_json(
                 group[0].path / "claims.json",
-                {"command": command, "rows": rows, "sources": [r.source() for r in group]},
+                {"command": command, "rule": stats.RULE, "rows": rows, "sources": [r.source() for r in group]},
             )
         print(table(rows))
 

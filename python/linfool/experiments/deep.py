@@ -79,16 +79,20 @@ def _reached(model, images, targets, top1=None):
 def attack_curve(model, xs, targets, steps):
     """({"gradient": [...], "sign": [...], "iterative": [...], "iterative_top1": [...]}: fraction of the
     pairs fooled to P >= CONFIDENCE (and, for the iterative attack, to the target's top-1) at each
-    LADDER budget; (images, targets) the iterative attack fooled at TRANSFER_EPS)."""
+    LADDER budget, and "iterative_first": each pair's smallest budget the iterative attack fooled
+    (inf: none); (images, targets) the iterative attack fooled at TRANSFER_EPS)."""
     curves, fooled = {"gradient": [], "sign": [], "iterative": [], "iterative_top1": []}, None
+    first = np.full(len(targets), np.inf)
     for eps in LADDER:
         for kind, step in (("gradient", gradient_attacks.gradient_batch), ("sign", gradient_attacks.sign_batch)):
             curves[kind].append(float(_reached(model, step(model, xs, targets, eps), targets).mean()))
         made, _ = gradient_attacks.projected_batch(model, xs, targets, eps, iterations=steps, confidence=CONFIDENCE)
         ok = _reached(model, made, targets, curves["iterative_top1"])
         curves["iterative"].append(float(ok.mean()))
+        first[ok & ~np.isfinite(first)] = eps
         if eps == TRANSFER_EPS:
             fooled = (made[ok], targets[ok])
+    curves["iterative_first"] = first.tolist()  # each pair's smallest budget (inf: none): paired tests of runs
     return curves, fooled
 
 

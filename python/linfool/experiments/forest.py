@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool.core import cli, files, records, runs  # noqa: E402
+from linfool.core import cli, files, records, runs, stats  # noqa: E402
 from linfool.experiments.blackbox import CONFIDENCE, Oracle, margin, square_attacks  # noqa: E402
 from linfool.experiments.pairs import pair_sample  # noqa: E402
 from linfool.model.classifier import Classifier  # noqa: E402
@@ -114,9 +114,13 @@ def attack_rates(oracle, images, which, targets, budgets, queries):
         rows.append(
             {
                 "linf": eps,
+                "pairs": len(targets),
                 "reached": float(np.mean(reached)),
+                "reached_ci": stats.proportion(sum(reached), len(reached), "exact"),
                 "top1": float(np.mean(top1)),
+                "top1_ci": stats.proportion(sum(top1), len(top1), "exact"),
                 "median_queries": float(np.median(hits)) if hits else None,
+                "median_queries_ci": stats.median(hits) if hits else None,
             }
         )
     return rows

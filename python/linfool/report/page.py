@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from linfool.core import cli, files, paths, results, runs
+from linfool.experiments import accuracy
+from linfool.experiments import claims as claims_table
 from linfool.report import explore as explore_page
 
 BLOG = "http://karpathy.github.io/2015/03/30/breaking-convnets/"
@@ -118,7 +120,23 @@ def claims_section(page, run):
     page.parts.append("<h2>The blog's claims, measured on these runs</h2>")
     claims = page.result(run.path / "claims.json", f"make claims RUN={run.name}", "the claims table")
     if claims:
-        page.parts.append(_table(claims["rows"], ["claim", "how", "blog", "value", "verdict", "why"]))
+        shown = [
+            {
+                **r,
+                "n": claims_table.n_text(r.get("n")),
+                "p": claims_table.p_text(r.get("p")),
+                "effect (95 %)": f"{r.get('effect_of', '')}: {claims_table.effect_text(r.get('effect'))}"
+                if r.get("effect")
+                else "-",
+            }
+            for r in claims["rows"]
+        ]
+        page.parts += [
+            _table(shown, ["claim", "how", "blog", "value", "test", "n", "effect (95 %)", "p", "verdict", "why"]),
+            f"<p><b>The verdict rule.</b> {html.escape(claims.get('rule', ''))} The tests over val images "
+            "and pairs cover the sampling of the test set, not the randomness of training: a second seed of "
+            "the same run can move a small effect (docs/RESULTS.md).</p>",
+        ]
 
 
 def attack_curves_section(page, run):
@@ -366,22 +384,35 @@ def accuracy_section(page, group):
             page.parts.append(f"<p class='notice'><b>Not shown:</b> {html.escape(str(err))}</p>")
     if rows:
         k = rows[0].get("top_k", 5)
+        shown = [
+            {
+                **r,
+                **{
+                    f"{key} (95 %)": accuracy.interval_text(r[f"{key}_ci"])
+                    for key in ("val_top1", "val_top5")
+                    if f"{key}_ci" in r
+                },
+            }
+            for r in _fmt(rows)
+        ]
         page.parts += [
             source_line([source for r in rows for source in r["sources"]]),
             _table(
-                _fmt(rows),
+                shown,
                 [
                     "run",
                     "data",
                     "iteration",
-                    "val_top1",
-                    "val_top5",
+                    "val_top1 (95 %)",
+                    "val_top5 (95 %)",
                     "val_images",
                     "val_subset",
                     "train_top1",
                     "train_images",
                 ],
-            ).replace("<th>val_top5</th>", f"<th>val_top{k}</th>"),
+            ).replace("<th>val_top5 (95 %)</th>", f"<th>val_top{k} (95 %)</th>"),
+            "<p>Intervals: Wilson 95 % over the n val images. Two runs' accuracies are compared paired, on the "
+            "same images, in the claims table (McNemar).</p>",
         ]
 
 
