@@ -39,14 +39,13 @@ from linfool.experiments.pairs import IMAGES, PAIRS  # noqa: E402
 
 
 def _median_text(found):
-    """'median 27 (95 %: 24-31)' of a stats.median (inf: not reached within 255)."""
-
-    def text(value):
-        return f"{value:.0f}" if np.isfinite(value) else "> 255"
-
+    """'median 27 (95 %: 24-31)' of a stats.median; '(95 %: >= 168)' when the interval's top is
+    beyond 255 (fewer than its share of pairs fooled within the range)."""
     if not np.isfinite(found["value"]):
         return "median not reached within 255"
-    return f"median {text(found['value'])} (95 %: {text(found['low'])}-{text(found['high'])})"
+    if not np.isfinite(found["high"]):
+        return f"median {found['value']:.0f} (95 %: >= {found['low']:.0f})"
+    return f"median {found['value']:.0f} (95 %: {found['low']:.0f}-{found['high']:.0f})"
 
 
 def _band(ax, result, kind, color):

@@ -410,12 +410,13 @@ def claim_harder(curves_low, curves_high, names):
 
 
 def _eps_text(found):
-    """'27 (24-31)' of a stats.median of Linf values (inf: not within 255)."""
-
-    def text(v):
-        return f"{v:.0f}" if math.isfinite(v) else ">255"
-
-    return f"{text(found['value'])} ({text(found['low'])}-{text(found['high'])})"
+    """'27 (24-31)' of a stats.median of Linf values; '>255' never within the range, '(>= 168)' an
+    interval whose top is beyond it."""
+    if not math.isfinite(found["value"]):
+        return ">255"
+    if not math.isfinite(found["high"]):
+        return f"{found['value']:.0f} (>= {found['low']:.0f})"
+    return f"{found['value']:.0f} ({found['low']:.0f}-{found['high']:.0f})"
 
 
 def claim_fooling(curve, figure_numbers):
