@@ -116,3 +116,6 @@ def test_attack_curves_and_transfer_on_tiny_caffe_runs(own_runs):
     transfer = json.loads((runs / "low" / "transfer" / "transfer.json").read_text())
     matrix = np.array(transfer["matrix"])
     assert matrix.shape == (2, 2) and np.all(np.diag(matrix) == 1.0)  # fooled on the source, by construction
+    for row, intervals, n in zip(matrix, transfer["matrix_ci"], transfer["fooled_on_source"]):
+        for rate, found in zip(row, intervals):  # each rate with its k of n and a 95 % interval holding it
+            assert found["n"] == n and (n == 0 or found["k"] / n == rate and found["low"] <= rate <= found["high"])

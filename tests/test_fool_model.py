@@ -156,6 +156,8 @@ def test_make_fool_on_a_folder_gives_the_fooled_fraction_at_each_budget(caffe, t
     assert [s["file"] for s in curve["skipped"]] == ["broken.jpg"]
     fractions = curve["fooled_fraction"]
     assert fractions == sorted(fractions) and fractions[-1] > 0  # more budget never fools fewer
+    low, high = curve["band"]  # n = 3 images: a wide 95 % band that holds the curve
+    assert curve["n"] == 3 and all(lo <= f <= hi for lo, f, hi in zip(low, fractions, high))
     needed = [r["needed_linf"] for r in curve["images"]]
     assert fractions[-1] == sum(n is not None for n in needed) / 3
     assert (out / "curve.png").stat().st_size > 5000

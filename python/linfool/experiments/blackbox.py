@@ -31,7 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool.core import cli, files, runs  # noqa: E402
+from linfool.core import cli, files, runs, stats  # noqa: E402
 from linfool.experiments import fooling, templates  # noqa: E402
 from linfool.experiments.pairs import pair_sample  # noqa: E402
 from linfool.model import weights  # noqa: E402
@@ -222,7 +222,9 @@ def blackbox_run(run_dir, pairs=PAIRS, max_queries=MAX_QUERIES):
         "recovery": recovery,
         "rows": rows,
         "squares_reached": len(reached),
+        "squares_reached_ci": stats.proportion(len(reached), len(rows), "exact"),  # of the n pairs, 95 %
         "squares_median_queries": float(np.median(reached)) if reached else None,
+        "squares_median_queries_ci": stats.median(reached) if reached else None,  # order statistics, 95 %
         "recovered": recovered,
     }
 
@@ -266,10 +268,16 @@ def make_blackbox(group, pairs=PAIRS, max_queries=MAX_QUERIES, command=""):
             result.update(command=command, sources=[run.source()])
             files.write_json(out / "blackbox.json", result)
         results.append(result)
+        reached, queries = result["squares_reached_ci"], result["squares_median_queries_ci"]
+        median = (
+            f"median {queries['value']:.0f} queries, 95 % {queries['low']:.0f}-{queries['high']:.0f}"
+            if queries
+            else "none reached"
+        )
         print(
             f"{run.name}: recovered templates, correlation {result['recovery']['correlation_mean']:.5f}; "
-            f"square attack reached {result['squares_reached']}/{len(result['rows'])} "
-            f"(median {result['squares_median_queries']} queries)",
+            f"square attack reached {reached['k']}/{reached['n']} pairs (95 % {100 * reached['low']:.0f}-"
+            f"{100 * reached['high']:.0f} %; {median})",
             flush=True,
         )
     return results

@@ -34,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool.core import cli, datum, files, paths, prototxt, runs  # noqa: E402
+from linfool.core import cli, datum, files, paths, prototxt, runs, stats  # noqa: E402
 from linfool.experiments import gradient_attacks  # noqa: E402
 from linfool.experiments.accuracy import accuracy  # noqa: E402
 from linfool.experiments.pairs import describe, pair_sample  # noqa: E402
@@ -146,13 +146,18 @@ def measure(found, n_images=IMAGES, pairs=PAIRS, steps=STEPS):
         model = loaded[r.name]
         curves, made[r.name] = attack_curve(model, xs, targets, steps)
         filters[r.name] = first_filters(model)
+        first = np.array(curves["iterative_first"])
+        scored = accuracy(model, dataset.lmdb("val"), top_k=1)
         result["models"].append(
             {
                 "run": r.name,
                 "kind": label,
                 "weight_decay": _weight_decay(r),
-                "val_top1": accuracy(model, dataset.lmdb("val"), top_k=1)["top1"],
+                "val_top1": scored["top1"],
+                "val_top1_ci": stats.proportion(int(scored["correct"].sum()), scored["images"]),
                 "curves": curves,
+                # the iterative curve's Clopper-Pearson 95 % band over the n pairs
+                "iterative_band": stats.bands(first[None, :] <= np.array(LADDER)[:, None]),
                 "fooled_at_transfer_eps": len(made[r.name][1]),
             }
         )
@@ -176,6 +181,8 @@ def plot_curves(result, out):
     fig, ax = plt.subplots(figsize=(10, 4.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for m, color in zip(result["models"], colors):
+        if "iterative_band" in m:
+            ax.fill_between(result["ladder"], *m["iterative_band"], color=color, alpha=0.12, linewidth=0)
         ax.plot(result["ladder"], m["curves"]["iterative"], "-o", ms=3, color=color, label=_label(m))
         ax.plot(result["ladder"], m["curves"]["sign"], ":", color=color)
         ax.plot(result["ladder"], m["curves"]["gradient"], "--", color=color, lw=0.8)
@@ -185,8 +192,8 @@ def plot_curves(result, out):
         xlabel="Linf budget (0..255 pixel units)",
         ylabel=f"fraction fooled to P >= {CONFIDENCE}",
         ylim=(-0.02, 1.02),
-        title=f"Backprop fooling, {result['pairs']} pairs\niterative ({result['steps']} steps) solid, "
-        "one sign step dotted, one gradient step dashed",
+        title=f"Backprop fooling, n = {result['pairs']} pairs\niterative ({result['steps']} steps) solid with its "
+        "95 % band, one sign step dotted, one gradient step dashed",
     )
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title="one colour per model", title_fontsize=7)
     ax.grid(alpha=0.3)
@@ -242,13 +249,13 @@ def plot_transfer(result, out):
 def table(result) -> str:
     """The printed summary: one line per model, fooled fraction at each budget (iterative / sign)."""
     head = f"{'model':<16} {'kind':<7} {'wd':>8} {'top-1':>6}  " + " ".join(f"{e:>9}" for e in result["ladder"])
-    lines = [head + "   (Linf: iterative/sign fooled %)"]
+    lines = [head + f"   (Linf: iterative/sign fooled % of n = {result['pairs']} pairs)"]
     for m in result["models"]:
         cells = " ".join(
             f"{100 * a:>4.0f}/{100 * b:<4.0f}" for a, b in zip(m["curves"]["iterative"], m["curves"]["sign"])
         )
         lines.append(f"{m['run']:<16} {m['kind']:<7} {m['weight_decay']:>8g} {100 * m['val_top1']:>5.1f}%  {cells}")
-    return "\n".join(lines)
+    return "\n".join([*lines, "95 % Clopper-Pearson bands: deep/attack_curves.png and deep.json"])
 
 
 def main(argv=None) -> int:

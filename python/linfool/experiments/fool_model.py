@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from linfool.core import cli, datum, files, paths, runs
+from linfool.core import cli, datum, files, paths, runs, stats
 from linfool.data.images import opencv_reason
 from linfool.experiments import gradient_attacks
 from linfool.model.gradients import Differentiable
@@ -333,23 +333,37 @@ def attack_curve(model, folder, goal, names, about, out, *, eps, steps, images):
         print(f"{path.name}: {names[int(start.argmax())]} -> {names[goal]}: Linf {needed or '> EPS'}", flush=True)
     if not rows:
         raise cli.UserError(f"IMAGE={folder}: no image in it that the net can take ({len(skipped)} skipped)")
-    fractions = [sum(r["needed_linf"] is not None and r["needed_linf"] <= b for r in rows) / len(rows) for b in budgets]
+    fooled = np.array([[r["needed_linf"] is not None and r["needed_linf"] <= b for r in rows] for b in budgets])
+    fractions, band = fooled.mean(axis=1).tolist(), stats.bands(fooled)
     with files.lock(out.parent / f".{out.name}.lock", what=f"runs/fool/{out.name}"), files.building_dir(out) as tmp:
         _replacing(out)
-        curve = {"budgets": budgets, "fooled_fraction": fractions, "images": rows, "skipped": skipped, "steps": steps}
+        curve = {
+            "budgets": budgets,
+            "fooled_fraction": fractions,
+            "band": band,  # Clopper-Pearson 95 % per budget, over the n images
+            "n": len(rows),
+            "images": rows,
+            "skipped": skipped,
+            "steps": steps,
+        }
         files.write_json(tmp / "curve.json", {**about, **curve})
-        _curve_figure(tmp / "curve.png", budgets, fractions, names[goal], len(rows))
-    print(f"{len(rows)} images: fooled to {names[goal]} at Linf {eps:g}: {100 * fractions[-1]:.0f} %; wrote {out}")
+        _curve_figure(tmp / "curve.png", budgets, fractions, band, names[goal], len(rows))
+    last = stats.proportion(int(fooled[-1].sum()), len(rows), "exact")
+    print(
+        f"{len(rows)} images: fooled to {names[goal]} at Linf {eps:g}: {last['k']}/{last['n']} "
+        f"(95 % {100 * last['low']:.0f}-{100 * last['high']:.0f} %); wrote {out}"
+    )
     return out
 
 
-def _curve_figure(path, budgets, fractions, target, n):
+def _curve_figure(path, budgets, fractions, band, target, n):
     import matplotlib  # noqa: PLC0415  (a headless backend, chosen before pyplot loads)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.fill_between(budgets, *band, alpha=0.2, linewidth=0, label="95 % Clopper-Pearson")
     ax.plot(budgets, fractions, "o-")
     ax.set_xscale("log", base=2)
     ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
@@ -357,7 +371,7 @@ def _curve_figure(path, budgets, fractions, target, n):
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("Linf budget (of 255)")
     ax.set_ylabel(f"fraction fooled (P >= {CONFIDENCE})")
-    ax.set_title(f"{n} images -> {target}", fontsize=9)
+    ax.set_title(f"n = {n} images -> {target} (band: 95 %)", fontsize=9)
     ax.grid(alpha=0.3)
     with files.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight")

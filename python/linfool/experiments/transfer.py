@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool.core import cli, files, runs  # noqa: E402
+from linfool.core import cli, files, runs, stats  # noqa: E402
 from linfool.experiments import fooling  # noqa: E402
 from linfool.experiments.pairs import IMAGES, PAIRS, describe, pair_sample, seconds_per_forward  # noqa: E402
 from linfool.model.classifier import Classifier  # noqa: E402
@@ -44,22 +44,20 @@ def transfer_matrix(run_dirs, n_images=IMAGES, pairs=PAIRS):
     )
     forwards = len(run_dirs) * len(targets) * (fooling.FORWARDS + len(run_dirs))
     print("transfer: " + describe(about, forwards, seconds_per_forward(first)), flush=True)
-    matrix, counts = [], []
+    matrix, counts, intervals = [], [], []
     for source in cli.progress(
         classifiers.values(), total=len(classifiers), desc="transfer: fooling on each run", unit="run"
     ):
         made, made_targets = fooled_images(source, images, which, targets)
         counts.append(len(made_targets))
-        matrix.append(
-            [
-                float((dest.probs(made).argmax(axis=1) == made_targets).mean()) if len(made_targets) else float("nan")
-                for dest in classifiers.values()
-            ]
-        )
+        hits = [int((dest.probs(made).argmax(axis=1) == made_targets).sum()) for dest in classifiers.values()]
+        matrix.append([h / len(made_targets) if len(made_targets) else float("nan") for h in hits])
+        intervals.append([stats.proportion(h, len(made_targets), "exact") for h in hits])
     return {
         "runs": list(classifiers),
         "data": run_dirs[0].dataset().name,
         "matrix": matrix,
+        "matrix_ci": intervals,  # each rate's k of n (the source's fooled images), Clopper-Pearson 95 %
         "fooled_on_source": counts,
         **about,
         "sources": [run.source() for run in run_dirs],
@@ -72,10 +70,18 @@ def plot_transfer(result, out):
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 1.2 * len(names) + 1.5))
     ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, f"{100 * value:.0f}%", ha="center", va="center", color="w" if value < 0.6 else "k")
+        found = result["matrix_ci"][i][j]
+        band = f"\n{100 * found['low']:.0f}-{100 * found['high']:.0f}%" if found["n"] else ""
+        ax.text(
+            j, i, f"{100 * value:.0f}%{band}", ha="center", va="center", color="w" if value < 0.6 else "k", fontsize=8
+        )
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(names)), [f"{r} (n={n})" for r, n in zip(names, result["fooled_on_source"])])
-    ax.set(xlabel="classified by", ylabel="fooling images made on", title="Transfer: fraction classified as the target")
+    ax.set(
+        xlabel="classified by",
+        ylabel="fooling images made on",
+        title="Transfer: fraction classified as the target\n(95 % Clopper-Pearson under each)",
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -108,8 +114,15 @@ def main(argv=None) -> int:
             with files.building_dir(group[0].path / "transfer") as out:
                 plot_transfer(result, out / "transfer.png")
                 files.write_json(out / "transfer.json", result)
-        for run, row in zip(result["runs"], result["matrix"]):
-            print(f"made on {run:<12} " + "  ".join(f"{d}: {100 * v:5.1f} %" for d, v in zip(result["runs"], row)))
+        for run, row in zip(result["runs"], result["matrix_ci"]):
+            print(
+                f"made on {run:<12} "
+                + "  ".join(
+                    f"{d}: {c['k']}/{c['n']} ({100 * c['low']:.0f}-{100 * c['high']:.0f} %)"
+                    for d, c in zip(result["runs"], row)
+                )
+            )
+        print("k of n: the source's fooled images classified as their target; 95 % Clopper-Pearson")
 
     return cli.run(body)
 
