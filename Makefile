@@ -68,6 +68,8 @@ ROUNDS ?=
 FOOL ?=
 ITERS ?=
 MEASURE ?=
+# make claims: the rows that depend on training repeated over SEEDS seeds of the sweep (default 1: off).
+SEEDS ?=
 # make forest: trees of the random forest (100).
 TREES ?=
 # make decay-search: the deeper model (mlp | conv), the weight decays of its grid (comma-separated;
@@ -184,9 +186,9 @@ transfer: ## fooling images made on each run of RUN's sweep, classified by the o
 	@$(SETUP)
 	$(LINFOOL) transfer $(GROUP) $(call opt,--pairs,$(PAIRS)) $(call opt,--images,$(IMAGES))
 
-claims: ## the blog's claims measured on RUN and its sweep, with verdicts -> runs/$(RUN)/claims.json
+claims: ## the blog's claims measured on RUN and its sweep: test, n, p, verdict -> runs/$(RUN)/claims.json [SEEDS=N]
 	@$(SETUP)
-	$(LINFOOL) claims $(GROUP)
+	$(LINFOOL) claims $(GROUP) $(call opt,--seeds,$(SEEDS))
 
 background: ## background-class defence: rounds of fooling images + caffe fine-tuning [ROUNDS=3 FOOL=300 ITERS=1000 MEASURE=10]
 	@$(SETUP)

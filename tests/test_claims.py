@@ -1,6 +1,7 @@
 """linfool.experiments.claims: every claim row has a verdict by the rule, with its test, n, effect
 interval and p, measured on tiny Caffe runs; refused while its inputs are missing."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,19 @@ def test_every_claim_row_has_a_verdict(own_runs, monkeypatch):
     assert by_claim["~3.0"]["verdict"] == claims.UNCHECKABLE  # 18 classes, not ImageNet
     # before its inputs existed (or when they are out of date), the claims were refused in one line
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "`make " in refused.stderr
+
+
+def test_make_claims_seeds_repeats_the_training_rows_over_seeds_and_reuses_them(own_runs):
+    runs_dir, env = own_runs
+    group = ["--run", "low", "--low", "low", "--high", "high"]
+    for module, extra in (("eval", []), ("figures", []), ("attack-curves", ["--images", "2"])):
+        _run(module, env, *group, *extra)
+    out = _run("claims", env, *group, "--seeds", "2")
+    assert "seeds: 2 seeds of low, high: 2 `caffe train` runs" in out and "over 2 seeds (1701, 1702)" in out
+    result = json.loads((runs_dir / "low" / "claims.json").read_text())["seeds"]
+    assert [s["runs"] for s in result["per_seed"]] == [["low", "high"], ["low_seed1", "high_seed1"]]
+    assert set(result["summary"]) == {r["claim"] for r in result["per_seed"][0]["rows"]} and len(result["summary"]) == 3
+    train_seed = json.loads((runs_dir / "low_seed1" / "run.json").read_text())
+    assert train_seed["settings"][-1] == "random_seed=1702"
+    again = _run("claims", env, *group, "--seeds", "2")  # the seed runs are trained already: left alone
+    assert "Run low_seed1: trained already with these settings" in again

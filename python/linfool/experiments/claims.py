@@ -29,7 +29,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from linfool.core import caffe_env, cli, files, prototxt, results, runs, stats
-from linfool.experiments import accuracy, templates, toy
+from linfool.experiments import accuracy, seeds, templates, toy
 from linfool.model import curves, train, weights
 
 HOLDS, FAILS, INCONCLUSIVE, UNCHECKABLE = stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE, "cannot be checked"
@@ -316,12 +316,9 @@ def claim_accuracy(metrics, num_classes):
 
 def claims_regularization(low_dir, high_dir, curves_low, curves_high):
     """Three rows: smoother templates, lower accuracy, harder to fool at higher regularization."""
-    W = [weights.load(d)["W"] for d in (low_dir, high_dir)]
-    return [
-        claim_smoother(W, f"{low_dir.name} vs {high_dir.name}"),
-        claim_lower_accuracy(*(results.read_metrics(d) for d in (low_dir, high_dir)), low_dir.name, high_dir.name),
-        claim_harder(curves_low, curves_high, f"{low_dir.name} vs {high_dir.name}"),
-    ]
+    pair = (low_dir, high_dir)
+    W = [weights.load(d)["W"] for d in pair]
+    return training_rows(W, [results.read_metrics(d) for d in pair], [curves_low, curves_high], [d.name for d in pair])
 
 
 def claim_smoother(W, names):
@@ -731,22 +728,50 @@ def effect_text(effect):
     return f"{effect['value']:.3g} ({effect['low']:.3g}-{effect['high']:.3g})"
 
 
+def training_rows(W, metrics, curves, names):
+    """The rows that depend on training, for one (low, high) pair of runs: make claims SEEDS= repeats
+    them over seeds (linfool.experiments.seeds)."""
+    pair = f"{names[0]} vs {names[1]}"
+    return [
+        claim_smoother(W, pair),
+        claim_lower_accuracy(*metrics, *names),
+        claim_harder(*curves, pair),
+    ]
+
+
+def over_seeds(run, low, high, n_seeds, command):
+    """make claims SEEDS=N: the training-dependent rows over N seeds of (low, high), its cost said first."""
+    low_dir, high_dir = (runs.Run.named(n) for n in runs.companions(run, low, high))
+    curves = [_attack_curves(d) for d in (low_dir, high_dir)]
+    print(seeds.cost([low_dir, high_dir], n_seeds, curves[0]), flush=True)
+    return seeds.spread(low_dir, high_dir, n_seeds, *curves, training_rows, command)
+
+
 def main(argv=None) -> int:
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     runs.add_group_arguments(parser)
+    parser.add_argument(
+        "--seeds",
+        type=cli.positive_int,
+        default=1,
+        help="repeat the rows that depend on training over N seeds of the sweep (SEEDS=; default 1: off)",
+    )
     args = parser.parse_args(argv)
     runs.group_run(args)
 
     def body():
         group = runs.group(args.run, args.low, args.high)
+        command = cli.make_command(
+            "claims", RUN=args.run, LOW=args.low, HIGH=args.high, SEEDS=args.seeds if args.seeds > 1 else None
+        )
         with runs.locked(write=group[:1], read=group[1:]):
             rows = check_claims(args.run, args.low, args.high)
-            command = cli.make_command("claims", RUN=args.run, LOW=args.low, HIGH=args.high)
-            files.write_json(
-                group[0].path / "claims.json",
-                {"command": command, "rule": stats.RULE, "rows": rows, "sources": [r.source() for r in group]},
-            )
+            spread = over_seeds(args.run, args.low, args.high, args.seeds, command) if args.seeds > 1 else None
+            result = {"command": command, "rule": stats.RULE, "rows": rows, "sources": [r.source() for r in group]}
+            files.write_json(group[0].path / "claims.json", {**result, **({"seeds": spread} if spread else {})})
         print(table(rows))
+        if spread:
+            print(seeds.table(spread))
 
     return cli.run(body)
 

@@ -504,10 +504,11 @@ def _setup(run, *, data, solver_file, overlays, settings, gpu, resume, keep_epoc
     return _Setup(dataset, solver_file, list(overlays), list(settings), solver, flag, state, changes, history)
 
 
-def _nothing_to_do(run, setup, texts, fresh, extra) -> bool:
+def _nothing_to_do(run, setup, texts, fresh, extra, owned=False) -> bool:
     """Before a fresh training of a run that has snapshots: FRESH=1 deletes them (said); a run that
-    finished with these settings is up to date (said, True); anything else is refused (existing_run).
-    A resume that would run no iteration is refused."""
+    finished with these settings is up to date (said, True); anything else is refused (existing_run),
+    or, for a stage's own run (`owned`: make claims SEEDS='s seed runs), deleted and trained again
+    (said). A resume that would run no iteration is refused."""
     max_iter = setup.solver.max_iter
     if setup.state is not None:
         if setup.state.iteration >= max_iter:
@@ -522,7 +523,13 @@ def _nothing_to_do(run, setup, texts, fresh, extra) -> bool:
     if fresh:
         print(start_over(run), flush=True)
         return False
-    existing_run(run, texts, setup.dataset, max_iter, extra)
+    try:
+        existing_run(run, texts, setup.dataset, max_iter, extra)
+    except runs.RunError:
+        if not owned:
+            raise
+        print(start_over(run).replace("FRESH=1", "a stage's own run, of other settings"), flush=True)
+        return False
     print(
         f"Run {run.name}: trained already with these settings (iteration {max_iter} of {max_iter}, data set "
         f"'{setup.dataset.name}' {setup.dataset.identity}); nothing to do (FRESH=1 trains it again)",
@@ -545,6 +552,7 @@ def train(
     keep_epochs=False,
     command=None,
     check_only=False,
+    owned=False,
 ):
     """Prepare runs/<run>/ and train under the run's lock (the data set's shared); returns the exit
     code (Caffe's, 1 for a cut-short snapshot, 130 for Ctrl-C or another early stop). Raises
@@ -554,7 +562,8 @@ def train(
     them (_nothing_to_do). A resumed one uses its run.json, with the given solver, overlays and
     settings laid over it as logged changes (_resume_config). gpu: GPU= (default: caffe_env's choice,
     from $LINFOOL_GPU). With several GPUs see multi_gpu (keep_epochs). `command`: the make command
-    recorded in run.json (default cli.make_command). check_only: refuse as above, train nothing."""
+    recorded in run.json (default cli.make_command). check_only: refuse as above, train nothing.
+    owned: the run is a stage's own result (up to date: left alone; else trained again)."""
     command = command or cli.make_command("train", RUN=run, DATA=data)
     overlays = default_overlays(data, overlays, resume)
     run = runs.Run.named(run)
@@ -576,7 +585,7 @@ def train(
                 if not (fresh or resume) and run.has_snapshot():
                     existing_run(run, texts, setup.dataset, setup.solver.max_iter, extra)
                 return 0
-            if _nothing_to_do(run, setup, texts, fresh, extra):
+            if _nothing_to_do(run, setup, texts, fresh, extra, owned):
                 return 0
             run.path.mkdir(parents=True, exist_ok=True)
             for name, text in texts.items():
