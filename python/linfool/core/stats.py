@@ -67,13 +67,21 @@ def median(values) -> dict:
     if len(values) == 0:
         return {"value": None, "low": None, "high": None, "n": 0, "method": "order statistics, 95 %"}
     ci = stats.quantile_test(values, q=float(np.median(values)), p=0.5).confidence_interval(LEVEL)
+    low, high = float(ci.low), float(ci.high)  # nan: too few values for that end (n < 6): unbounded
     return {
         "value": float(np.median(values)),
-        "low": float(ci.low),
-        "high": float(ci.high),
+        "low": -math.inf if math.isnan(low) else low,
+        "high": math.inf if math.isnan(high) else high,
         "n": len(values),
         "method": "order statistics, 95 %",
     }
+
+
+def bounded_text(found, unit="") -> str:
+    """'1838 (95 %: 1200-2400)' of a stats.median, or '1838 (95 %: not bounded at n = 4)'."""
+    if math.isfinite(found["low"]) and math.isfinite(found["high"]):
+        return f"{found['value']:.0f}{unit} (95 %: {found['low']:.0f}-{found['high']:.0f})"
+    return f"{found['value']:.0f}{unit} (95 %: not bounded at n = {found['n']})"
 
 
 def mean(values) -> dict:

@@ -215,12 +215,22 @@ def _round(run, r, state, source, iterations, n_measure):
     }
     print(
         f"round {r}: {len(state['background'])} background images ({per_batch} per batch of 256); median Linf to "
-        f"fool (blog direction): {result['median_epsilon']['blog']:.1f}, control without background "
-        f"{result['control']['median_epsilon']['blog']:.1f}; this round's fooling images now called "
-        f"background: {100 * (result['caught'] or 0):.0f} %",
+        f"fool (blog direction, n = {result['pairs']} pairs, 95 % order statistics): "
+        f"{median_text(result['median_epsilon_ci']['blog'])}, control without background "
+        f"{median_text(result['control']['median_epsilon_ci']['blog'])}; this round's fooling images now called "
+        f"background: {100 * (result['caught'] or 0):.0f} % of {len(new)}",
         flush=True,
     )
     return result
+
+
+def median_text(found) -> str:
+    """'36 (32-38)' of a stats.median of Linf values ('>255': not within the range)."""
+
+    def text(value):
+        return f"{value:.0f}" if np.isfinite(value) else ">255"
+
+    return f"{text(found['value'])} ({text(found['low'])}-{text(found['high'])})"
 
 
 def run_rounds(run, *, rounds, n_fool, iterations, n_measure=MEASURE_IMAGES, command=None):
@@ -252,35 +262,45 @@ def plot_rounds(results, out):
     """Left: fooled fraction vs epsilon per round (blog direction). Right: median epsilon per round."""
     fig, (ax_curves, ax_rounds) = plt.subplots(1, 2, figsize=(11, 4))
     for result in results:
-        ax_curves.plot(result["epsilons"], result["curves"]["blog"], label=f"round {result['round']}")
+        line = ax_curves.plot(result["epsilons"], result["curves"]["blog"], label=f"round {result['round']}")
+        if "bands" in result:
+            ax_curves.fill_between(
+                result["epsilons"], *result["bands"]["blog"], color=line[0].get_color(), alpha=0.12, lw=0
+            )
     ax_curves.set(
         xlabel="Linf budget epsilon (0..255)",
         ylabel="fraction fooled to P >= 0.99",
-        title="Blog-direction attack after each round",
+        title=f"Blog-direction attack after each round (n = {results[0]['pairs']}, 95 % bands)",
         xlim=(0, 255),
     )
     ax_curves.set_xscale("symlog", linthresh=4)
     ax_curves.legend(fontsize=8)
     rounds = [r["round"] for r in results]
     for kind, color in (("blog", "C0"), ("sign", "C1")):
-        ax_rounds.plot(
-            rounds,
-            [r["median_epsilon"][kind] for r in results],
-            "o-",
-            color=color,
-            label=f"{kind} direction, with background class",
-        )
-        ax_rounds.plot(
-            rounds,
-            [r["control"]["median_epsilon"][kind] for r in results],
-            "s--",
-            color=color,
-            label=f"{kind} direction, control (same fine-tuning, no background images)",
-        )
+        for arm, marker, label in (
+            (results, "o-", "with background class"),
+            ([r["control"] for r in results], "s--", "control (same fine-tuning, no background images)"),
+        ):
+            medians = [a["median_epsilon"][kind] for a in arm]
+            if all("median_epsilon_ci" in a for a in arm):  # 95 % order-statistic intervals as error bars
+                found = [a["median_epsilon_ci"][kind] for a in arm]
+                below = [m - f["low"] for m, f in zip(medians, found)]
+                above = [min(f["high"], 255) - m for m, f in zip(medians, found)]
+                ax_rounds.errorbar(
+                    rounds,
+                    medians,
+                    yerr=[below, above],
+                    fmt=marker,
+                    color=color,
+                    capsize=3,
+                    label=f"{kind} direction, {label}",
+                )
+            else:
+                ax_rounds.plot(rounds, medians, marker, color=color, label=f"{kind} direction, {label}")
     ax_rounds.set(
         xlabel="round (fooling images added as background, then fine-tuned)",
-        ylabel="median Linf to fool (0..255)",
-        title="Does a background class help?",
+        ylabel="median Linf to fool (0..255), 95 % bars",
+        title=f"Does a background class help? (n = {results[0]['pairs']} pairs a round)",
         xticks=rounds,
     )
     ax_rounds.legend(fontsize=7, loc="center left")

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from linfool.core import cli, files, paths, results, runs
+from linfool.core import cli, files, paths, results, runs, stats
 from linfool.experiments import accuracy
+from linfool.experiments import background as background_stage
 from linfool.experiments import claims as claims_table
 from linfool.report import explore as explore_page
 
@@ -151,13 +152,22 @@ def attack_curves_section(page, run):
             "<p>Blog direction: epsilon * w_target / max|w_target|; sign direction: epsilon * "
             "sign(w_target - w_true), the Linf-optimal one for a linear model. Dashed: the closed form, "
             "no Linf perturbation can reach P = 0.99 below (s_true - s_target + ln 99) / "
-            f"||w_target - w_true||_1 (median ||w_target - w_true||_1 here: {curves['median_l1_gap_norm']:.3g}).</p>",
+            f"||w_target - w_true||_1 (median ||w_target - w_true||_1 here: {curves['median_l1_gap_norm']:.3g}). "
+            f"n = {curves['pairs']} (val image, target) pairs; shaded: each fraction's 95 % Clopper-Pearson "
+            "band; the medians' 95 % intervals (order statistics) are in the legends.</p>",
             "".join(
                 f"<img src='{page.asset(run.path / 'attacks' / name, f'attacks/{name}')}'>"
                 for name in ("attack_curves.png", "attack_curves_runs.png")
                 if (run.path / "attacks" / name).is_file()
             ),
         ]
+
+
+def _rate_cell(rate, found=None):
+    """'25 % (12-43)' of a rate with its stats.proportion (older results: the rate alone)."""
+    if found is None or not found.get("n"):
+        return f"{100 * rate:.0f} %"
+    return f"{100 * rate:.0f} % ({100 * found['low']:.0f}-{100 * found['high']:.0f}, {found['k']}/{found['n']})"
 
 
 def transfer_section(page, run):
@@ -170,14 +180,26 @@ def transfer_section(page, run):
             {
                 "made on": src,
                 "fooled on source": n,
-                **{f"classified by {d}": f"{100 * v:.0f} %" for d, v in zip(transfer["runs"], row)},
+                **{f"classified by {d}": _rate_cell(v, c) for d, v, c in zip(transfer["runs"], row, cis)},
             }
-            for src, n, row in zip(transfer["runs"], transfer["fooled_on_source"], transfer["matrix"])
+            for src, n, row, cis in zip(
+                transfer["runs"],
+                transfer["fooled_on_source"],
+                transfer["matrix"],
+                transfer.get("matrix_ci", [[None] * len(transfer["runs"])] * len(transfer["runs"])),
+            )
         ]
         page.parts += [
             f"<img src='{page.asset(run.path / 'transfer' / 'transfer.png', 'transfer/transfer.png')}'>",
             _table(rows, ["made on", "fooled on source", *[f"classified by {d}" for d in transfer["runs"]]]),
         ]
+
+
+def _median_cell(found, kind):
+    """'36 (32-38)' of a result's median Linf with its 95 % interval (older results: the median alone)."""
+    if "median_epsilon_ci" in found:
+        return background_stage.median_text(found["median_epsilon_ci"][kind])
+    return f"{found['median_epsilon'][kind]:.1f}"
 
 
 def background_section(page, run):
@@ -191,9 +213,10 @@ def background_section(page, run):
                 "round": r["round"],
                 "background images": r["background_images"],
                 "val top-1": f"{100 * r['val_top1']:.1f} %",
-                "median Linf, blog": f"{r['median_epsilon']['blog']:.1f}",
-                "median Linf, sign": f"{r['median_epsilon']['sign']:.1f}",
-                "control: median Linf, blog": f"{r['control']['median_epsilon']['blog']:.1f}",
+                "pairs": r["pairs"],
+                "median Linf, blog (95 %)": _median_cell(r, "blog"),
+                "median Linf, sign (95 %)": _median_cell(r, "sign"),
+                "control: median Linf, blog (95 %)": _median_cell(r["control"], "blog"),
                 "control: val top-1": f"{100 * r['control']['val_top1']:.1f} %",
                 "new fooling images now background": "" if r["caught"] is None else f"{100 * r['caught']:.0f} %",
             }
@@ -213,13 +236,20 @@ def _blackbox_row(r):
         "pairs": len(r["rows"]),
         "white-box alpha attack: median Linf": med("whitebox_linf"),
         "white-box: reached 0.99": reached("whitebox_prob"),
-        "square attack at that Linf: reached": f"{r['squares_reached']}/{len(r['rows'])}",
-        "median queries": r["squares_median_queries"],
+        "square attack at that Linf: reached (95 %)": _rate_cell(
+            r["squares_reached"] / len(r["rows"]), r.get("squares_reached_ci")
+        ),
+        "median queries (95 %)": _queries_cell(r),
         "recovery queries": r["recovery"]["queries"],
         "recovered vs true templates (centred): correlation": f"{r['recovery']['correlation_mean']:.6f}",
         "fooling with recovered templates: median Linf": med("recovered_linf"),
         "recovered: reached 0.99": reached("recovered_prob"),
     }
+
+
+def _queries_cell(r):
+    found = r.get("squares_median_queries_ci")
+    return stats.bounded_text(found) if found else r["squares_median_queries"]
 
 
 def blackbox_section(page, group):
