@@ -199,7 +199,7 @@ blackbox: ## fooling with scores only (no weights): square attack + exact templa
 	@$(SETUP)
 	$(LINFOOL) blackbox $(GROUP) $(call opt,--images,$(IMAGES)) $(call opt,--queries,$(QUERIES))
 
-forest: ## a random forest on the data set's pixels fooled with scores only (square attack), beside RUN's linear model [TREES=100 IMAGES=6 QUERIES=1000] -> runs/$(RUN)/forest/
+forest: ## a random forest on the data set's pixels fooled with scores only (square attack), beside RUN's linear model [TREES=100 IMAGES=12 QUERIES=1000] -> runs/$(RUN)/forest/
 	@$(SETUP)
 	$(LINFOOL) forest $(call opt,--run,$(RUN)) $(call opt,--data,$(DATA)) $(call opt,--trees,$(TREES)) \
 		$(call opt,--images,$(IMAGES)) $(call opt,--queries,$(QUERIES))
