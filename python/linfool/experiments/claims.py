@@ -704,12 +704,15 @@ def check_claims(run, low, high):
 
 
 def table(rows) -> str:
-    """The printed table: verdict, n, p, the effect with its interval, the claim; then the rule."""
+    """The printed table: verdict, n, p, the effect with its interval, the claim and (below it) the
+    row's test; then the rule."""
     lines = [f"{'verdict':<27} {'n':>6} {'p':>8}  {'effect (95 % interval)':<24} claim"]
     for r in rows:
         lines.append(
             f"{r['verdict']:<27} {n_text(r['n']):>6} {p_text(r['p']):>8}  {effect_text(r['effect']):<24} {r['claim']}"
         )
+        if r["test"] != "none":
+            lines.append(f"{'':<69}test: {r['test']}")
     return "\n".join([*lines, f"rule: {stats.RULE}"])
 
 

@@ -164,13 +164,16 @@ def plot(result, out):
         rows = result["attacks"][name]
         budgets = [r["linf"] for r in rows]
         ax.plot(budgets, [r["reached"] for r in rows], style, label=f"{name}: P >= {CONFIDENCE}")
-        ax.plot(budgets, [r["top1"] for r in rows], style, alpha=0.45, label=f"{name}: top-1")
+        line = ax.plot(budgets, [r["top1"] for r in rows], style, alpha=0.45, label=f"{name}: top-1")
+        if all("top1_ci" in r for r in rows):  # the top-1 rate's 95 % Clopper-Pearson band
+            low, high = [r["top1_ci"]["low"] for r in rows], [r["top1_ci"]["high"] for r in rows]
+            ax.fill_between(budgets, low, high, color=line[0].get_color(), alpha=0.12, linewidth=0)
     ax.set_xlabel("Linf budget (of 255)")
     ax.set_ylabel("fraction of pairs fooled")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(
         f"run {result['run']}: scores only, up to {result['max_queries']} queries a pair "
-        f"({result['sample']['pairs']} pairs)",
+        f"(n = {result['sample']['pairs']} pairs; bands: top-1, 95 %)",
         fontsize=9,
     )
     ax.legend(fontsize=7)
@@ -188,9 +191,11 @@ def make_forest(run, command="", **sizes):
         files.write_json(out / "forest.json", result)
     for name, rows in result["attacks"].items():
         said = ", ".join(
-            f"Linf {r['linf']:g}: {100 * r['reached']:.0f} % / top-1 {100 * r['top1']:.0f} %" for r in rows
+            f"Linf {r['linf']:g}: {100 * r['reached']:.0f} % / top-1 {r['top1_ci']['k']}/{r['top1_ci']['n']} "
+            f"({100 * r['top1_ci']['low']:.0f}-{100 * r['top1_ci']['high']:.0f} %)"
+            for r in rows
         )
-        print(f"{name}: {said}", flush=True)
+        print(f"{name}: {said} (P >= {CONFIDENCE} / target top-1, 95 % Clopper-Pearson)", flush=True)
     return result
 
 
