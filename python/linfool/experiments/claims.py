@@ -70,8 +70,13 @@ class Evidence:
 def _tested(claim, how, blog, value, evidence, p_down, why=""):
     """A row whose verdict follows the rule from the claim direction's p (evidence.p) and the other's."""
     verdict = stats.decide(evidence.p, p_down)
-    if verdict == INCONCLUSIVE and evidence.needed:
-        why = (why + "; " if why else "") + f"the observed effect would be decisive at n = {evidence.needed:,}"
+    if verdict == INCONCLUSIVE:
+        said = (
+            f"the observed effect would be decisive at n = {evidence.needed:,}"
+            if evidence.needed
+            else "no effect was observed that a larger sample of this kind could decide"
+        )
+        why = (why + "; " if why else "") + said
     return _row(claim, how, blog, value, verdict, why, evidence)
 
 
