@@ -122,6 +122,8 @@ def test_the_decay_search_trains_with_caffe_and_reuses_what_is_trained(deep_runs
     _linfool(env, *args)
     result = json.loads((tmp_path / "runs" / "tiny_mlp_decay_search" / "decay_search.json").read_text())
     assert [s["run"] for s in result["sources"]] == ["tiny_mlp_wd0.0005"] and result["strong"] == 0.0005
+    found = result["candidates"][0]["val_top1_ci"]  # over Caffe's test phase: test_iter x its batch
+    assert found["n"] > 0 and found["low"] <= result["candidates"][0]["val_top1"] <= found["high"]
     assert (tmp_path / "runs" / "tiny_mlp_wd0.0005" / "snap_iter_10.caffemodel").is_file()
     again = _linfool(env, *args)  # an interrupted or repeated search reuses what is trained
     assert "already trained with these settings" in again.stdout

@@ -24,8 +24,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
 
-from linfool.core import cli, files, paths, runs  # noqa: E402
+from linfool.core import caffe_env, cli, files, paths, prototxt, runs, stats  # noqa: E402
 from linfool.model import train  # noqa: E402
 
 DECAYS = (0.0005, 0.005, 0.05, 0.5)
@@ -71,6 +72,16 @@ def val_top1(run) -> float:
     return float(curves["test"]["accuracy_top1"][-1][1])
 
 
+def tested_images(run) -> int:
+    """Images in the run's test phase: test_iter x the TEST Data layer's batch (what val_top1 is a
+    fraction of: Caffe averages equal batches)."""
+    solver = prototxt.read_solver(run.path / "solver.prototxt")
+    net = text_format.Parse(
+        (run.path / "train_val.prototxt").read_text(), caffe_env.import_caffe().proto.caffe_pb2.NetParameter()
+    )
+    return int(solver.test_iter[0]) * prototxt.data_batch(net, "TEST") if solver.test_iter else 0
+
+
 def choose(found):
     """(weak, strong) decays from [(decay, val_top1)]: the smallest, and the largest keeping KEEP of the best."""
     best = max(top1 for _, top1 in found)
@@ -92,7 +103,7 @@ def _candidate(net, data, decay, iters, step):
         if code != 0:
             raise runs.RunError(f"caffe train of {run.name} exited with {code}; see {run.path / 'train.log'}")
         run = runs.Run.named(run.name)
-    return decay, val_top1(run), run.source()
+    return decay, val_top1(run), {**run.source(), "test_images": tested_images(run)}
 
 
 def search(net, data, decays=DECAYS, iters=ITERS, bisect=BISECT):
@@ -123,13 +134,22 @@ def search(net, data, decays=DECAYS, iters=ITERS, bisect=BISECT):
         "net": net,
         "data": data,
         "iterations": iters,
-        "candidates": [{"weight_decay": d, "val_top1": t, "run": s["run"]} for d, t, s in found],
+        "candidates": [
+            {
+                "weight_decay": d,
+                "val_top1": t,
+                # Wilson 95 % over the test phase's images
+                "val_top1_ci": stats.proportion(round(t * s.get("test_images", 0)), s.get("test_images", 0)),
+                "run": s["run"],
+            }
+            for d, t, s in found
+        ],
         "rule": f"weak: the smallest decay; strong: the largest whose val top-1 >= {KEEP:g} x the best "
         f"(grid, then {bisect} geometric bisections)",
         "weak": weak,
         "strong": strong,
         "command": _command(net, data),
-        "sources": [s for _, _, s in found],
+        "sources": [{k: v for k, v in s.items() if k != "test_images"} for _, _, s in found],
     }
 
 
@@ -143,6 +163,10 @@ def plot(result, out):
     decays = [c["weight_decay"] for c in result["candidates"]]
     top1 = [100 * c["val_top1"] for c in result["candidates"]]
     ax.semilogx(decays, top1, "o-")
+    if all("val_top1_ci" in c and c["val_top1_ci"]["n"] for c in result["candidates"]):
+        low = [100 * c["val_top1_ci"]["low"] for c in result["candidates"]]
+        high = [100 * c["val_top1_ci"]["high"] for c in result["candidates"]]
+        ax.fill_between(decays, low, high, alpha=0.2, linewidth=0, label="95 % Wilson (Caffe's test images)")
     ax.axhline(KEEP * max(top1), color="0.5", ls=":", label=f"{KEEP:g} x the best val top-1")
     for key, color in (("weak", "tab:green"), ("strong", "tab:red")):
         ax.axvline(result[key], color=color, ls="--", label=f"{key}: weight decay {result[key]:g}")
