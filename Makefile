@@ -131,7 +131,7 @@ test-faults: ## fault injection: SIGKILL at random points of make data, train, f
 	@$(SETUP)
 	cd $(ROOT) && $(PY) -m pytest -m faults tests/test_faults.py
 
-rehearse: ## the README's ImageNet recipe end to end on a generated 1000-class ILSVRC2012-shaped tree (~13 min)
+rehearse: ## the README's ImageNet recipe end to end on a generated 1000-class ILSVRC2012-shaped tree (~5-14 min)
 	@$(SETUP)
 	cd $(ROOT) && $(PY) -m pytest -m rehearsal tests/test_rehearsal.py
 
