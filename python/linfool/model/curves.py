@@ -14,8 +14,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
 
-from linfool.core import cli, files, runs  # noqa: E402
+from linfool.core import caffe_env, cli, files, prototxt, runs, stats  # noqa: E402
 
 _ITER = re.compile(r"Iteration (\d+)")
 _TRAIN = re.compile(r"Iteration (\d+).*, loss = ([\d.eE+-]+|nan|inf)")
@@ -36,6 +37,18 @@ def parse_log(text) -> dict:
     return curves
 
 
+def tested_images(run) -> int:
+    """Images in the run's test phase: test_iter x the TEST Data layers' batch (what each logged val
+    accuracy is a fraction of: Caffe averages equal batches); 0 without a test phase."""
+    solver = prototxt.read_solver(run.path / "solver.prototxt")
+    if not solver.test_iter:
+        return 0
+    net = text_format.Parse(
+        (run.path / "train_val.prototxt").read_text(), caffe_env.import_caffe().proto.caffe_pb2.NetParameter()
+    )
+    return int(solver.test_iter[0]) * prototxt.data_batch(net, "TEST")
+
+
 def plot(curves, out, title):
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     if curves["train"]:
@@ -44,11 +57,17 @@ def plot(curves, out, title):
         ax_loss.plot(*zip(*curves["test"]["loss"]), "o-", label="val loss")
     ax_loss.set(xlabel="iteration", ylabel="softmax loss", title=f"{title}: loss")
     ax_loss.legend()
+    n = curves.get("test_images", 0)
     for name, label in (("accuracy_top1", "val top-1"), ("accuracy_top5", "val top-5")):
         if name in curves["test"]:
             iters, values = zip(*curves["test"][name])
-            ax_acc.plot(iters, [100 * v for v in values], "o-", label=label)
-    ax_acc.set(xlabel="iteration", ylabel="accuracy (%)", title=f"{title}: val accuracy", ylim=(0, 100))
+            line = ax_acc.plot(iters, [100 * v for v in values], "o-", label=label)
+            if n:  # each test's Wilson 95 % over its n images
+                found = [stats.proportion(round(v * n), n) for v in values]
+                low, high = [100 * f["low"] for f in found], [100 * f["high"] for f in found]
+                ax_acc.fill_between(iters, low, high, color=line[0].get_color(), alpha=0.15, linewidth=0)
+    tested = f" (n = {n} images a test; 95 % bands)" if n else ""
+    ax_acc.set(xlabel="iteration", ylabel="accuracy (%)", title=f"{title}: val accuracy{tested}", ylim=(0, 100))
     ax_acc.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -60,7 +79,7 @@ def make_curves(run) -> Path:
     log = run.path / "train.log"
     if not log.is_file():
         raise runs.RunError(f"no {log}; run `make train RUN={run.name}` first")
-    curves = parse_log(log.read_text())
+    curves = {**parse_log(log.read_text()), "test_images": tested_images(run)}
     with files.atomic_path(run.path / "curves.png") as tmp:
         plot(curves, tmp, run.name)
     files.write_json(run.path / "curves.json", {**curves, "sources": [run.source()]})
@@ -69,11 +88,12 @@ def make_curves(run) -> Path:
 
 def main(argv=None) -> int:
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="default")
+    parser.add_argument("--run", help="the run (default: blog on the embedded set, else the data set's name)")
+    parser.add_argument("--data", help="the data set, naming the default run")
     args = parser.parse_args(argv)
 
     def body():
-        run = runs.Run.named(args.run)
+        run = runs.Run.named(args.run or runs.default_run(args.data))
         with runs.locked(write=[run]):
             print(make_curves(run))
 

@@ -24,10 +24,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
 
-from linfool.core import caffe_env, cli, files, paths, prototxt, runs, stats  # noqa: E402
-from linfool.model import train  # noqa: E402
+from linfool.core import cli, files, paths, runs, stats  # noqa: E402
+from linfool.model import curves, train  # noqa: E402
 
 DECAYS = (0.0005, 0.005, 0.05, 0.5)
 ITERS = 250  # the embedded set: ~12 epochs of 5,400 images, where val top-1 has settled (docs/RESULTS.md)
@@ -68,18 +67,8 @@ def _trained(run, data, solver, settings):
 
 def val_top1(run) -> float:
     """The val top-1 of the run's last test in train.log (curves.json, written by make train)."""
-    curves = files.read_json(run.path / "curves.json", f"make train RUN={run.name}")
-    return float(curves["test"]["accuracy_top1"][-1][1])
-
-
-def tested_images(run) -> int:
-    """Images in the run's test phase: test_iter x the TEST Data layer's batch (what val_top1 is a
-    fraction of: Caffe averages equal batches)."""
-    solver = prototxt.read_solver(run.path / "solver.prototxt")
-    net = text_format.Parse(
-        (run.path / "train_val.prototxt").read_text(), caffe_env.import_caffe().proto.caffe_pb2.NetParameter()
-    )
-    return int(solver.test_iter[0]) * prototxt.data_batch(net, "TEST") if solver.test_iter else 0
+    logged = files.read_json(run.path / "curves.json", f"make train RUN={run.name}")
+    return float(logged["test"]["accuracy_top1"][-1][1])
 
 
 def choose(found):
@@ -103,7 +92,7 @@ def _candidate(net, data, decay, iters, step):
         if code != 0:
             raise runs.RunError(f"caffe train of {run.name} exited with {code}; see {run.path / 'train.log'}")
         run = runs.Run.named(run.name)
-    return decay, val_top1(run), {**run.source(), "test_images": tested_images(run)}
+    return decay, val_top1(run), {**run.source(), "test_images": curves.tested_images(run)}
 
 
 def search(net, data, decays=DECAYS, iters=ITERS, bisect=BISECT):
