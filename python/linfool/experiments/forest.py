@@ -172,8 +172,8 @@ def plot(result, out):
     ax.set_ylabel("fraction of pairs fooled")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(
-        f"run {result['run']}: scores only, up to {result['max_queries']} queries a pair "
-        f"(n = {result['sample']['pairs']} pairs; bands: top-1, 95 %)",
+        f"run {result['run']}: scores only, up to {result['max_queries']} queries a pair\n"
+        f"(n = {result['sample']['pairs']} pairs; bands: top-1, 95 % Clopper-Pearson)",
         fontsize=9,
     )
     ax.legend(fontsize=7)
