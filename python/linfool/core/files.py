@@ -2,6 +2,7 @@
 
     write_text(path, text) / write_json(path, obj)   temp file + fsync + rename: old or new, never half
     read_json(path, remake)                          DamagedFile (one line naming the make command) if not JSON
+    sha256(path, digits=16)                          a file's fingerprint (None when it is not there)
     partial_dir(final) -> Path                       a fresh hidden folder beside `final` to build into
     publish_dir(partial, final)                      swap it in: `final` is the old folder, the new one or
                                                      (after a kill between two renames) absent, never mixed
@@ -68,6 +69,12 @@ def atomic_path(path):
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
+
+
+def sha256(path, digits=16):
+    """The first `digits` hex digits of the file's sha256 (None when there is no such file)."""
+    path = Path(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:digits] if path.is_file() else None
 
 
 def write_json(path, obj):

@@ -7,6 +7,7 @@ stated test and p-value, and one rule that turns a test into a verdict. The meth
     bands(fooled)                    Clopper-Pearson (low, high) per row of a (budgets, pairs) bool array
     median(values)                   the sample median and its distribution-free order-statistic 95 %
                                      interval (scipy.stats.quantile_test); inf (never fooled) allowed
+    median_text(found)               it in words: '27 (24-31)'
     mean(values)                     the mean and its Student-t 95 % interval; t_test(values, m, side)
     mcnemar(only_a, only_b)          exact McNemar p (two-sided) from the discordant counts
     sign_test(more, fewer)           the paired sign test: the same, for "b needs more than a" pairs
@@ -77,11 +78,18 @@ def median(values) -> dict:
     }
 
 
-def bounded_text(found, unit="") -> str:
-    """'1838 (95 %: 1200-2400)' of a stats.median, or '1838 (95 %: not bounded at n = 4)'."""
-    if math.isfinite(found["low"]) and math.isfinite(found["high"]):
-        return f"{found['value']:.0f}{unit} (95 %: {found['low']:.0f}-{found['high']:.0f})"
-    return f"{found['value']:.0f}{unit} (95 %: not bounded at n = {found['n']})"
+def median_text(found, label="", unit="", never="never") -> str:
+    """A stats.median in words: '27 (24-31)' ('27 (95 %: 24-31)' with label='95 %: '); `never` when the
+    median itself is inf (most pairs never fooled); '27 (>= 24)' when the interval is open at the top;
+    '1838 (not bounded at n = 4)' when too few values bound it."""
+    value, low, high = found["value"], found["low"], found["high"]
+    if not math.isfinite(value):
+        return never
+    if not math.isfinite(low):
+        return f"{value:.0f}{unit} ({label}not bounded at n = {found['n']})"
+    if not math.isfinite(high):
+        return f"{value:.0f}{unit} ({label}>= {low:.0f})"
+    return f"{value:.0f}{unit} ({label}{low:.0f}-{high:.0f})"
 
 
 def mean(values) -> dict:

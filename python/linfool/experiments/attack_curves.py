@@ -33,7 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linfool.core import cli, files, runs  # noqa: E402
+from linfool.core import cli, files, runs, stats  # noqa: E402
 from linfool.experiments.difficulty import CONFIDENCE, attack_curves  # noqa: E402
 from linfool.experiments.pairs import IMAGES, PAIRS  # noqa: E402
 
@@ -41,11 +41,7 @@ from linfool.experiments.pairs import IMAGES, PAIRS  # noqa: E402
 def _median_text(found):
     """'median 27 (95 %: 24-31)' of a stats.median; '(95 %: >= 168)' when the interval's top is
     beyond 255 (fewer than its share of pairs fooled within the range)."""
-    if not np.isfinite(found["value"]):
-        return "median not reached within 255"
-    if not np.isfinite(found["high"]):
-        return f"median {found['value']:.0f} (95 %: >= {found['low']:.0f})"
-    return f"median {found['value']:.0f} (95 %: {found['low']:.0f}-{found['high']:.0f})"
+    return "median " + stats.median_text(found, label="95 %: ", never="not reached within 255")
 
 
 def _band(ax, result, kind, color):

@@ -36,7 +36,7 @@ from google.protobuf import text_format
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from linfool.core import caffe_env, cli, datasets, datum, files, paths, prototxt, records, runs  # noqa: E402
+from linfool.core import caffe_env, cli, datasets, datum, files, paths, prototxt, records, runs, stats  # noqa: E402
 from linfool.experiments import accuracy, difficulty, fooling  # noqa: E402
 from linfool.model import train, weights  # noqa: E402
 from linfool.model.classifier import Classifier  # noqa: E402
@@ -226,11 +226,7 @@ def _round(run, r, state, source, iterations, n_measure):
 
 def median_text(found) -> str:
     """'36 (32-38)' of a stats.median of Linf values ('>255': not within the range)."""
-
-    def text(value):
-        return f"{value:.0f}" if np.isfinite(value) else ">255"
-
-    return f"{text(found['value'])} ({text(found['low'])}-{text(found['high'])})"
+    return stats.median_text(found, never=">255")
 
 
 def run_rounds(run, *, rounds, n_fool, iterations, n_measure=MEASURE_IMAGES, command=None):

@@ -405,20 +405,15 @@ def claim_harder(curves_low, curves_high, names):
         )
     low, high = (np.array(c["first_epsilon"]["blog"]) for c in (curves_low, curves_high))
     evidence, down = _sign_test(int((high > low).sum()), int((high < low).sum()), "pairs")
-    value = f"median {_eps_text(eps[0])} vs {_eps_text(eps[1])}; more Linf needed on {evidence.effect['k']} of {evidence.n} differing pairs"
+    value = f"median {_linf_text(eps[0])} vs {_linf_text(eps[1])}; more Linf needed on {evidence.effect['k']} of {evidence.n} differing pairs"
     row = _tested(claim, how, blog, value, evidence, down)
     row["n"] = len(low)
     return row
 
 
-def _eps_text(found):
-    """'27 (24-31)' of a stats.median of Linf values; '>255' never within the range, '(>= 168)' an
-    interval whose top is beyond it."""
-    if not math.isfinite(found["value"]):
-        return ">255"
-    if not math.isfinite(found["high"]):
-        return f"{found['value']:.0f} (>= {found['low']:.0f})"
-    return f"{found['value']:.0f} ({found['low']:.0f}-{found['high']:.0f})"
+def _linf_text(found):
+    """'27 (24-31)' of a stats.median of Linf values; '>255': never within the range."""
+    return stats.median_text(found, never=">255")
 
 
 def claim_fooling(curve, figure_numbers):
@@ -494,7 +489,7 @@ def claim_background(run_dir):
     )
     eps, ctl = last["median_epsilon_ci"]["blog"], last["control"]["median_epsilon_ci"]["blog"]
     value = (
-        f"round {last['round']}: {k}/{n} still fooled; median Linf {_eps_text(eps)} vs control {_eps_text(ctl)}; "
+        f"round {last['round']}: {k}/{n} still fooled; median Linf {_linf_text(eps)} vs control {_linf_text(ctl)}; "
         f"below 1.5x the control's on {near.effect['k']} of {near.n} pairs"
     )
     return _tested(claim, how, "not effective", value, evidence, min(still[1], near_down))

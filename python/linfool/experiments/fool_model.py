@@ -21,7 +21,6 @@ the perturbation's Linf / L2, the command). A rerun of the same model, weights, 
 replaces its folder, and says so.
 """
 
-import hashlib
 import re
 import sys
 from pathlib import Path
@@ -183,10 +182,6 @@ def _figure(path, x, fooled, before, after, channels):
     plt.close(fig)
 
 
-def _sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
-
-
 def _run_of(model_file, weights):
     """The linfool run whose folder holds WEIGHTS or MODEL (runs/<run>/, with its run.json), or None."""
     for given in (weights, model_file):
@@ -229,7 +224,7 @@ def _provenance(model_file, weights, image, model, channels, mean_note, scale, n
     return {
         "model": str(Path(model_file).resolve()),
         "weights": str(Path(weights).resolve()),
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": files.sha256(weights, 64),
         "image": str(Path(image).resolve()),
         "input": list(model.shape),
         "channels": channels,

@@ -20,7 +20,6 @@ it equals an uninterrupted run when the stop falls on an epoch boundary.
 """
 
 import ctypes
-import hashlib
 import re
 import shutil
 import signal
@@ -73,10 +72,6 @@ def render_run_files(run_dir, dataset, solver, gpu_mode):
     return texts, net
 
 
-def _sha(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if Path(path).is_file() else None
-
-
 def _solver_fields(text):
     """{field: value} of a solver prototxt's top-level fields as text, the device (solver_mode) left out."""
     solver = text_format.Parse(text, _caffe_pb2().SolverParameter())
@@ -89,7 +84,9 @@ def check_hand_edits(run):
     their sha256) was changed by hand since: linfool writes them from run.json, so the edit would be
     silently lost. An edited solver.prototxt is answered with the SET= that makes the same change."""
     recorded = run.info.get("files") or {}
-    edited = [name for name, sha in recorded.items() if (run.path / name).is_file() and _sha(run.path / name) != sha]
+    edited = [
+        name for name, sha in recorded.items() if (run.path / name).is_file() and files.sha256(run.path / name) != sha
+    ]
     if not edited:
         return
     if edited == ["solver.prototxt"]:
@@ -261,18 +258,22 @@ def run_caffe(run_dir, gpu, state, extra):
         signal.signal(signal.SIGINT, previous)
 
 
+def _damaged_newest(run):
+    """(path, problem) of a file of the newest snapshot pair that does not parse whole, or None."""
+    for path in run.newest_files():
+        problem = runs.check_file(path)[0]
+        if problem:
+            return path, problem
+    return None
+
+
 def drop_damaged_snapshots(run):
     """Remove the newest snapshot pair while one of its files does not parse whole (Caffe was cut
     short writing it, e.g. by a full disk), so that no later stage takes it as the newest; returns
     one line per removal."""
     lines = []
-    while True:
-        newest = run.newest_files()
-        problems = [(p, runs.check_file(p)[0]) for p in newest]
-        damaged = [(p, problem) for p, problem in problems if problem]
-        if not damaged:
-            return lines
-        path, problem = damaged[0]
+    while found := _damaged_newest(run):
+        path, problem = found
         step = runs.iteration(path)
         for part in run.path.glob(f"{runs.SNAPSHOT_PREFIX}_iter_{step}.*"):
             part.unlink()
@@ -281,6 +282,7 @@ def drop_damaged_snapshots(run):
             f"the snapshot at iteration {step} was cut short ({path.name}: {problem}; {free / 1e9:.2f} GB "
             f"free on the disk of {run.path}): removed it"
         )
+    return lines
 
 
 def _resume_config(run, data, solver_file, overlays, settings):
@@ -321,7 +323,7 @@ def _record(run, setup, command):
             "command": command,
             "history": setup.history,
             # what make train wrote, so that a hand edit is seen (check_hand_edits) instead of overwritten
-            "files": {name: _sha(run.path / name) for name in RUN_FILES},
+            "files": {name: files.sha256(run.path / name) for name in RUN_FILES},
             "solver_text": (run.path / "solver.prototxt").read_text(),
         },
     )
@@ -420,15 +422,13 @@ def set_aside_damaged(run):
     """RESUME=1: rename the newest snapshot pair aside (<file>.damaged) while one of its files does not
     parse whole, so that the run continues from the newest good one; one line per pair."""
     lines = []
-    while True:
-        damaged = [p for p in run.newest_files() if runs.check_file(p)[0]]
-        if not damaged:
-            return lines
-        step = runs.iteration(damaged[0])
+    while found := _damaged_newest(run):
+        step = runs.iteration(found[0])
         for part in run.path.glob(f"{runs.SNAPSHOT_PREFIX}_iter_{step}.*"):
             if part.suffix in (".caffemodel", ".solverstate"):
                 part.rename(part.with_name(part.name + ".damaged"))
         lines.append(f"set aside the damaged snapshot at iteration {step} (renamed to *.damaged)")
+    return lines
 
 
 _STOPPED_BY = {128 + signal.SIGHUP, 128 + signal.SIGINT, 128 + signal.SIGKILL, 128 + signal.SIGTERM}

@@ -249,7 +249,7 @@ def _blackbox_row(r):
 
 def _queries_cell(r):
     found = r.get("squares_median_queries_ci")
-    return stats.bounded_text(found) if found else r["squares_median_queries"]
+    return stats.median_text(found, label="95 %: ") if found else r["squares_median_queries"]
 
 
 def blackbox_section(page, group):
