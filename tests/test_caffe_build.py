@@ -104,7 +104,7 @@ def _softmax_loss_and_grads(x, labels, w, b):
     return loss, dscores.T @ x, dscores.sum(axis=0)
 
 
-# A tiny layer, and one of 12288 x 100 = 1.2M weights: recipe 9 runs the fused update on OpenMP's
+# A tiny layer, and one of 12288 x 100 = 1.2M weights: 05-fused-sgd.patch runs the fused update on OpenMP's
 # threads from 1M values on, so both of its paths are checked.
 @pytest.mark.parametrize("inputs, outputs, std", [(5, 3, 0.1), (12288, 100, 0.001)])
 def test_sgd_steps_match_the_documented_update(caffe, tmp_path, write_net, inputs, outputs, std):

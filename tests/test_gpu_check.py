@@ -25,7 +25,7 @@ def test_gpu_check_measurements_on_the_cpu_side(tmp_path):
     losses = dict(curves.parse_log(log)["train"])
     assert sorted(losses) == [0, 50, 100] and abs(losses[0] - 6.9) < 0.7  # ~ln(1000) at the blog's init
     assert gpu_check.images_per_second(log) > 0
-    assert gpu_check.caffe_build().startswith("options cpu ") and " recipe" in gpu_check.caffe_build()
+    assert gpu_check.caffe_build().startswith("options cpu ") and " patches:" in gpu_check.caffe_build()
     line, passed = gpu_check.caffe_gpu_tests("0")  # the CPU build keeps no GPU test binaries: said so
     assert passed is None and line.startswith("Caffe's own tests: not run") and "make test-gpu-build" in line
 

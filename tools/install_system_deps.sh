@@ -10,7 +10,7 @@ TESTS=0
 [ "${1:-}" = "--tests" ] && TESTS=1
 
 PACKAGES=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config patch   # patch: tools/caffe_patches/
   libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-python-dev
   libboost-regex-dev            # needed at link time (CAFFE_BUILD.md)
   libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev

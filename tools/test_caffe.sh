@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Caffe's own test suite (gtest) on linfool's patched Caffe: the tests of the code our recipes touch
+# Caffe's own test suite (gtest) on linfool's patched Caffe: the tests of the code our patches touch
 # and of the layers and solver the blog's net uses, plus linfool's own Data-layer test
-# (tests/caffe/), built from the same patched source as the cached library (tools/caffe_recipe.sh)
+# (tests/caffe/), built from the same patched source as the cached library (tools/caffe_recipe.sh applies
+# tools/caffe_patches/)
 # and linked against that library: the library is never rebuilt, only the tests.
 #
 # Usage: tools/test_caffe.sh PYTHON [--if-needed]
@@ -28,7 +29,7 @@ die() { echo "ERROR: $*" >&2; exit 1; }
 # shellcheck source=tools/caffe_recipe.sh
 source tools/caffe_recipe.sh
 
-# Caffe's tests of what the recipes change (data layers, transformer, prefetch threads, memory, blobs,
+# Caffe's tests of what the patches change (data layers, transformer, prefetch threads, memory, blobs,
 # nets, the solver's update, proto upgrades, image IO) and of the blog's layers (InnerProduct, Softmax,
 # SoftmaxWithLoss, Accuracy, Concat for the background rounds, the Gaussian filler, BLAS wrappers).
 TESTS="data_transformer data_layer annotated_data_layer image_data_layer memory_data_layer internal_thread
@@ -114,7 +115,7 @@ PY
 
 VALGRIND=""
 if command -v valgrind >/dev/null; then
-  # invalid reads and writes are what the recipe-6 flaw made; uninitialised-value reports are left
+  # invalid reads and writes are what 04-zero-copy.patch's first version made; uninitialised-value reports are left
   # out (liblmdb's mdb_dbi_close makes one on every close, in Caffe's own db code, not ours)
   VALGRIND="valgrind -q --error-exitcode=99 --leak-check=no --undef-value-errors=no"
 else
@@ -149,7 +150,7 @@ if [ -n "$FAILED" ]; then
   trap - EXIT
   die "Caffe's own tests failed in:$FAILED (logs kept: $WORK/<name>.log)"
 fi
-{ cat "$RESULTS"; echo "recipe $RECIPE_VERSION: $TOTAL in $RAN binaries, left out $LEFT ($(date -u +%FT%TZ))"; } > "$MARKER.tmp"
+{ cat "$RESULTS"; echo "patches $PATCHES_KEY: $TOTAL in $RAN binaries, left out $LEFT ($(date -u +%FT%TZ))"; } > "$MARKER.tmp"
 mv "$MARKER.tmp" "$MARKER"        # the record appears whole: a later `make test` trusts it
 step "passed; recorded in $MARKER"
 if [ -n "$CUDA_DIR" ]; then        # for a GPU box: the binaries, the data they read, relative paths kept

@@ -271,10 +271,10 @@ def caffe_train_timed(work, batch, iters, threads=None):
 def update_passes():
     """(passes of the weights' size the SGD update streams, what they are) for this build: Caffe's
     stock update streams 12 (decay axpy 3, momentum axpby 3, copy 2, Net::Update 3, clearing 1); linfool's
-    recipe 8 fuses them into one pass that reads w, g, h and writes w, h, g (6); recipe 9 runs it on all cores."""
-    recipe = re.search(r"recipe(\d+)", gpu_check.caffe_build())
-    if recipe and int(recipe.group(1)) >= 8:
-        return 6, "recipe 9: fused, all cores" if int(recipe.group(1)) >= 9 else "recipe 8: one fused pass"
+    tools/caffe_patches/05-fused-sgd.patch fuses them into one pass on all cores that reads w, g, h and
+    writes w, h, g (6). A build of another Caffe (CAFFE_ROOT, no BUILD_INFO naming the patches) is stock."""
+    if "patches:" in gpu_check.caffe_build():
+        return 6, "05-fused-sgd: fused, all cores"
     return UPDATE_PASSES, "decay, momentum, copy, axpy"
 
 

@@ -2,7 +2,7 @@
 
     python -m linfool_dev.gpu_check [--gpu 0] [--iters 500]      # also written to runs/gpu_check.txt
 
-1. the GPU (nvidia-smi), the Caffe build (its recipe and CUDA archs) and Caffe's own `caffe device_query`;
+1. the GPU (nvidia-smi), the Caffe build (its patches' key and CUDA archs) and Caffe's own `caffe device_query`;
 2. `caffe time` per layer for the blog's net (12288 -> 1000, batch 256) on the GPU and on the CPU;
 3. `caffe train` of the blog's solver for --iters iterations on the GPU and on the CPU, same data and
    seed: the train losses at every logged iteration within a relative LOSS_TOLERANCE (Caffe prints 6
@@ -220,8 +220,9 @@ def data_layer_exact(work, gpu, batch=256, batches=8):
 
 def caffe_build():
     """The build's options line from the tree's BUILD_INFO (tools/build_caffe.sh writes it: CPU or CUDA
-    version and archs, Python, numpy, recipe), e.g. 'options cpu py3.11 numpy2.2.6 recipe7', and the
-    last line of its Caffe-test record beside it (tools/test_caffe.sh), e.g. 'recipe 7: 431 passed, ...'."""
+    version and archs, Python, numpy, the patches' key), e.g. 'options cpu py3.11 numpy2.2.6
+    patches:1a2b3c4d5e6f', and the last line of its Caffe-test record beside it (tools/test_caffe.sh),
+    e.g. 'patches 1a2b3c4d5e6f: 431 passed, ...'."""
     tree = caffe_env.caffe_tree()
     info = tree / "BUILD_INFO"
     options = info.read_text().splitlines()[1] if info.is_file() else "no BUILD_INFO (not built by linfool)"

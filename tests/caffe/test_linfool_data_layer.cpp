@@ -1,10 +1,10 @@
-// linfool's own test of its Data-layer recipe (tools/caffe_recipe.sh, recipes 6-7: the top blob takes
+// linfool's own test of its Data-layer patch (tools/caffe_patches/04-zero-copy.patch: the top blob takes
 // the prefetched batch's memory instead of a copy). Built and run by `make test-caffe` beside Caffe's
 // own tests, against the cached libcaffe, under valgrind when it is installed.
 //
 // 1. Records whose size changes (small, big, small, small, big values), batch 1: every forward gives
-//    the record's shape and values, and nothing is written past a blob's memory (recipe 6 swapped a
-//    small memory into a top that remembered a larger capacity; the next big batch overflowed it).
+//    the record's shape and values, and nothing is written past a blob's memory (the patch's first
+//    version swapped a small memory into a top that remembered a larger capacity; the next big batch overflowed it).
 // 2. Records of one shape: the values are right and the top's memory changes between forwards, i.e.
 //    the zero-copy swap is taken (the stock layer copies into the same memory every time).
 #ifdef USE_OPENCV
