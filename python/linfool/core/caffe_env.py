@@ -10,14 +10,13 @@ of the same Caffe tree (BVLC layout: <tree>/build/tools/<name>, <tree>/python/ca
     python -m linfool caffe --device-query   # Caffe's GPU report, or one line saying why not
 """
 
-import argparse
 import os
 import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
 
-from linfool.core import blas
+from linfool.core import blas, stages
 from linfool.core.cli import UserError
 
 FIX = "run `make setup` (or set CAFFE_ROOT to a built Caffe tree and run it again)"
@@ -160,15 +159,13 @@ def device_query(gpu="all") -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--check", action="store_true", help="import pycaffe, print where from")
-    group.add_argument("--tool", metavar="NAME", help="print the path of a Caffe tool binary")
-    group.add_argument("--device-query", action="store_true", help="report the GPUs Caffe sees")
-    group.add_argument(
-        "--blas", action="store_true", help="the OpenBLAS core Caffe runs with here (checked once per CPU)"
-    )
-    args = parser.parse_args(argv)
+    args = stages.parse("caffe", argv)
+    given = [f for f in ("check", "tool", "device_query", "blas") if getattr(args, f)]
+    if len(given) != 1:
+        print(
+            "ERROR: python -m linfool caffe: give one of --check, --tool NAME, --device-query, --blas", file=sys.stderr
+        )
+        return 2
     try:
         if args.device_query:
             print(device_query())

@@ -21,7 +21,6 @@ uint8, BGR, channel-major, 0..255, as convert_imageset stores it; labels are int
     python -m linfool records LMDB    # stream it once: count, shape, labels, records/s
 """
 
-import argparse
 import errno
 import hashlib
 import json
@@ -35,7 +34,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from linfool.core import datum
+from linfool.core import datum, stages
 from linfool.core.cli import UserError
 from linfool.core.remake import remake_for
 
@@ -370,9 +369,7 @@ def check(path, num_output, shape=(3, 64, 64)) -> int:
 
 def main(argv=None) -> int:
     """`python -m linfool records LMDB`: stream every record once; print count, shape, labels, speed."""
-    parser = argparse.ArgumentParser(description="Stream a Caffe LMDB once and describe it.")
-    parser.add_argument("lmdb")
-    args = parser.parse_args(argv)
+    args = stages.parse("records", argv)
     start, n, shape, low, high = time.perf_counter(), 0, None, None, None
     try:
         for images, batch_labels in batches(args.lmdb):

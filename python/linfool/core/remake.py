@@ -10,6 +10,8 @@ made it) and the make command that rebuilds it from there.
 import json
 from pathlib import Path
 
+from linfool.core import conventions
+
 MAKE_DATA = "make data"
 
 
@@ -17,9 +19,9 @@ def remake_command(name, source=None) -> str:
     """The make command that rebuilds data set `name` from `source` (DataSet.source): the embedded
     set `make data [DATA=name]`, an image tree with its IMAGENET= and VAL_TXT=, a stage's own command;
     unknown (None): the command for the embedded set, or IMAGENET=/path for another name."""
-    data = "" if name == "synthetic" else f" DATA={name}"
+    data = "" if name == conventions.DEMO_DATA else f" DATA={name}"
     if source is None:
-        return f"{MAKE_DATA}{data}" + ("" if name == "synthetic" else " IMAGENET=/path/to/its/images")
+        return f"{MAKE_DATA}{data}" + ("" if name == conventions.DEMO_DATA else " IMAGENET=/path/to/its/images")
     if source.get("made_by"):
         return source["made_by"]
     if source.get("imagenet") is None:

@@ -23,11 +23,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from linfool.core import caffe_env, datasets, files, paths, prototxt
+from linfool.core import caffe_env, conventions, datasets, files, paths, prototxt
 from linfool.core.cli import UserError
 
 SNAPSHOT_PREFIX = "snap"  # Caffe writes <prefix>_iter_N.caffemodel / .solverstate
-DEMO_RUN = "blog"  # the embedded demo's blog-settings run; its sweep is reg_low / reg_high
+DEMO_RUN = conventions.DEMO_RUN  # its sweep is reg_low / reg_high
 
 
 class RunMismatch(UserError, ValueError):
@@ -262,7 +262,7 @@ def locked(write=(), read=()):
 def default_run(data=None) -> str:
     """The run a stage works on when RUN= is not given: 'blog' on the embedded set (or no DATA=),
     else the data set's name (DATA=imagenet -> imagenet)."""
-    return DEMO_RUN if data in (None, "", "synthetic") else data
+    return DEMO_RUN if data in (None, "", conventions.DEMO_DATA) else data
 
 
 def sweep_names(run):
@@ -313,19 +313,3 @@ def group(run, low=None, high=None) -> list:
     found = [first] + [Run.named(name) for name in list(names)[1:] if Run.named(name).has_snapshot()]
     same_data(found)
     return found
-
-
-def add_group_arguments(parser):
-    """--run and --low/--high, the companions it is compared with (default: sweep_names), and --data,
-    which names the default run (default_run); every module that works on a run and its sweep takes
-    these. After parse_args, call group_run(args)."""
-    parser.add_argument("--run", help="the run with the blog's settings (default: default_run(--data))")
-    parser.add_argument("--data", help="the data set, naming the default run (synthetic -> blog, imagenet -> imagenet)")
-    parser.add_argument("--low", help="weakly regularized run (default: runs.sweep_names)")
-    parser.add_argument("--high", help="strongly regularized run (default: runs.sweep_names)")
-
-
-def group_run(args) -> str:
-    """The run of parsed group arguments: --run, else default_run(--data); sets args.run."""
-    args.run = args.run or default_run(args.data)
-    return args.run

@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from linfool.core import cli, datasets, files, paths, remake
+from linfool.core import cli, conventions, datasets, files, paths, remake, stages
 from linfool.data import lmdb_builder, sources, synthetic
 
-TRAIN_SHUFFLE_SEED = 1701  # create_imagenet.sh shuffles train; we do it with a fixed seed
+TRAIN_SHUFFLE_SEED = conventions.SEED  # create_imagenet.sh shuffles train; we do it with a fixed seed
 
 
 def write_labels(path, wnids):
@@ -126,19 +126,10 @@ def build_dataset(source_root, out, *, val_txt=None, size=64, workers=None, prog
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--imagenet", help="ILSVRC2012-style root (train/<wnid>/, val/); default: embedded set")
-    parser.add_argument("--name", help="data set name under data/ (default: synthetic or imagenet)")
-    parser.add_argument("--val-txt", help="Caffe val.txt with val labels (default: ROOT/val.txt or the official map)")
-    parser.add_argument(
-        "--train-per-class", type=cli.positive_int, default=300, help="embedded set: train images per class"
-    )
-    parser.add_argument("--val-per-class", type=cli.positive_int, default=50, help="embedded set: val images per class")
-    parser.add_argument("--replace", action="store_true", help="replace a set built from another source (REPLACE=1)")
-    args = parser.parse_args(argv)
+    args = stages.parse("data", argv)
 
     def body():
-        name = paths.check_name(args.name or ("imagenet" if args.imagenet else "synthetic"), "DATA")
+        name = paths.check_name(args.name or ("imagenet" if args.imagenet else conventions.DEMO_DATA), "DATA")
         for option in ("imagenet", "val_txt"):
             if getattr(args, option):
                 setattr(args, option, str(cli.user_path(getattr(args, option), option.upper())))

@@ -9,7 +9,6 @@ inputs' fingerprint, the sha256 of the records written), list.txt (the list in t
 skipped.txt (file, reason) and mean.binaryproto (what compute_image_mean writes for this LMDB).
 """
 
-import argparse
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from linfool.core import cli, datum, records
+from linfool.core import cli, datum, records, stages
 from linfool.core.cli import UserError
 from linfool.data import images
 
@@ -287,15 +286,7 @@ def summary(result: BuildResult) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Build a 64x64 Caffe LMDB from a list file.")
-    parser.add_argument("root", help="folder the list's paths are relative to")
-    parser.add_argument("list_file", help="Caffe list file: 'relative/path label' per line")
-    parser.add_argument("out", help="LMDB directory to create")
-    parser.add_argument("--size", type=int, default=64, help="resize to SIZE x SIZE (default 64)")
-    parser.add_argument("--shuffle-seed", type=int, help="shuffle the list with this seed first")
-    parser.add_argument("--num-classes", type=int, help="skip labels outside 0..N-1")
-    parser.add_argument("--workers", type=int, help="decoding threads (default: one per core)")
-    args = parser.parse_args(argv)
+    args = stages.parse("lmdb", argv)
 
     def body():
         if not Path(args.list_file).is_file():

@@ -14,7 +14,6 @@ class's background, 1-3 distractor objects of other classes, position and scale 
 and brightness jitter, JPEG noise and pixel noise. Source sizes vary like ImageNet's (~500x375).
 """
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from linfool.core import stages
 from linfool.data import images
 
 GENERATOR_VERSION = 1
@@ -301,12 +301,7 @@ def generate(out, *, train_per_class=300, val_per_class=50, seed=0, workers=None
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="folder to write the ILSVRC2012-style tree into")
-    parser.add_argument("--train-per-class", type=int, default=300)
-    parser.add_argument("--val-per-class", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = stages.parse("synthetic", argv)
     generate(args.out, train_per_class=args.train_per_class, val_per_class=args.val_per_class, seed=args.seed)
     print(f"wrote {len(CLASSES)} classes to {args.out}")
     return 0

@@ -11,13 +11,13 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from linfool.core import files, records, runs, stats
+from linfool.core import conventions, files, records, runs, stages, stats
 from linfool.model.classifier import Classifier
 
-TRAIN_SAMPLE = 10_000  # train records whose accuracy is measured (seeded uniform sample)
+TRAIN_SAMPLE = stages.default("eval", "train_sample")  # train records measured (a seeded uniform sample)
 
 
-SEED = 1701
+SEED = conventions.SEED
 
 
 def accuracy(classifier, lmdb_path, *, positions=None, desc="", top_k=5) -> dict:

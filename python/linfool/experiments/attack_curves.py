@@ -27,15 +27,12 @@ paired comparisons of runs (make claims).
 
 import sys
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from linfool.core import cli, files, runs, stats  # noqa: E402
-from linfool.experiments.difficulty import CONFIDENCE, attack_curves  # noqa: E402
-from linfool.experiments.pairs import IMAGES, PAIRS  # noqa: E402
+from linfool.core import cli, files, runs, stages, stats
+from linfool.core.plots import plt, save
+from linfool.experiments.difficulty import CONFIDENCE, attack_curves
+from linfool.experiments.pairs import IMAGES, PAIRS
 
 
 def _median_text(found):
@@ -64,8 +61,7 @@ def _finish(fig, ax, title, out):
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def plot_run(result, out):
@@ -131,12 +127,7 @@ def make_attack_curves(group, n_images=IMAGES, pairs=PAIRS, command=""):
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    runs.add_group_arguments(parser)
-    parser.add_argument("--images", type=cli.positive_int, default=IMAGES, help="val images in the sample")
-    parser.add_argument("--pairs", type=cli.positive_int, default=PAIRS, help="(image, target) pairs in the sample")
-    args = parser.parse_args(argv)
-    runs.group_run(args)
+    args = stages.parse("attack-curves", argv)
 
     def body():
         group = runs.group(args.run, args.low, args.high)
@@ -145,13 +136,7 @@ def main(argv=None) -> int:
                 group,
                 args.images,
                 args.pairs,
-                cli.make_command(
-                    "attack-curves",
-                    RUN=args.run,
-                    LOW=args.low,
-                    HIGH=args.high,
-                    PAIRS=args.pairs if args.pairs != PAIRS else None,
-                ),
+                stages.command("attack-curves", args),
             )
 
     return cli.run(body)

@@ -29,26 +29,36 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 from google.protobuf import text_format
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from linfool.core import caffe_env, cli, datasets, datum, files, paths, prototxt, records, runs, stats  # noqa: E402
-from linfool.experiments import accuracy, difficulty, fooling  # noqa: E402
-from linfool.model import train, weights  # noqa: E402
-from linfool.model.classifier import Classifier  # noqa: E402
+from linfool.core import (
+    caffe_env,
+    cli,
+    conventions,
+    datasets,
+    datum,
+    files,
+    paths,
+    prototxt,
+    records,
+    runs,
+    stages,
+    stats,
+)
+from linfool.core.plots import plt, save
+from linfool.experiments import accuracy, difficulty, fooling
+from linfool.model import train, weights
+from linfool.model.classifier import Classifier
 
 BACKGROUND = ("background", "background")  # (wnid, name) of the added class in labels.txt
-SEED = 1701
-MEASURE_IMAGES = 10  # val images per round's attack measurement
-ROUNDS = 3
+SEED = conventions.SEED
+MEASURE_IMAGES = stages.default("background", "measure_images")  # val images per measurement
+ROUNDS = stages.default("background", "rounds")
 # 300 per round = as many as one real class has in the embedded set, so the background class is not
 # starved; 1000 iterations = about 50 epochs of the embedded set's 5,400 train images.
-FOOL = 300  # fooling images added per round
-ITERS = 1000  # fine-tuning iterations per round (and per control arm)
+FOOL = stages.default("background", "fool")  # fooling images added per round
+ITERS = stages.default("background", "iters")  # fine-tuning iterations per round (and per control arm)
 MEASURE_TARGETS = 17  # targets per image (every other class on the demo)
 
 
@@ -301,8 +311,7 @@ def plot_rounds(results, out):
     )
     ax_rounds.legend(fontsize=7, loc="center left")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def _round_locks(stack, run, rounds):
@@ -318,33 +327,11 @@ def _round_locks(stack, run, rounds):
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", help="the run (default: blog on the embedded set, else the data set's name)")
-    parser.add_argument("--data", help="the data set, naming the default run")
-    parser.add_argument("--rounds", type=cli.positive_int, default=ROUNDS)
-    parser.add_argument("--fool", type=cli.positive_int, default=FOOL, help="fooling images added per round")
-    parser.add_argument("--iters", type=cli.positive_int, default=ITERS, help="fine-tuning iterations per round")
-    parser.add_argument(
-        "--measure-images", type=cli.positive_int, default=MEASURE_IMAGES, help="val images per measurement"
-    )
-    args = parser.parse_args(argv)
+    args = stages.parse("background", argv)
 
     def body():
-        run = runs.Run.named(args.run or runs.default_run(args.data))
-        command = cli.make_command(
-            "background",
-            RUN=run.name,
-            **{
-                var: getattr(args, dest)
-                for var, dest in (
-                    ("ROUNDS", "rounds"),
-                    ("FOOL", "fool"),
-                    ("ITERS", "iters"),
-                    ("MEASURE", "measure_images"),
-                )
-                if getattr(args, dest) != parser.get_default(dest)
-            },
-        )
+        run = runs.Run.named(args.run)
+        command = stages.command("background", args)
         with ExitStack() as stack:
             stack.enter_context(runs.locked(write=[run]))
             _round_locks(stack, run, args.rounds)

@@ -25,24 +25,21 @@ import sys
 import time
 from types import SimpleNamespace
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from linfool.core import cli, files, runs, stats  # noqa: E402
-from linfool.experiments import fooling, templates  # noqa: E402
-from linfool.experiments.pairs import pair_sample  # noqa: E402
-from linfool.model import weights  # noqa: E402
-from linfool.model.classifier import Classifier  # noqa: E402
+from linfool.core import cli, conventions, files, runs, stages, stats
+from linfool.core.plots import plt, save
+from linfool.experiments import fooling, templates
+from linfool.experiments.pairs import pair_sample
+from linfool.model import weights
+from linfool.model.classifier import Classifier
 
 CONFIDENCE = 0.99
 CHUNK = 1024  # images per pycaffe forward
 GREY, STEP = 127.5, 127.5  # recovery: start at mid-grey, move one pixel to 255 (large steps: float32 precision)
-PAIRS = 6
-MAX_QUERIES = 10_000
-SEED = 1701
+PAIRS = stages.default("blackbox", "images")  # one target each
+MAX_QUERIES = stages.default("blackbox", "queries")
+SEED = conventions.SEED
 
 
 class Oracle:
@@ -246,8 +243,7 @@ def plot_templates(result, W, names, out, classes=4):
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def make_blackbox(group, pairs=PAIRS, max_queries=MAX_QUERIES, command=""):
@@ -284,19 +280,7 @@ def make_blackbox(group, pairs=PAIRS, max_queries=MAX_QUERIES, command=""):
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    runs.add_group_arguments(parser)
-    parser.add_argument(
-        "--images",
-        type=cli.positive_int,
-        default=PAIRS,
-        help="val images in the sample, one target each (make blackbox IMAGES=)",
-    )
-    parser.add_argument(
-        "--queries", type=cli.positive_int, default=MAX_QUERIES, help="square attack: query budget per pair"
-    )
-    args = parser.parse_args(argv)
-    runs.group_run(args)
+    args = stages.parse("blackbox", argv)
 
     def body():
         group = runs.group(args.run, args.low, args.high)
@@ -305,14 +289,7 @@ def main(argv=None) -> int:
                 group,
                 args.images,
                 args.queries,
-                cli.make_command(
-                    "blackbox",
-                    RUN=args.run,
-                    LOW=args.low,
-                    HIGH=args.high,
-                    IMAGES=args.images if args.images != PAIRS else None,
-                    QUERIES=args.queries if args.queries != MAX_QUERIES else None,
-                ),
+                stages.command("blackbox", args),
             )
 
     return cli.run(body)

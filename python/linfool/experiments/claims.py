@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from linfool.core import caffe_env, cli, files, prototxt, results, runs, stats
+from linfool.core import caffe_env, cli, conventions, files, prototxt, results, runs, stages, stats
 from linfool.experiments import accuracy, seeds, templates, toy
 from linfool.model import curves, train, weights
 
@@ -111,7 +111,7 @@ def _within(values, low, high):
 FLT_MIN = float(np.finfo(np.float32).tiny)  # Caffe's SoftmaxWithLoss clamps p at FLT_MIN
 
 
-def initial_losses(run_dir, std, num_output=1000, seed=1701) -> np.ndarray:
+def initial_losses(run_dir, std, num_output=1000, seed=conventions.SEED) -> np.ndarray:
     """(batch,) per-image SoftmaxWithLoss of one TRAIN batch (pycaffe forward, iteration 0) for the
     run's net with `num_output` outputs and a Gaussian weight std of `std`: -ln max(p_label, FLT_MIN)
     from the scores the loss layer reads (their mean is Caffe's loss)."""
@@ -136,7 +136,7 @@ def initial_losses(run_dir, std, num_output=1000, seed=1701) -> np.ndarray:
     return -np.log(np.maximum(probs[np.arange(len(labels)), labels], FLT_MIN))
 
 
-def initial_loss(run_dir, std, num_output=1000, seed=1701) -> float:
+def initial_loss(run_dir, std, num_output=1000, seed=conventions.SEED) -> float:
     """Caffe's SoftmaxWithLoss of that batch: the mean of initial_losses."""
     return float(initial_losses(run_dir, std, num_output, seed).mean())
 
@@ -751,22 +751,11 @@ def over_seeds(run, low, high, n_seeds, command):
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    runs.add_group_arguments(parser)
-    parser.add_argument(
-        "--seeds",
-        type=cli.positive_int,
-        default=1,
-        help="repeat the rows that depend on training over N seeds of the sweep (SEEDS=; default 1: off)",
-    )
-    args = parser.parse_args(argv)
-    runs.group_run(args)
+    args = stages.parse("claims", argv)
 
     def body():
         group = runs.group(args.run, args.low, args.high)
-        command = cli.make_command(
-            "claims", RUN=args.run, LOW=args.low, HIGH=args.high, SEEDS=args.seeds if args.seeds > 1 else None
-        )
+        command = stages.command("claims", args)
         with runs.locked(write=group[:1], read=group[1:]):
             rows = check_claims(args.run, args.low, args.high)
             spread = over_seeds(args.run, args.low, args.high, args.seeds, command) if args.seeds > 1 else None

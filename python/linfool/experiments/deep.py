@@ -28,22 +28,19 @@ filters.png and transfer.png.
 import sys
 import time
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from linfool.core import cli, datum, files, paths, prototxt, runs, stats  # noqa: E402
-from linfool.experiments import gradient_attacks  # noqa: E402
-from linfool.experiments.accuracy import accuracy  # noqa: E402
-from linfool.experiments.pairs import describe, pair_sample  # noqa: E402
-from linfool.model.gradients import Differentiable  # noqa: E402
+from linfool.core import cli, datum, files, paths, prototxt, runs, stages, stats
+from linfool.core.plots import plt, save
+from linfool.experiments import gradient_attacks
+from linfool.experiments.accuracy import accuracy
+from linfool.experiments.pairs import describe, pair_sample
+from linfool.model.gradients import Differentiable
 
 CONFIDENCE = 0.99
 LADDER = (1, 2, 4, 8, 16, 32, 64, 128)  # Linf budgets, 0..255 pixel units
 TRANSFER_EPS = 16  # the budget of the transfer images (fool_model's default EPS)
-IMAGES, PAIRS, STEPS = 10, 50, 20  # the demo's sample: 10 val images x 5 targets; gradients per attack
+IMAGES, PAIRS, STEPS = (stages.default("deep", k) for k in ("images", "pairs", "steps"))  # 10 val images x 5 targets
 FILTERS = 8  # first-layer filters drawn per model (those of largest L2 norm)
 
 
@@ -198,8 +195,7 @@ def plot_curves(result, out):
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title="one colour per model", title_fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def _picture(w):
@@ -221,8 +217,7 @@ def plot_filters(result, filters, out):
         axes[i][0].set_title(f"{m['run']} ({m['kind']})", fontsize=8, loc="left")
     fig.suptitle("First-layer weights (largest 8 by L2 norm): templates, hidden units, 5x5 filters", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def plot_transfer(result, out):
@@ -244,8 +239,7 @@ def plot_transfer(result, out):
         title="Transfer: fraction classified as the target\n(95 % Clopper-Pearson under each)",
     )
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def table(result) -> str:
@@ -261,15 +255,7 @@ def table(result) -> str:
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", help="the linear run with the blog's settings (default: default_run(--data))")
-    parser.add_argument("--data", help="the data set, naming the default run (synthetic -> blog)")
-    parser.add_argument("--high", help="the strongly regularized linear run (default: runs.sweep_names)")
-    parser.add_argument("--images", type=cli.positive_int, default=IMAGES, help="val images in the sample")
-    parser.add_argument("--pairs", type=cli.positive_int, default=PAIRS, help="(image, target) pairs in the sample")
-    parser.add_argument("--steps", type=cli.positive_int, default=STEPS, help="gradients per iterative attack")
-    args = parser.parse_args(argv)
-    runs.group_run(args)
+    args = stages.parse("deep", argv)
 
     def body():
         if args.high is not None:
@@ -290,14 +276,7 @@ def main(argv=None) -> int:
         group = [r for _, r in found]
         with runs.locked(write=group[:1], read=group[1:]):
             result, filters = measure(found, args.images, args.pairs, args.steps)
-            result["command"] = cli.make_command(
-                "deep",
-                RUN=args.run,
-                HIGH=args.high,
-                IMAGES=args.images if args.images != IMAGES else None,
-                PAIRS=args.pairs if args.pairs != PAIRS else None,
-                STEPS=args.steps if args.steps != STEPS else None,
-            )
+            result["command"] = stages.command("deep", args)
             with files.building_dir(group[0].path / "deep") as out:
                 plot_curves(result, out / "attack_curves.png")
                 plot_filters(result, filters, out / "filters.png")

@@ -14,20 +14,12 @@ read_metrics, which refuses a metrics.json of another snapshot or data set (neve
 
 import sys
 
-from linfool.core import cli, paths, runs
-from linfool.experiments.accuracy import TRAIN_SAMPLE, measure, table
+from linfool.core import cli, paths, runs, stages
+from linfool.experiments.accuracy import measure, table
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    runs.add_group_arguments(parser)
-    parser.add_argument("--all", action="store_true", help="every trained run under runs/ instead")
-    parser.add_argument(
-        "--val-per-class", type=cli.positive_int, help="evaluate a seeded class-balanced val subset instead of all"
-    )
-    parser.add_argument("--train-sample", type=cli.positive_int, default=TRAIN_SAMPLE, help="train records measured")
-    args = parser.parse_args(argv)
-    runs.group_run(args)
+    args = stages.parse("eval", argv)
 
     def body():
         if args.all:
@@ -40,7 +32,7 @@ def main(argv=None) -> int:
                 raise runs.RunError("no trained run in runs/; run `make train` first")
         else:
             group = runs.group(args.run, args.low, args.high)
-        command = cli.make_command("eval", RUN=args.run, LOW=args.low, HIGH=args.high, VAL_PER_CLASS=args.val_per_class)
+        command = stages.command("eval", args)
         with runs.locked(write=group):
             rows = [
                 measure(run, val_per_class=args.val_per_class, train_sample=args.train_sample, command=command)

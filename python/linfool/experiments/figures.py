@@ -14,18 +14,15 @@ data set they come from).
 import sys
 
 import cv2
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from linfool.core import cli, files, runs  # noqa: E402
-from linfool.core.results import read_metrics  # noqa: E402
-from linfool.experiments import explore, fooling, toy  # noqa: E402
-from linfool.experiments.templates import choose_classes, find_class, smoothness, start_image, template_rgb, to_rgb  # noqa: E402
-from linfool.model import weights  # noqa: E402
-from linfool.model.classifier import Classifier  # noqa: E402
+from linfool.core import cli, files, runs, stages
+from linfool.core.plots import plt, save
+from linfool.core.results import read_metrics
+from linfool.experiments import explore, fooling, toy
+from linfool.experiments.templates import choose_classes, find_class, smoothness, start_image, template_rgb, to_rgb
+from linfool.model import weights
+from linfool.model.classifier import Classifier
 
 SELECTED = ("Granny Smith apple", "goldfish", "school bus", "kit fox", "strawberry", "zebra", "volcano", "daisy")
 
@@ -44,8 +41,7 @@ def templates_selected(params, out):
         ax.axis("off")
     fig.suptitle("Learned templates (weights of each class, 64x64x3, scaled per template)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def template_mosaic(W, cols=MOSAIC_COLS, gap=1):
@@ -81,8 +77,7 @@ def templates_all(params, out):
             ax.set_title(names[i][:18], fontsize=7)
     fig.suptitle(f"Templates of all {len(names)} classes", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
     return None
 
 
@@ -132,8 +127,7 @@ def fooling_figure(classifier, x, targets, out, title):
     draw_fooling(axes, names, x, start_probs, results)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
     return [_row_numbers(names, start_probs, r) for r in results]
 
 
@@ -163,8 +157,7 @@ def regularization_figure(labelled_runs, x, target_name, out):
         )
     fig.suptitle("Regularization: the same image fooled on weakly vs strongly regularized classifiers", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
     return numbers
 
 
@@ -180,8 +173,7 @@ def toy_figure(out):
     ax.set(xticks=idx, xlabel="input dimension", title="Toy example: each input moves by 0.5, P(class 1) 5% -> 88%")
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in n.items()}
 
 
@@ -251,12 +243,7 @@ def make_figures(run, *, low=None, high=None, start=None, targets=None, command=
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    runs.add_group_arguments(parser)
-    parser.add_argument("--start", help="class (wnid or name) of the val image to fool (default: kit fox)")
-    parser.add_argument("--targets", help="comma-separated target classes (default: goldfish,school bus)")
-    args = parser.parse_args(argv)
-    runs.group_run(args)
+    args = stages.parse("figures", argv)
 
     def body():
         make_figures(
@@ -265,9 +252,7 @@ def main(argv=None) -> int:
             high=args.high,
             start=args.start or None,
             targets=[t for t in args.targets.split(",") if t] if args.targets else None,
-            command=cli.make_command(
-                "figures", RUN=args.run, LOW=args.low, HIGH=args.high, START=args.start, TARGETS=args.targets
-            ),
+            command=stages.command("figures", args),
         )
         print(f"Figures in {runs.Run.named(args.run).path / 'figures'}")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from linfool.core import cli, datum, files, paths, runs, stats
+from linfool.core import cli, datum, files, paths, runs, stages, stats
 from linfool.data.images import opencv_reason
 from linfool.experiments import gradient_attacks
 from linfool.model.gradients import Differentiable
@@ -155,10 +155,7 @@ def _save_png(path, image, channels):
 
 def _figure(path, x, fooled, before, after, channels):
     """Original | perturbation (stretched to the full range) | fooled image, with their top classes."""
-    import matplotlib  # noqa: PLC0415  (the figure is the last step; a headless backend)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from linfool.core.plots import plt, save  # noqa: PLC0415  (the figure is the last step)
 
     def show(image):
         rgb = image.transpose(1, 2, 0)
@@ -178,8 +175,7 @@ def _figure(path, x, fooled, before, after, channels):
         ax.axis("off")
     fig.tight_layout()
     with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+        save(fig, tmp, dpi=100, bbox_inches="tight")
 
 
 def _run_of(model_file, weights):
@@ -352,10 +348,7 @@ def attack_curve(model, folder, goal, names, about, out, *, eps, steps, images):
 
 
 def _curve_figure(path, budgets, fractions, band, target, n):
-    import matplotlib  # noqa: PLC0415  (a headless backend, chosen before pyplot loads)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from linfool.core.plots import plt, save  # noqa: PLC0415  (the figure is the last step)
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.fill_between(budgets, *band, alpha=0.2, linewidth=0, label="95 % Clopper-Pearson")
@@ -369,34 +362,13 @@ def _curve_figure(path, budgets, fractions, band, target, n):
     ax.set_title(f"n = {n} images -> {target} (band: 95 %)", fontsize=9)
     ax.grid(alpha=0.3)
     with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+        save(fig, tmp, dpi=100, bbox_inches="tight")
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="the net's deploy prototxt (make fool MODEL=)")
-    parser.add_argument("--weights", help="its .caffemodel (WEIGHTS=)")
-    parser.add_argument("--image", help="the image file to fool (IMAGE=)")
-    parser.add_argument("--target", help="class number, or a name/wnid of LABELS (TARGET=)")
-    parser.add_argument("--mean", help="a mean.binaryproto (MEAN=)")
-    parser.add_argument("--mean-values", help="per-channel means, e.g. 104,117,123 (MEAN_VALUES=)")
-    parser.add_argument(
-        "--scale", type=cli.number_in(0), default=1.0, help="transform_param scale > 0, e.g. 0.00390625 (SCALE=)"
-    )
-    parser.add_argument("--channels", default="bgr", help="bgr (Caffe's), rgb or gray (CHANNELS=)")
-    parser.add_argument("--labels", help="synsets/labels file, one class per line (LABELS=)")
-    parser.add_argument(
-        "--eps", type=cli.number_in(0, 255), default=16.0, help="Linf budget in (0, 255] pixel units (EPS=)"
-    )
-    parser.add_argument("--steps", type=cli.positive_int, default=100, help="attack steps at most (STEPS=)")
-    parser.add_argument(
-        "--images", type=cli.positive_int, default=20, help="IMAGE a folder: its first N images (IMAGES=)"
-    )
-    args = vars(parser.parse_args(argv))
-    # the command recorded in the result: each option as its make variable (--mean-values: MEAN_VALUES=),
-    # the defaults left out
-    command = cli.make_command("fool", **{k.upper(): v for k, v in args.items() if v != parser.get_default(k)})
+    parsed = stages.parse("fool", argv)
+    command = stages.command("fool", parsed)  # each option as its make variable, the defaults left out
+    args = vars(parsed)
 
     def body():
         for key in ("model", "weights", "image", "mean", "labels"):  # relative to where make runs (make -C)

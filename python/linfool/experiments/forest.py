@@ -19,28 +19,25 @@ data set) and forest.png.
 import sys
 import time
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from linfool.core import cli, conventions, files, records, runs, stages, stats
+from linfool.core.plots import plt, save
+from linfool.experiments.blackbox import CONFIDENCE, Oracle, margin, square_attacks
+from linfool.experiments.pairs import pair_sample
+from linfool.model.classifier import Classifier
 
-from linfool.core import cli, files, records, runs, stats  # noqa: E402
-from linfool.experiments.blackbox import CONFIDENCE, Oracle, margin, square_attacks  # noqa: E402
-from linfool.experiments.pairs import pair_sample  # noqa: E402
-from linfool.model.classifier import Classifier  # noqa: E402
-
-TREES = 100
-PER_CLASS = 300
+TREES = stages.default("forest", "trees")
+PER_CLASS = stages.default("forest", "per_class")
 MAX_TRAIN = 20_000  # records at most (sklearn fits float32 copies: ~1 GB), so ImageNet gets 20 a class
 # The trees' class counts at most: scikit-learn keeps a float64 per class in every node, so 100 fully
 # grown trees on ImageNet's 20,000 records (~24,000 nodes each) would hold 19 GB (measured: 195 MB a tree).
 FOREST_BYTES = 2e9
-IMAGES = 12  # pairs: 6 left the demo's 2-of-6 forest row inconclusive (needed 8 at that rate); 34 s here
-QUERIES = 1000
+IMAGES = stages.default("forest", "images")  # 6 left the demo's 2-of-6 forest row inconclusive (needed 8)
+QUERIES = stages.default("forest", "queries")
 BUDGETS = (8.0, 32.0)  # Linf of 255
 VAL_SCORED = 2000  # val records the forest's top-1 is measured on (one predict_proba of 2,000 x 12,288)
-SEED = 1701
+SEED = conventions.SEED
 
 
 def leaf_bound(trees, classes, samples):
@@ -178,8 +175,7 @@ def plot(result, out):
     )
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def make_forest(run, command="", **sizes):
@@ -200,28 +196,14 @@ def make_forest(run, command="", **sizes):
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", help="the run whose data set and linear model are used (default: runs.default_run)")
-    parser.add_argument("--data", help="the data set, naming the default run")
-    parser.add_argument("--trees", type=cli.positive_int, default=TREES, help="trees in the forest (TREES=)")
-    parser.add_argument("--per-class", type=cli.positive_int, default=PER_CLASS, help="train records per class")
-    parser.add_argument("--images", type=cli.positive_int, default=IMAGES, help="val images, one target each")
-    parser.add_argument("--queries", type=cli.positive_int, default=QUERIES, help="query budget per pair")
-    args = parser.parse_args(argv)
-    args.run = args.run or runs.default_run(args.data)
+    args = stages.parse("forest", argv)
 
     def body():
         run = runs.group(args.run)[0]
         with runs.locked(write=[run]):
             make_forest(
                 run,
-                cli.make_command(
-                    "forest",
-                    RUN=args.run,
-                    TREES=args.trees if args.trees != TREES else None,
-                    IMAGES=args.images if args.images != IMAGES else None,
-                    QUERIES=args.queries if args.queries != QUERIES else None,
-                ),
+                stages.command("forest", args),
                 trees=args.trees,
                 per_class=args.per_class,
                 images=args.images,

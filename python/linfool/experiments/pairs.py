@@ -10,18 +10,18 @@ import time
 
 import numpy as np
 
-from linfool.core import records
+from linfool.core import conventions, records, stages
 
 CHUNK = 1024  # images per pycaffe forward when timing
 
 
-SAMPLE_SEED = 1701
+SAMPLE_SEED = conventions.SEED
 
 
-IMAGES = 30  # val images in the sample
+IMAGES = stages.default("attack-curves", "images")  # val images in the sample (declared in core.stages)
 
 
-PAIRS = 510  # (image, target) pairs: 30 x 17 = every other class on the demo
+PAIRS = stages.default("attack-curves", "pairs")  # (image, target) pairs: 30 x 17 = every other class on the demo
 
 
 def sample_pairs(image_labels, num_classes, targets_per_image=None, rng=None):

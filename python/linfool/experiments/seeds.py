@@ -15,11 +15,11 @@ same (image, target) pairs as the runs' own.
 
 import numpy as np
 
-from linfool.core import results, runs
+from linfool.core import conventions, results, runs
 from linfool.experiments import accuracy, difficulty
 from linfool.model import train, weights
 
-FIRST_SEED = 1701  # prototxt/solver.prototxt's random_seed: seed k trains with FIRST_SEED + k
+FIRST_SEED = conventions.SEED  # prototxt/solver.prototxt's random_seed: seed k trains with FIRST_SEED + k
 
 
 def seed_run(run, k):

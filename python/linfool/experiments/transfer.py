@@ -13,16 +13,13 @@ set) and transfer.png.
 
 import sys
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from linfool.core import cli, files, runs, stats  # noqa: E402
-from linfool.experiments import fooling  # noqa: E402
-from linfool.experiments.pairs import IMAGES, PAIRS, describe, pair_sample, seconds_per_forward  # noqa: E402
-from linfool.model.classifier import Classifier  # noqa: E402
+from linfool.core import cli, files, runs, stages, stats
+from linfool.core.plots import plt, save
+from linfool.experiments import fooling
+from linfool.experiments.pairs import IMAGES, PAIRS, describe, pair_sample, seconds_per_forward
+from linfool.model.classifier import Classifier
 
 
 def fooled_images(classifier, images, which, targets):
@@ -83,17 +80,11 @@ def plot_transfer(result, out):
         title="Transfer: fraction classified as the target\n(95 % Clopper-Pearson under each)",
     )
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    runs.add_group_arguments(parser)
-    parser.add_argument("--images", type=cli.positive_int, default=IMAGES, help="val images in the sample")
-    parser.add_argument("--pairs", type=cli.positive_int, default=PAIRS, help="(image, target) pairs in the sample")
-    args = parser.parse_args(argv)
-    runs.group_run(args)
+    args = stages.parse("transfer", argv)
 
     def body():
         group = runs.group(args.run, args.low, args.high)
@@ -104,13 +95,7 @@ def main(argv=None) -> int:
             )
         with runs.locked(write=group[:1], read=group[1:]):
             result = transfer_matrix(group, args.images, args.pairs)
-            result["command"] = cli.make_command(
-                "transfer",
-                RUN=args.run,
-                LOW=args.low,
-                HIGH=args.high,
-                PAIRS=args.pairs if args.pairs != PAIRS else None,
-            )
+            result["command"] = stages.command("transfer", args)
             with files.building_dir(group[0].path / "transfer") as out:
                 plot_transfer(result, out / "transfer.png")
                 files.write_json(out / "transfer.json", result)

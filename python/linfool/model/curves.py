@@ -10,13 +10,10 @@ import re
 import sys
 from pathlib import Path
 
-import matplotlib
+from google.protobuf import text_format
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
-
-from linfool.core import caffe_env, cli, files, prototxt, runs, stats  # noqa: E402
+from linfool.core import caffe_env, cli, files, prototxt, runs, stages, stats
+from linfool.core.plots import plt, save
 
 _ITER = re.compile(r"Iteration (\d+)")
 _TRAIN = re.compile(r"Iteration (\d+).*, loss = ([\d.eE+-]+|nan|inf)")
@@ -70,8 +67,7 @@ def plot(curves, out, title):
     ax_acc.set(xlabel="iteration", ylabel="accuracy (%)", title=f"{title}: val accuracy{tested}", ylim=(0, 100))
     ax_acc.legend()
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save(fig, out, dpi=100)
 
 
 def make_curves(run) -> Path:
@@ -87,13 +83,10 @@ def make_curves(run) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", help="the run (default: blog on the embedded set, else the data set's name)")
-    parser.add_argument("--data", help="the data set, naming the default run")
-    args = parser.parse_args(argv)
+    args = stages.parse("curves", argv)
 
     def body():
-        run = runs.Run.named(args.run or runs.default_run(args.data))
+        run = runs.Run.named(args.run)
         with runs.locked(write=[run]):
             print(make_curves(run))
 

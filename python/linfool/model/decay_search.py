@@ -20,18 +20,16 @@ holds the choice for the embedded set, with this search's numbers in docs/RESULT
 import math
 import sys
 
-import matplotlib
+from linfool.core import cli, files, paths, runs, stages, stats
+from linfool.core.plots import plt, save
+from linfool.model import curves, train
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from linfool.core import cli, files, paths, runs, stats  # noqa: E402
-from linfool.model import curves, train  # noqa: E402
-
-DECAYS = (0.0005, 0.005, 0.05, 0.5)
-ITERS = 250  # the embedded set: ~12 epochs of 5,400 images, where val top-1 has settled (docs/RESULTS.md)
+DECAYS = tuple(float(d) for d in stages.default("decay-search", "decays").split(","))
+ITERS = stages.default("decay-search", "iters")  # the embedded set: ~12 epochs of 5,400 images (docs/RESULTS.md)
 KEEP = 0.5  # the strong decay keeps at least this fraction of the best val top-1
-BISECT = 2  # geometric bisections after the grid, between the strong choice and the next decay up
+BISECT = stages.default(
+    "decay-search", "bisect"
+)  # geometric bisections after the grid, between the strong choice and the next decay up
 
 
 def solver_file(net):
@@ -167,24 +165,11 @@ def plot(result, out):
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--net", required=True, choices=runs.DEEP_NETS, help="the deeper model (make decay-search NET=)"
-    )
-    parser.add_argument("--data", help="the data set (default: synthetic)")
-    parser.add_argument(
-        "--decays",
-        default=",".join(f"{d:g}" for d in DECAYS),
-        help="comma-separated weight decays (default: %(default)s)",
-    )
-    parser.add_argument("--iters", type=cli.positive_int, default=ITERS, help="iterations per candidate")
-    parser.add_argument("--bisect", type=int, default=BISECT, help="bisections after the grid (default: %(default)s)")
-    args = parser.parse_args(argv)
+    args = stages.parse("decay-search", argv)
 
     def body():
         if args.data is not None:

@@ -30,13 +30,13 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from linfool.core import caffe_env, cli, datasets, files, paths, records, runs
+from linfool.core import caffe_env, cli, conventions, datasets, files, paths, records, runs, stages
 from linfool.core.prototxt import TrainConfigError, _caffe_pb2, data_batch, deploy_file, fc_layer, read_solver
 from linfool.core.remake import remake_for
 from linfool.model import curves
 
 SWEEP_OVERLAYS = ("prototxt/solver_reg_low.prototxt", "prototxt/solver_reg_high.prototxt")
-DEMO_DATA = "synthetic"  # the embedded set: `make data` without IMAGENET=
+DEMO_DATA = conventions.DEMO_DATA  # the embedded set: `make data` without IMAGENET=
 DEMO_OVERLAY = "prototxt/solver_demo.prototxt"  # laid over the blog's solver on it (iterations, test counts)
 
 
@@ -652,38 +652,7 @@ def deep_sweep(run, *, data=None, **options):
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--run", help="run name: runs/<run>/ (default: blog on the embedded set, else the data set's name)"
-    )
-    parser.add_argument("--data", help="data set name under data/ (default: synthetic; resume: the run's)")
-    parser.add_argument("--solver", help="solver prototxt (default: prototxt/solver.prototxt; resume: the run's)")
-    parser.add_argument(
-        "--overlay",
-        action="append",
-        default=[],
-        help="solver prototxt merged over --solver (default on the embedded set: prototxt/solver_demo.prototxt)",
-    )
-    parser.add_argument("--set", dest="settings", action="append", default=[], help="solver key=value")
-    parser.add_argument("--gpu", help="auto, cpu, N, list, all (default: $LINFOOL_GPU, which make sets from GPU=)")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the newest .solverstate; --solver, "
-        "--overlay and --set are then logged changes to the recorded solver",
-    )
-    parser.add_argument(
-        "--fresh",
-        action="store_true",
-        help="train again from scratch: delete the run's snapshots and train.log first (FRESH=1)",
-    )
-    parser.add_argument("--sweep", action="store_true", help="train RUN's sweep: <low>, RUN, <high> (runs.sweep_names)")
-    parser.add_argument(
-        "--deep", action="store_true", help="train the deeper models beside RUN (runs.deep_names): make deep-sweep"
-    )
-    parser.add_argument("--keep-epochs", action="store_true", help="several GPUs: divide max_iter by their number")
-    parser.add_argument("extra", nargs="*", help="more flags for `caffe train` (after --)")
-    args = parser.parse_args(argv)
+    args = stages.parse("train", argv)
 
     def body():
         if args.data is not None:

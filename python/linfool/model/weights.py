@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from linfool.core import caffe_env, cli, datum, files, prototxt, runs
+from linfool.core import caffe_env, cli, datum, files, prototxt, runs, stages
 
 
 def check_linear(run):
@@ -80,13 +80,10 @@ def load(run) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", help="the run (default: blog on the embedded set, else the data set's name)")
-    parser.add_argument("--data", help="the data set, naming the default run (synthetic -> blog, imagenet -> imagenet)")
-    args = parser.parse_args(argv)
+    args = stages.parse("weights", argv)
 
     def body():
-        run = runs.Run.named(args.run or runs.default_run(args.data))
+        run = runs.Run.named(args.run)
         with runs.locked(write=[run]):
             print(extract(run))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from linfool.core import cli, files, paths, results, runs, stats
+from linfool.core import cli, conventions, files, paths, results, runs, stages, stats
 from linfool.experiments import accuracy
 from linfool.experiments import background as background_stage
 from linfool.experiments import claims as claims_table
@@ -504,7 +504,7 @@ def curves_section(page, group):
 def _intro(run, group, dataset):
     source = (
         "the embedded synthetic set (18 ImageNet classes drawn by linfool.data.synthetic)"
-        if dataset.name == "synthetic"
+        if dataset.name == conventions.DEMO_DATA
         else f"data set '{dataset.name}'"
     )
     snapshots = "; ".join(
@@ -588,10 +588,7 @@ def write_report(run, low=None, high=None):
 
 
 def main(argv=None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    runs.add_group_arguments(parser)
-    args = parser.parse_args(argv)
-    runs.group_run(args)
+    args = stages.parse("report", argv)
 
     def body():
         out, notices = write_report(args.run, args.low, args.high)
