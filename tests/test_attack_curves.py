@@ -3,15 +3,16 @@ model whose answers are computable on paper, and the stage on tiny Caffe runs.""
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from linfool.attacks import linf
 from linfool.core import datum, records, runs
-from linfool.experiments import difficulty, pairs
+from linfool.experiments import pairs
 from linfool.model.classifier import Classifier
+
+from running import stage
 
 INPUTS = 3 * 64 * 64
 
@@ -23,7 +24,7 @@ GAP = 5.0  # score of class 0 minus class 1 on the start image
 
 
 @pytest.fixture(scope="module")
-def linear_run(caffe, tmp_path_factory):
+def linearstage(caffe, tmp_path_factory):
     """A 2-class Caffe model made by hand: W[0] = 0, W[1] = C * s * m with signs s and magnitudes
     m in {1, 3} balanced so that W[1] . x = 0 on a grey image x = 128; b = (GAP, 0); mean 0.
     On paper, moving the gap s1 - s0 from -GAP to ln 99 (P(class 1) = 0.99) needs
@@ -62,11 +63,11 @@ def test_needed_epsilon_matches_the_closed_form_on_a_hand_made_linear_model(line
     true, target = np.array([0]), np.array([1])
     paper_sign = (GAP + math.log(99)) / (C * INPUTS * 2)  # sum m = 2 * INPUTS
     paper_blog = (GAP + math.log(99)) / (C * INPUTS * 5 / 3)  # sum m^2 = 5 * INPUTS
-    assert difficulty.bound_epsilon(classifier, x, true, target)[0] == pytest.approx(paper_sign, rel=1e-3)
+    assert linf.bound_epsilon(classifier, x, true, target)[0] == pytest.approx(paper_sign, rel=1e-3)
     W = classifier.params["W"]
     for kind, paper in (("sign", paper_sign), ("blog", paper_blog)):
-        fooled = difficulty.fooled_at(classifier, x, target, difficulty.directions(W, true, target, kind))
-        assert difficulty.first_epsilon(fooled)[0] == math.ceil(paper), kind
+        fooled = linf.fooled_at(classifier, x, target, linf.directions(W, true, target, kind))
+        assert linf.first_epsilon(fooled)[0] == math.ceil(paper), kind
         assert not fooled[: math.ceil(paper), 0].any() and fooled[math.ceil(paper) :, 0].all(), kind
 
 
@@ -88,15 +89,9 @@ def test_pair_sample_is_seeded_reads_only_its_images_and_never_targets_the_true_
     assert few[4]["targets_per_image"] == 2 and len(few[3]) == 12 and not np.any(few[1][few[2]] == few[3])
 
 
-def _run(module, env, *args):
-    done = subprocess.run([sys.executable, "-m", "linfool", module, *args], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done.stdout
-
-
 def test_attack_curves_and_transfer_on_tiny_caffe_runs(own_runs):
     runs, env = own_runs
-    _run("attack-curves", env, "--run", "low", "--high", "high", "--images", "3")
+    stage("attack-curves", env, "--run", "low", "--high", "high", "--images", "3")
     result = json.loads((runs / "low" / "attacks" / "attack_curves.json").read_text())
     assert result["pairs"] == 3 * 17 and len(result["curves"]["sign"]) == 256
     for kind in ("blog", "sign", "bound"):
@@ -112,7 +107,7 @@ def test_attack_curves_and_transfer_on_tiny_caffe_runs(own_runs):
     assert np.all(np.array(result["curves"]["sign"]) <= np.array(result["curves"]["bound"]) + 1e-9)
     assert np.all(np.array(result["curves"]["blog"]) <= np.array(result["curves"]["bound"]) + 1e-9)
     assert (runs / "low" / "attacks" / "attack_curves_runs.png").stat().st_size > 5_000
-    _run("transfer", env, "--run", "low", "--high", "high", "--images", "2")
+    stage("transfer", env, "--run", "low", "--high", "high", "--images", "2")
     transfer = json.loads((runs / "low" / "transfer" / "transfer.json").read_text())
     matrix = np.array(transfer["matrix"])
     assert matrix.shape == (2, 2) and np.all(np.diag(matrix) == 1.0)  # fooled on the source, by construction

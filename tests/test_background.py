@@ -2,22 +2,16 @@
 that shows every stage's result."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from linfool.core import records
 
-
-def _run(module, env, *args):
-    done = subprocess.run([sys.executable, "-m", "linfool", module, *args], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done.stdout
+from running import stage
 
 
 def test_background_rounds_fine_tune_with_caffe_and_the_report_shows_everything(own_runs):
     runs, env = own_runs
-    out = _run(
+    out = stage(
         "background", env, "--run", "low", "--rounds", "1", "--fool", "6", "--iters", "20", "--measure-images", "2"
     )
     assert "round 1:" in out
@@ -40,12 +34,12 @@ def test_background_rounds_fine_tune_with_caffe_and_the_report_shows_everything(
     assert net.count('type: "Data"') == 3 and net.count('type: "Concat"') == 2
     assert str(round_data.resolve() / "background_lmdb") in net and str(round_data.resolve() / "train_lmdb") in net
     assert "data_mix" in (runs / "low_bg1" / "train.log").read_text()
-    _run("eval", env, "--run", "low", "--low", "low", "--high", "high")
-    _run("figures", env, "--run", "low", "--low", "low", "--high", "high")
-    _run("attack-curves", env, "--run", "low", "--high", "high", "--images", "2")
-    _run("transfer", env, "--run", "low", "--high", "high", "--images", "2")
-    _run("claims", env, "--run", "low", "--low", "low", "--high", "high")
-    _run("report", env, "--run", "low", "--low", "low", "--high", "high")
+    stage("eval", env, "--run", "low", "--low", "low", "--high", "high")
+    stage("figures", env, "--run", "low", "--low", "low", "--high", "high")
+    stage("attack-curves", env, "--run", "low", "--high", "high", "--images", "2")
+    stage("transfer", env, "--run", "low", "--high", "high", "--images", "2")
+    stage("claims", env, "--run", "low", "--low", "low", "--high", "high")
+    stage("report", env, "--run", "low", "--low", "low", "--high", "high")
     page = (runs / "low" / "report.html").read_text()
     for part in (
         "make claims RUN=low LOW=low HIGH=high",

@@ -2,13 +2,14 @@
 whose answers are known, and the stage on tiny Caffe runs."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from linfool.attacks import square
 from linfool.experiments import blackbox
+
+from running import stage
 
 SHAPE = (3, 4, 4)
 
@@ -41,7 +42,7 @@ def model():
 
 def test_scores_reveal_W_up_to_the_one_vector_all_classes_share(caffe, tmp_path, model):
     W, b = model
-    oracle = blackbox.Oracle(tiny_net(caffe, tmp_path, W, b))
+    oracle = square.Oracle(tiny_net(caffe, tmp_path, W, b))
     recovered = blackbox.recover_templates(oracle, SHAPE)
     assert oracle.queries == 1 + 48
     np.testing.assert_allclose(recovered, W - W.mean(axis=0), atol=2e-5 * np.abs(W).max())
@@ -49,23 +50,23 @@ def test_scores_reveal_W_up_to_the_one_vector_all_classes_share(caffe, tmp_path,
     shifted_dir = tmp_path / "shifted"
     shifted_dir.mkdir()
     shifted = W + np.random.default_rng(4).standard_normal(48).astype(np.float32) * 0.05
-    again = blackbox.recover_templates(blackbox.Oracle(tiny_net(caffe, shifted_dir, shifted, b)), SHAPE)
+    again = blackbox.recover_templates(square.Oracle(tiny_net(caffe, shifted_dir, shifted, b)), SHAPE)
     np.testing.assert_allclose(again, recovered, atol=2e-5 * np.abs(W).max())
     assert blackbox.template_agreement(recovered, shifted)["correlation_min"] > 0.9999
 
 
 def test_square_attack_reaches_an_easy_target_within_its_budget(caffe, tmp_path, model):
     W, b = model
-    oracle = blackbox.Oracle(tiny_net(caffe, tmp_path, W, b))
+    oracle = square.Oracle(tiny_net(caffe, tmp_path, W, b))
     x = np.full(SHAPE, 128, np.float32)
     target = int(np.argsort(oracle(x[None])[0])[-2])  # the runner-up: reachable at eps 60, not at 0.5
     oracle.queries = 0
-    result = blackbox.square_attack(oracle, x, target, eps=60, max_queries=2000, seed=0)
+    result = square.square_attack(oracle, x, target, eps=60, max_queries=2000, seed=0)
     assert result["reached"] and result["prob"] >= 0.99 and result["linf"] <= 60 + 1e-4
     assert result["queries"] == oracle.queries <= 2000
     assert oracle(result["image"][None])[0, target] == pytest.approx(result["prob"])
     # the same budget too small to matter: no success, and every query of the budget used
-    small = blackbox.square_attack(oracle, x, target, eps=0.5, max_queries=50, seed=0)
+    small = square.square_attack(oracle, x, target, eps=0.5, max_queries=50, seed=0)
     assert not small["reached"] and small["queries"] == 50
 
 
@@ -93,13 +94,13 @@ def test_the_lockstep_square_attack_gives_each_pair_its_own_result_in_fewer_call
     targets, budgets, seeds = [1, 2, 3, 4], [60.0, 40.0, 0.5, 60.0], [7, 8, 9, 10]
     probs, sizes = row_by_row(W, b)
     alone = [
-        blackbox.square_attack(blackbox.Oracle(probs), x, t, e, max_queries=300, seed=s)
+        square.square_attack(square.Oracle(probs), x, t, e, max_queries=300, seed=s)
         for x, t, e, s in zip(xs, targets, budgets, seeds)
     ]
     calls_alone = len(sizes)
     sizes.clear()
-    oracle = blackbox.Oracle(probs)
-    together = blackbox.square_attacks(oracle, xs, targets, budgets, max_queries=300, seeds=seeds)
+    oracle = square.Oracle(probs)
+    together = square.square_attacks(oracle, xs, targets, budgets, max_queries=300, seeds=seeds)
     for one, both in zip(alone, together):
         assert one["queries"] == both["queries"] and one["reached"] == both["reached"]
         np.testing.assert_array_equal(one["image"], both["image"])
@@ -110,28 +111,7 @@ def test_the_lockstep_square_attack_gives_each_pair_its_own_result_in_fewer_call
 
 def test_blackbox_on_tiny_caffe_runs_and_its_report_rows(own_runs):
     runs, env = own_runs
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "linfool",
-            "blackbox",
-            "--run",
-            "low",
-            "--low",
-            "low",
-            "--high",
-            "high",
-            "--images",
-            "2",
-            "--queries",
-            "3000",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    stage("blackbox", env, "--run", "low", "--low", "low", "--high", "high", "--images", "2", "--queries", "3000")
     for run in ("low", "high"):
         result = json.loads((runs / run / "blackbox" / "blackbox.json").read_text())
         assert result["recovery"]["queries"] == 12289 and result["recovery"]["correlation_min"] > 0.999

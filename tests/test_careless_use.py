@@ -16,12 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import stages
 
 from linfool.core import datasets, datum, paths
 from linfool.model.gradients import Differentiable
 
-import stages
-from stages import SHORT, env_for, image_tree, make, one_error, py
+from running import SHORT, env_for, image_tree, make, one_error, py
 
 
 def _snapshots(run_dir) -> dict:

@@ -2,29 +2,21 @@
 interval and p, measured on tiny Caffe runs; refused while its inputs are missing."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from linfool.core import paths
 from linfool.experiments import claims
 
-
-def _run(module, env, *args):
-    done = subprocess.run([sys.executable, "-m", "linfool", module, *args], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done.stdout
+from running import py, stage
 
 
 def test_every_claim_row_has_a_verdict(own_runs, monkeypatch):
     runs_dir, env = own_runs
     group = ["--run", "low", "--low", "low", "--high", "high"]
     (runs_dir / "low" / "metrics.json").unlink(missing_ok=True)
-    refused = subprocess.run(
-        [sys.executable, "-m", "linfool", "claims", *group], capture_output=True, text=True, env=env
-    )
+    refused = py("claims", env, *group)
     for module, extra in (("eval", []), ("figures", []), ("attack-curves", ["--images", "2"])):
-        _run(module, env, *group, *extra)
+        stage(module, env, *group, *extra)
     monkeypatch.setattr(paths, "RUNS", runs_dir)
     monkeypatch.setattr(paths, "DATA", Path(env["LINFOOL_DATA"]))
     rows = claims.check_claims("low", "low", "high")
@@ -49,13 +41,13 @@ def test_make_claims_seeds_repeats_the_training_rows_over_seeds_and_reuses_them(
     runs_dir, env = own_runs
     group = ["--run", "low", "--low", "low", "--high", "high"]
     for module, extra in (("eval", []), ("figures", []), ("attack-curves", ["--images", "2"])):
-        _run(module, env, *group, *extra)
-    out = _run("claims", env, *group, "--seeds", "2")
+        stage(module, env, *group, *extra)
+    out = stage("claims", env, *group, "--seeds", "2")
     assert "seeds: 2 seeds of low, high: 2 `caffe train` runs" in out and "over 2 seeds (1701, 1702)" in out
     result = json.loads((runs_dir / "low" / "claims.json").read_text())["seeds"]
     assert [s["runs"] for s in result["per_seed"]] == [["low", "high"], ["low_seed1", "high_seed1"]]
     assert set(result["summary"]) == {r["claim"] for r in result["per_seed"][0]["rows"]} and len(result["summary"]) == 3
     train_seed = json.loads((runs_dir / "low_seed1" / "run.json").read_text())
     assert train_seed["settings"][-1] == "random_seed=1702"
-    again = _run("claims", env, *group, "--seeds", "2")  # the seed runs are trained already: left alone
+    again = stage("claims", env, *group, "--seeds", "2")  # the seed runs are trained already: left alone
     assert "Run low_seed1: trained already with these settings" in again

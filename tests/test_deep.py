@@ -4,8 +4,6 @@ search, the linear-only stages refusing them, and the open questions' claim rows
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,14 +13,9 @@ from linfool.core.prototxt import TrainConfigError, deploy_file
 from linfool.experiments import claims, deep
 from linfool.model import decay_search
 
+from running import py, stage
+
 SHORT = ["--set", "max_iter=20", "--set", "snapshot=20", "--set", "test_iter=1", "--set", "test_interval=20"]
-
-
-def _linfool(env, *args, check=True):
-    done = subprocess.run([sys.executable, "-m", "linfool", *args], capture_output=True, text=True, env=env)
-    if check:
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +26,9 @@ def deep_runs(tiny_runs, tmp_path_factory):
     folder = tmp_path_factory.mktemp("deep") / "runs"
     shutil.copytree(runs, folder, symlinks=True)
     env = {**env, "LINFOOL_RUNS": str(folder)}
-    _linfool(env, "train", "--deep", "--run", "low", "--data", "tiny", *SHORT)
-    done = _linfool(env, "deep", "--run", "low", "--high", "high", "--images", "3", "--pairs", "6", "--steps", "5")
-    return folder, env, done.stdout
+    stage("train", env, "--deep", "--run", "low", "--data", "tiny", *SHORT)
+    out = stage("deep", env, "--run", "low", "--high", "high", "--images", "3", "--pairs", "6", "--steps", "5")
+    return folder, env, out
 
 
 def test_make_deep_sweep_trains_an_mlp_and_a_convnet_at_two_decays_with_caffe(deep_runs):
@@ -78,7 +71,7 @@ def test_make_deep_measures_every_model_by_backprop_with_provenance(deep_runs):
 
 def test_the_linear_stages_refuse_a_deeper_run_in_one_line(deep_runs):
     _, env, _ = deep_runs
-    done = _linfool(env, "weights", "--run", "low_mlp", check=False)
+    done = py("weights", env, "--run", "low_mlp")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "not a linear classifier" in done.stderr and "make deep" in done.stderr
 
@@ -119,15 +112,15 @@ def test_the_decay_search_trains_with_caffe_and_reuses_what_is_trained(deep_runs
     _, env, _ = deep_runs
     env = {**env, "LINFOOL_RUNS": str(tmp_path / "runs")}
     args = ["decay-search", "--net", "mlp", "--data", "tiny", "--decays", "0.0005", "--iters", "10"]
-    _linfool(env, *args)
+    stage(*args[:1], env, *args[1:])
     result = json.loads((tmp_path / "runs" / "tiny_mlp_decay_search" / "decay_search.json").read_text())
     assert [s["run"] for s in result["sources"]] == ["tiny_mlp_wd0.0005"] and result["strong"] == 0.0005
     found = result["candidates"][0]["val_top1_ci"]  # over Caffe's test phase: test_iter x its batch
     assert found["n"] > 0 and found["low"] <= result["candidates"][0]["val_top1"] <= found["high"]
     assert (tmp_path / "runs" / "tiny_mlp_wd0.0005" / "snap_iter_10.caffemodel").is_file()
-    again = _linfool(env, *args)  # an interrupted or repeated search reuses what is trained
-    assert "already trained with these settings" in again.stdout
-    bad = _linfool(env, "decay-search", "--net", "resnet", check=False)
+    again = stage(*args[:1], env, *args[1:])  # an interrupted or repeated search reuses what is trained
+    assert "already trained with these settings" in again
+    bad = py("decay-search", env, "--net", "resnet")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "choose from 'mlp', 'conv'" in bad.stderr
 
 
@@ -162,7 +155,7 @@ def test_the_open_questions_rows_have_verdicts(deep_runs, monkeypatch):
 
 def test_the_report_shows_make_deeps_models_and_the_forest_only_when_run(deep_runs):
     folder, env, _ = deep_runs
-    _linfool(env, "report", "--run", "low", "--low", "low", "--high", "high")
+    stage("report", env, "--run", "low", "--low", "low", "--high", "high")
     page = (folder / "low" / "report.html").read_text()
     deep_part = page.split("Open question: deeper models")[1].split("<h2>")[0]
     assert "low_conv_reg_high" in deep_part and "iterative / sign" in deep_part

@@ -1,10 +1,8 @@
-"""The Docker images use the one install path, and their build script says clearly what went wrong.
-The images themselves are built and run by `make test-docker` (tests/test_docker_image.py): minutes,
-so not part of `make test`."""
+"""The Docker build script says clearly what went wrong. What the images hold and do (built with
+`make setup`, `make test` and a short demo inside, as uid 1000) is tested by building and running them:
+`make test-docker` (tests/test_docker_image.py), minutes, so not part of `make test`."""
 
-import json
 import os
-import re
 import subprocess
 
 import pytest
@@ -13,49 +11,7 @@ from linfool.core import paths
 
 pytestmark = pytest.mark.fast  # needs no Caffe (make test-fast)
 
-DOCKERFILES = {kind: paths.ROOT / "docker" / kind / "Dockerfile" for kind in ("cpu", "gpu")}
 BUILD = paths.ROOT / "tools" / "docker_build.sh"
-
-
-def instructions(dockerfile):
-    """[(INSTRUCTION, argument)] with continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return [tuple(line.split(None, 1)) for line in lines]
-
-
-def make_targets():
-    listing = subprocess.run(["make", "-C", str(paths.ROOT), "-qp"], capture_output=True, text=True).stdout
-    return set(re.findall(r"^([a-z][\w-]*):", listing, re.M))
-
-
-@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
-def test_dockerfile_builds_with_make_setup_and_keeps_only_the_runtime(kind):
-    steps = instructions(DOCKERFILES[kind])
-    stages = [i for i, (op, _) in enumerate(steps) if op == "FROM"]
-    assert [steps[i][1] for i in stages] == ["debian:12 AS build", "debian:12"]
-    build, runtime = steps[: stages[1]], steps[stages[1] :]
-    targets = make_targets()
-    commands = [arg for op, arg in build if op == "RUN"]
-    called = [m for c in commands for m in re.findall(r"(?:^|&&|;)\s*(?:--mount=\S+\s+)*make ([a-z][\w-]*)", c)]
-    assert called == ["setup"] and set(called) <= targets
-    assert any(
-        f"make setup{' GPU=1' if kind == 'gpu' else ''} " in c + " " and "tools/docker_runtime.sh" in c
-        for c in commands
-    )
-    for command in [arg for op, arg in steps if op == "RUN"]:  # no second recipe for Caffe in a Dockerfile
-        assert not re.search(r"git clone|cmake|nvcc|pip install|build_caffe|wget|curl", command), command
-    assert ("COPY", ". /opt/linfool") in build
-    # Caffe's cache outlasts image builds: `make setup` runs with it mounted
-    assert any("--mount=type=cache,target=/opt/linfool-cache" in c and "make setup" in c for c in commands)
-    # the runtime stage builds nothing: it copies the build stage's Caffe, venv and project
-    assert not any("make setup" in arg for op, arg in runtime if op == "RUN")
-    assert {("COPY", "--from=build /opt/caffe /opt/caffe"), ("COPY", "--from=build /opt/linfool /opt/linfool")} <= set(
-        runtime
-    )
-    env = " ".join(arg for op, arg in runtime if op == "ENV")
-    assert "CAFFE_ROOT=/opt/caffe" in env and "HOME=/tmp" in env
-    assert json.loads(dict(runtime)["CMD"])[0] == "make"
 
 
 def _shim(folder, name, script):

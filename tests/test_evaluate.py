@@ -1,20 +1,16 @@
 """linfool.experiments.evaluate: every val record counted, a subset only when asked and said so."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from linfool.core import records
 
-
-def _module(module, env, *args):
-    return subprocess.run([sys.executable, "-m", "linfool", module, *args], capture_output=True, text=True, env=env)
+from running import py
 
 
 def test_eval_counts_every_val_record_and_says_when_it_samples(own_runs):
     runs_dir, env = own_runs
-    done = _module("eval", env, "--run", "low", "--high", "high")
+    done = py("eval", env, "--run", "low", "--high", "high")
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((runs_dir / "low" / "metrics.json").read_text())
     val = records.count(Path(env["LINFOOL_DATA"]) / "tiny" / "val_lmdb")
@@ -24,8 +20,8 @@ def test_eval_counts_every_val_record_and_says_when_it_samples(own_runs):
         and "seeded uniform sample" in metrics["train_subset"]
     )
     assert "all val records" in done.stdout
-    subset = _module("eval", env, "--run", "low", "--val-per-class", "1")
+    subset = py("eval", env, "--run", "low", "--val-per-class", "1")
     metrics = json.loads((runs_dir / "low" / "metrics.json").read_text())
     assert metrics["val_images"] == 18 and "class-balanced subset, 1 per class" in metrics["val_subset"]
     assert "class-balanced" in subset.stdout
-    _module("eval", env, "--run", "low")  # leave the full-val numbers for other tests
+    py("eval", env, "--run", "low")  # leave the full-val numbers for other tests

@@ -1,16 +1,17 @@
 """The blog's figures: template orientation and channel order, fooling to >= 99 % with Caffe's
 probabilities, the toy numbers, and every file of make figures / make report."""
 
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from linfool.experiments import fooling, templates, toy
+from linfool.attacks import blog
+from linfool.experiments import templates, toy
 from linfool.model.classifier import Classifier
 from linfool.report import page
+
+from running import py
 
 
 @pytest.mark.fast
@@ -38,10 +39,10 @@ def test_toy_numbers_match_the_blog():
 def test_fooling_reaches_99_percent_for_every_target_in_caffe(tiny_runs):
     runs, _ = tiny_runs
     classifier = Classifier(runs / "low")
-    x = fooling.noise_image(seed=3)
+    x = blog.noise_image(seed=3)
     start = int(classifier.probs(x[None])[0].argmax())
     targets = [t for t in range(len(classifier.params["names"])) if t != start]
-    results = fooling.fool(classifier, x, targets)
+    results = blog.fool(classifier, x, targets)
     fooled = np.stack([r.image for r in results])
     probs = Classifier(runs / "low").probs(fooled)  # a fresh Caffe net re-classifies
     assert all(r.fooled for r in results)
@@ -66,10 +67,10 @@ def test_fool_each_fools_every_pair_as_fool_does_one_pair_in_batched_forwards():
     model = SimpleNamespace(params={"W": W}, probs=probs)
     images = rng.uniform(0, 255, (5, 3, 64, 64)).astype(np.float32)
     targets = [1, 2, 3, 4, 5]
-    alone = [fooling.fool(model, x, [t])[0] for x, t in zip(images, targets)]
+    alone = [blog.fool(model, x, [t])[0] for x, t in zip(images, targets)]
     sizes.clear()
-    together = fooling.fool_each(model, images, targets)
-    assert sizes == [5] * fooling.FORWARDS  # 28 forwards of 5 images, not 5 x 28 of one
+    together = blog.fool_each(model, images, targets)
+    assert sizes == [5] * blog.FORWARDS  # 28 forwards of 5 images, not 5 x 28 of one
     for one, both in zip(alone, together):
         assert (one.target, one.alpha, one.prob, one.fooled) == (both.target, both.alpha, both.prob, both.fooled)
         np.testing.assert_array_equal(one.image, both.image)
@@ -88,12 +89,7 @@ def test_make_figures_and_report_write_every_file(tiny_report):
 
 def test_a_start_class_the_run_does_not_have_is_refused_in_one_line(tiny_runs):
     runs, env = tiny_runs
-    done = subprocess.run(
-        [sys.executable, "-m", "linfool", "figures", "--run", "low", "--start", "n99999999"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    done = py("figures", env, "--run", "low", "--start", "n99999999")
     errors = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(errors) == 1, done.stderr
     assert "class 'n99999999' is not among this run's 18 classes" in errors[0] and "--start" in errors[0]

@@ -4,8 +4,6 @@ target with the saved files exact; and the inputs it cannot take, each one line.
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -13,6 +11,8 @@ import numpy as np
 import pytest
 
 from linfool.model.gradients import Differentiable
+
+from running import py
 
 NET = """
 name: "{name}"
@@ -53,9 +53,7 @@ def _net(caffe, folder, spec):
 
 def _fool(tmp_path, *args):
     env = {**os.environ, "LINFOOL_RUNS": str(tmp_path / "runs"), "LINFOOL_COMMAND": ""}
-    return subprocess.run(
-        [sys.executable, "-m", "linfool", "fool", *map(str, args)], capture_output=True, text=True, env=env
-    )
+    return py("fool", env, *args)
 
 
 @pytest.mark.parametrize(

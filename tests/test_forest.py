@@ -2,14 +2,14 @@
 target on a forest that has no gradient, every query counted; and make forest on the tiny runs."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
+from linfool.attacks.square import Oracle, square_attack
 from linfool.experiments import forest
-from linfool.experiments.blackbox import Oracle, square_attack
+
+from running import stage
 
 
 def test_the_square_attack_fools_a_forest_with_scores_only_and_counts_every_query():
@@ -33,26 +33,7 @@ def test_the_square_attack_fools_a_forest_with_scores_only_and_counts_every_quer
 
 def test_make_forest_writes_both_models_rates_with_provenance(own_runs):
     runs_dir, env = own_runs
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "linfool",
-            "forest",
-            "--run",
-            "low",
-            "--trees",
-            "10",
-            "--images",
-            "2",
-            "--queries",
-            "50",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
+    stage("forest", env, "--run", "low", "--trees", "10", "--images", "2", "--queries", "50")
     result = json.loads((runs_dir / "low" / "forest" / "forest.json").read_text())
     assert result["forest"]["trees"] == 10 and result["forest"]["train_records"] == 18 * 8
     assert set(result["attacks"]) == {"forest", "linear"}

@@ -68,7 +68,7 @@ np.savez(sys.argv[2], W=net.params["fc"][0].data, prob=net.forward()["prob"], mo
 def test_cuda_build_computes_on_the_cpu_exactly_as_the_cpu_build(cuda_tree, tmp_path):
     """Without a driver, the CUDA build's pycaffe still runs CPU mode: same seeded gaussian filler,
     same forward, bit for bit. (Its Data layer cannot: Caffe's prefetch thread calls cudaGetDevice
-    even in CPU mode, so training with a CUDA build needs a GPU; linfool.train says so.)"""
+    even in CPU mode, so training with a CUDA build needs a GPU; linfool.model.train says so.)"""
     net = tmp_path / "net.prototxt"
     net.write_text("""
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 4 dim: 3 dim: 64 dim: 64 } } }

@@ -1,17 +1,32 @@
-"""linfool_dev.gpu_check on the CPU side: its one-line refusal without a GPU, its measurements, and the
-several-GPU comparison that would see a wrong record split."""
+"""linfool_dev.gpu_check on a machine without a GPU, whichever Caffe is built here (CPU-only, or the
+CUDA build of `make setup GPU=1` on a box whose GPU is not visible): its one-line refusal, its
+measurements, and the several-GPU comparison that would see a wrong record split."""
+
+import re
+
+import pytest
 
 
-def test_gpu_check_says_in_one_line_that_there_is_no_gpu():
+@pytest.fixture(scope="module")
+def cuda_build():
+    """Whether this Caffe is a CUDA build (its BUILD_INFO), read once."""
+    from linfool_dev import gpu_check
+
+    return gpu_check.caffe_build().startswith("options cuda")
+
+
+def test_gpu_check_says_in_one_line_that_there_is_no_gpu(cuda_build):
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-m", "linfool_dev.gpu_check"], capture_output=True, text=True)
     errors = [line for line in done.stderr.splitlines() if line.strip()]
-    assert done.returncode == 2 and len(errors) == 1 and "built CPU-only" in errors[0], done.stderr
+    assert done.returncode == 2 and len(errors) == 1, done.stderr
+    # a CUDA build on a box without a visible GPU: the device line (caffe_env.device) names the GPU asked for
+    assert errors[0].startswith("ERROR: ") and ("GPU" in errors[0] if cuda_build else "built CPU-only" in errors[0])
 
 
-def test_gpu_check_measurements_on_the_cpu_side(tmp_path):
+def test_gpu_check_measurements_on_the_cpu_side(tmp_path, cuda_build):
     """The parts of make gpu-check that run on any machine: data, caffe time's per-layer rows, the
     training log's losses and images/s (on a GPU box the same code runs with --gpu)."""
     from linfool.model import curves
@@ -25,9 +40,14 @@ def test_gpu_check_measurements_on_the_cpu_side(tmp_path):
     losses = dict(curves.parse_log(log)["train"])
     assert sorted(losses) == [0, 50, 100] and abs(losses[0] - 6.9) < 0.7  # ~ln(1000) at the blog's init
     assert gpu_check.images_per_second(log) > 0
-    assert gpu_check.caffe_build().startswith("options cpu ") and " patches:" in gpu_check.caffe_build()
-    line, passed = gpu_check.caffe_gpu_tests("0")  # the CPU build keeps no GPU test binaries: said so
-    assert passed is None and line.startswith("Caffe's own tests: not run") and "make test-gpu-build" in line
+    assert re.match(
+        r"options (cpu|cuda[\d.]+ \S+ arch:\S+) py[\d.]+ numpy[\d.]+ patches:[0-9a-f]{12}", gpu_check.caffe_build()
+    )
+    line, passed = gpu_check.caffe_gpu_tests("0")
+    if not cuda_build:  # a CPU build keeps no GPU test binaries: said so
+        assert passed is None and line.startswith("Caffe's own tests: not run") and "make test-gpu-build" in line
+    else:  # a CUDA build's kept binaries cannot reach a device here: the line says what ran
+        assert line.startswith("Caffe's own tests")
 
 
 def test_several_gpu_check_would_see_a_wrong_record_split(tmp_path):

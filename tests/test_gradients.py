@@ -1,13 +1,13 @@
-"""Fooling by backprop through Caffe (linfool.model.gradients, linfool.experiments.gradient_attacks):
+"""Fooling by backprop through Caffe (linfool.model.gradients, linfool.attacks.gradient):
 Caffe's data gradient against the analytic one on a real linear run (numpy is the oracle), the
 gradient step against the blog's alpha * w_t, and the iterative attack on a tiny MLP made on the fly."""
 
 import numpy as np
 import pytest
 
+from linfool.attacks import blog, gradient
 from linfool.core import runs as runs_module
 from linfool.core.cli import UserError
-from linfool.experiments import fooling, gradient_attacks
 from linfool.model import weights
 from linfool.model.classifier import Classifier
 from linfool.model.gradients import Differentiable, NotDifferentiable
@@ -25,7 +25,7 @@ def test_caffes_data_gradient_is_the_analytic_one_on_the_linear_model(tiny_runs)
     runs, _ = tiny_runs
     model, params = _linear(runs / "low")
     W = params["W"].astype(np.float64)
-    x = np.stack([fooling.noise_image(seed=s) for s in (1, 2)])
+    x = np.stack([blog.noise_image(seed=s) for s in (1, 2)])
     targets = [3, 11]
     probs, score_grad = model.gradient(x, targets, objective="score")
     for i, t in enumerate(targets):  # d score_t / dx = w_t
@@ -41,22 +41,22 @@ def test_the_gradient_step_is_the_blogs_alpha_times_w_target(tiny_runs):
     runs, _ = tiny_runs
     model, params = _linear(runs / "low")
     classifier = Classifier(runs / "low")
-    x = fooling.noise_image(seed=4)
+    x = blog.noise_image(seed=4)
     target = int(np.argsort(classifier.probs(x[None])[0])[0])  # the least likely class
-    blog = fooling.fool(classifier, x, [target])[0]
-    ours = gradient_attacks.gradient_step(model, x, target, blog.alpha)
-    np.testing.assert_allclose(ours.image, blog.image, atol=1e-3)
-    assert ours.fooled and blog.fooled and ours.prob == pytest.approx(blog.prob, abs=1e-4)
-    weaker = gradient_attacks.gradient_step(model, x, target, 0.5 * blog.alpha)
+    made = blog.fool(classifier, x, [target])[0]
+    ours = gradient.gradient_step(model, x, target, made.alpha)
+    np.testing.assert_allclose(ours.image, made.image, atol=1e-3)
+    assert ours.fooled and made.fooled and ours.prob == pytest.approx(made.prob, abs=1e-4)
+    weaker = gradient.gradient_step(model, x, target, 0.5 * made.alpha)
     assert not weaker.fooled  # the blog's alpha is the smallest that reaches 99 %
 
 
 def test_the_batched_gradient_step_is_the_blogs_direction_at_its_linf(tiny_runs):
     runs, _ = tiny_runs
     model, params = _linear(runs / "low")
-    x = np.stack([fooling.noise_image(seed=s) for s in (5, 6)])
+    x = np.stack([blog.noise_image(seed=s) for s in (5, 6)])
     targets = [2, 9]
-    made = gradient_attacks.gradient_batch(model, x, targets, 8.0)
+    made = gradient.gradient_batch(model, x, targets, 8.0)
     W = params["W"].reshape(-1, 3, 64, 64)
     for i, t in enumerate(targets):  # eps * w_t / max|w_t|: attack_curves' "blog direction"
         expected = np.clip(x[i] + 8.0 * W[t] / np.abs(W[t]).max(), 0, 255)
@@ -92,15 +92,15 @@ def test_the_iterative_attack_reaches_a_target_on_an_mlp_within_its_budget_only(
     probs = mlp.probs(x[None])[0]
     target = int(probs.argmin())
     assert probs[target] < 0.5
-    result = gradient_attacks.projected(mlp, x, target, eps=64.0, iterations=200)
+    result = gradient.projected(mlp, x, target, eps=64.0, iterations=200)
     assert result.fooled and result.prob >= 0.99
     assert result.linf <= 64.0 + 1e-4 and result.image.min() >= 0 and result.image.max() <= 255
     assert 1 < result.passes <= 200
     assert mlp.probs(result.image[None])[0].argmax() == target  # re-classified by a fresh forward
-    tiny = gradient_attacks.projected(mlp, x, target, eps=0.5, iterations=50)
+    tiny = gradient.projected(mlp, x, target, eps=0.5, iterations=50)
     assert not tiny.fooled and tiny.linf <= 0.5 + 1e-4 and tiny.passes == 50
     assert tiny.prob > probs[target]  # it moved towards the target, as far as the budget lets it
-    sign = gradient_attacks.sign_step(mlp, x, target, eps=8.0)
+    sign = gradient.sign_step(mlp, x, target, eps=8.0)
     assert sign.linf <= 8.0 + 1e-4 and sign.prob > probs[target]
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 
+from linfool.attacks import blog
 from linfool.core import paths, runs
-from linfool.experiments import fooling, templates
+from linfool.experiments import templates
 from linfool.experiments.claims import initial_loss
 from linfool.model.classifier import Classifier
 
@@ -43,7 +44,7 @@ def test_the_notebook_runs_on_a_tiny_run_and_prints_the_packages_numbers(tiny_ru
     classifier = Classifier(run)
     start, targets = templates.choose_classes(classifier.params)
     x = templates.start_image(run, classifier.params, start)
-    result = fooling.fool(classifier, x, [templates.find_class(classifier.params, targets[0])])[0]
+    result = blog.fool(classifier, x, [templates.find_class(classifier.params, targets[0])])[0]
     shown = re.search(r"fooled: P\(target\) = ([\d.]+) at alpha ([\d.e+-]+), Linf ([\d.]+)/255", printed)
     assert float(shown.group(1)) == pytest.approx(result.prob, abs=5e-5) and float(shown.group(3)) == pytest.approx(
         result.linf, abs=0.05

@@ -1,5 +1,5 @@
 """`make rehearse`: the README's ImageNet recipe, exactly as written (plus only size knobs), on a
-generated ILSVRC2012-shaped tree with all 1000 classes (linfool.rehearsal), in a runs/ folder that
+generated ILSVRC2012-shaped tree with all 1000 classes (linfool_dev.rehearsal), in a runs/ folder that
 also holds the embedded demo's runs (blog, reg_low, reg_high), which no ImageNet output may use."""
 
 import json

@@ -1,4 +1,4 @@
-"""linfool.runs and linfool.datasets, as careless users meet them: names that are paths, two writers at
+"""linfool.core.runs and linfool.core.datasets, as careless users meet them: names that are paths, two writers at
 once, builds and runs killed half-way, data sets rebuilt under their runs, results of older snapshots,
 damaged files, odd image trees. Each case asserts the exit code, the one-line message and that nothing
 outside the right folder changed or was left mixed. Races use two real processes, kills real signals."""
@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+import stages
 
 from linfool.core import datasets, files, paths, runs
 from linfool.data import sources
 from linfool.model import train
-
-import stages
 
 LONG = [
     "--set",
@@ -70,7 +69,7 @@ def test_make_setup_refuses_a_gpu_value_it_does_not_know_in_one_line():
 
 
 def _start_training(env, run, data="tiny"):
-    """A long `caffe train` through linfool.train, returned once Caffe is iterating."""
+    """A long `caffe train` through linfool.model.train, returned once Caffe is iterating."""
     proc = subprocess.Popen(
         [*stages.PY, "linfool", "train", "--data", data, "--run", run, *LONG],
         stdout=subprocess.PIPE,

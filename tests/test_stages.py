@@ -8,7 +8,7 @@ import pytest
 
 from linfool.core import cli, paths, stages
 
-from stages import make, one_error
+from running import make, one_error
 
 pytestmark = pytest.mark.fast
 MAKEFILE = (paths.ROOT / "Makefile").read_text()
@@ -124,3 +124,15 @@ def test_the_demo_and_the_open_questions_run_each_stage_after_what_it_reads():
     assert demo[0] == "data DATA= IMAGENET=" and demo[-1] == "report RUN=blog"
     assert "attack-curves RUN=blog PAIRS=50 IMAGES=10" in demo  # a size given to make demo wins
     assert stages.plan("open-questions", environ={}) == ["deep-sweep", "deep", "forest", "claims", "report"]
+
+
+def test_the_readme_pipeline_table_names_each_targets_declared_stage_and_module():
+    readme = (paths.ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| [^|]+ \| `make ([a-z-]+)[^`]*` \| `([a-z -]+)` / `([\w.]+)` \|$", readme, re.M)
+    assert len(rows) >= 15
+    for target, command, module in rows:
+        t = stages.TARGETS[target]
+        if t.stage:
+            assert command.split()[0] == t.stage and module == stages.STAGES[t.stage].module, target
+    staged = {t.name for t in stages.TARGETS.values() if t.stage and t.section in (stages.PIPELINE, stages.QUESTIONS)}
+    assert staged <= {target for target, _, _ in rows} | {"sweep", "deep-sweep"}

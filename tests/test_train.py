@@ -99,7 +99,7 @@ def test_resume_from_an_epoch_boundary_equals_the_uninterrupted_run(caffe, tiny_
 
 
 def _broken_set(root, name, train_records):
-    """A data set published like make data's (linfool.datasets), the tiny set's val LMDB and labels,
+    """A data set published like make data's (linfool.core.datasets), the tiny set's val LMDB and labels,
     whose train LMDB holds `train_records` [(image, label)]; None: a folder made by hand instead."""
     src = root / "tiny"
     if train_records is None:

@@ -7,10 +7,10 @@
    solver update (pycaffe), against the GEMM roofline (the two matrix products of a step, forward
    X.W^T and backward dTop^T.X, on the same OpenBLAS that Caffe links) and the update's memory floor.
 3. The real `caffe train` binary vs the roofline at batch 256 (shipped), one BLAS thread, 512, 1024.
-4. ImageNet scale (linfool.bench_scale): peak RSS and records/s of each stage on a 200,000-record
+4. ImageNet scale (linfool_dev.bench_scale): peak RSS and records/s of each stage on a 200,000-record
    train / 50,000-record val LMDB of 1000 classes, projected to ImageNet.
 5. With a CUDA build and a visible GPU: `caffe train` and pycaffe images/s on the GPU against the
-   CPU in the same run (linfool.gpu_check).
+   CPU in the same run (linfool_dev.gpu_check).
 6. The README's ImageNet recipe as one per-stage table, here and on a GPU box (linfool_dev.bench_job),
    from the unit costs measured above.
 """

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
+from linfool.attacks import EPSILONS, IMAGES_PER_FORWARD, blog, linf
 from linfool.core import caffe_env, files, paths, prototxt, records
-from linfool.experiments import accuracy, background, blackbox, claims, difficulty, explore, fooling, pairs
+from linfool.experiments import accuracy, background, blackbox, claims, explore, pairs
 from linfool.model import train
 from linfool_dev import bench_scale
 
@@ -112,8 +113,8 @@ def _forwards(n, per_call=records.BATCH):
 
 def _attack_curves_work(pairs_n):
     """difficulty.attack_curves on `pairs_n` pairs: 256 budgets x 2 directions + the bound's scores."""
-    return _forwards(pairs_n * len(difficulty.EPSILONS) * len(difficulty.KINDS), difficulty.CHUNK) + _forwards(
-        pairs_n, difficulty.CHUNK
+    return _forwards(pairs_n * len(EPSILONS) * len(linf.KINDS), IMAGES_PER_FORWARD) + _forwards(
+        pairs_n, IMAGES_PER_FORWARD
     )
 
 
@@ -122,8 +123,8 @@ def _eval_work():
 
 
 def _fool_each_work(pairs_n):
-    """fooling.fool_each: FORWARDS batched forwards of every pair (CHUNK at a time)."""
-    return Work(forwards=pairs_n * fooling.FORWARDS, calls=fooling.FORWARDS * math.ceil(pairs_n / fooling.CHUNK))
+    """blog.fool_each: FORWARDS batched forwards of every pair (CHUNK at a time)."""
+    return Work(forwards=pairs_n * blog.FORWARDS, calls=blog.FORWARDS * math.ceil(pairs_n / blog.PAIRS_PER_FORWARD))
 
 
 def recipe_work(measured_other, here):
@@ -136,7 +137,7 @@ def recipe_work(measured_other, here):
         t, v = _solver_work(paths.PROTOTXT / "solver.prototxt", [paths.ROOT / o for o in overlays])
         sweep += Work(train=t, test=v, starts=1)
     starts = 1 + explore.VAL_STARTS + 1  # explore.start_images: the figure's, the seeded val ones, the noise one
-    figures = Work(forwards=starts * fooling.FORWARDS * CLASSES, calls=starts * fooling.FORWARDS)
+    figures = Work(forwards=starts * blog.FORWARDS * CLASSES, calls=starts * blog.FORWARDS)
     figures.other_s = max(measured_other["figures"] - here.seconds(figures), 0.0)
     curves = _attack_curves_work(pairs.PAIRS)
     transfer = _fool_each_work(pairs.PAIRS) + _forwards(runs_n * pairs.PAIRS, pairs.PAIRS)
@@ -152,7 +153,7 @@ def recipe_work(measured_other, here):
     for _ in range(rounds):
         bg += one_round + measure + measure
     bg += measure  # round 0
-    recovery = _forwards(1 + 3 * 64 * 64, blackbox.CHUNK)
+    recovery = _forwards(1 + 3 * 64 * 64, IMAGES_PER_FORWARD)
     squares = Work(forwards=blackbox.PAIRS * blackbox.MAX_QUERIES, calls=blackbox.MAX_QUERIES, upper_bound=True)
     box = recovery + _fool_each_work(blackbox.PAIRS) + _fool_each_work(blackbox.PAIRS) + squares
     short = Work(train=claims.LR_ITERATIONS * records.BATCH, starts=1)

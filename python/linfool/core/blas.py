@@ -14,6 +14,8 @@ numpy bundles its own OpenBLAS, so a numpy-only check would never see the proble
 the library Caffe links (libopenblas.so.0) in a child process with the variable set.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
@@ -56,7 +58,7 @@ RANK = {
 AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
 
 
-def best_core(flags):
+def best_core(flags: set[str]) -> str | None:
     """The best OpenBLAS core the CPU flags (a set of /proc/cpuinfo flag names) support, or None."""
     if AVX512 <= flags:
         return "SkylakeX"
@@ -69,7 +71,7 @@ def best_core(flags):
     return None
 
 
-def choose(flags, picked, user=None):
+def choose(flags: set[str], picked: str, user: str | None = None) -> tuple[str | None, str]:
     """(core to set or None, one-line reason) for CPU `flags`, the core OpenBLAS `picked`, and the
     user's own OPENBLAS_CORETYPE (`user`, which always wins)."""
     if user:
@@ -108,7 +110,7 @@ print(lib.openblas_get_corename().decode(), error)
 """
 
 
-def probe(core=None):
+def probe(core: str | None = None) -> tuple[str, float] | None:
     """(core OpenBLAS runs, GEMM max abs error against numpy in float64) in a child process that loads
     Caffe's OpenBLAS with OPENBLAS_CORETYPE=core (None: its own pick); None when the child fails (a
     kernel this CPU lacks dies of SIGILL)."""
@@ -130,7 +132,7 @@ def probe(core=None):
 GEMM_TOLERANCE = 1e-2  # sums of 1,536 float32 products of N(0, 1) numbers: rounding is ~1e-4
 
 
-def _cache_file(flags) -> Path:
+def _cache_file(flags: set[str]) -> Path:
     key = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:16]
     return paths.CACHE / f"blas-{key}.json"
 
@@ -174,7 +176,7 @@ def decision() -> dict:
     return result
 
 
-def coretype():
+def coretype() -> str | None:
     """The OPENBLAS_CORETYPE Caffe's processes get, or None (the user's own variable always wins)."""
     if os.environ.get("OPENBLAS_CORETYPE"):
         return None

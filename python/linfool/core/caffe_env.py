@@ -10,11 +10,14 @@ of the same Caffe tree (BVLC layout: <tree>/build/tools/<name>, <tree>/python/ca
     python -m linfool caffe --device-query   # Caffe's GPU report, or one line saying why not
 """
 
+from __future__ import annotations
+
 import os
 import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from linfool.core import blas, stages
 from linfool.core.cli import UserError
@@ -30,12 +33,13 @@ class DeviceError(UserError, ValueError):
     """A GPU was asked for that this Caffe or this machine cannot give; the message says what to do."""
 
 
-def import_caffe(quiet: bool = True):
+def import_caffe(quiet: bool = True) -> Any:
     """Import pycaffe and return the module; `quiet` keeps glog to warnings and errors."""
     if quiet:
         os.environ.setdefault("GLOG_minloglevel", "2")
-    if "caffe" not in sys.modules and blas.coretype():  # read when libopenblas loads: before import caffe
-        os.environ["OPENBLAS_CORETYPE"] = blas.coretype()
+    core = blas.coretype()
+    if "caffe" not in sys.modules and core:  # read when libopenblas loads: before import caffe
+        os.environ["OPENBLAS_CORETYPE"] = core
     try:
         import caffe  # noqa: PLC0415  (found through the .pth file that make setup writes)
     except ImportError as err:
@@ -69,7 +73,7 @@ def caffe_has_cuda() -> bool:
 
 
 @lru_cache(maxsize=None)
-def device(gpu="auto"):
+def device(gpu: str | None = "auto") -> str | None:
     """Where Caffe computes for GPU=auto|cpu|N|N,M|all: Caffe's --gpu value ('0', '0,1', 'all'), or
     None for the CPU. auto = GPU 0 with a CUDA build and a visible GPU, else the CPU. The one place
     that decides, for `caffe train` (linfool.model.train) and for pycaffe (use_device)."""
@@ -104,7 +108,7 @@ def requested() -> str:
     return os.environ.get("LINFOOL_GPU", "").strip() or "auto"
 
 
-def use_device(gpu=None):
+def use_device(gpu: str | None = None) -> Any:
     """Put pycaffe on the device that device() picks for `gpu` (default: requested()); with several
     GPUs, pycaffe uses the first. Returns the pycaffe module."""
     caffe = import_caffe()
@@ -136,12 +140,13 @@ def tool_env() -> dict:
     """Environment for running a Caffe tool: glog at INFO to stderr (Caffe's training log), and the
     OpenBLAS core linfool.core.blas chose for this CPU (when OpenBLAS falls back to an older one)."""
     env = {**os.environ, "GLOG_minloglevel": "0", "GLOG_logtostderr": "1"}
-    if blas.coretype():
-        env["OPENBLAS_CORETYPE"] = blas.coretype()
+    core = blas.coretype()
+    if core:
+        env["OPENBLAS_CORETYPE"] = core
     return env
 
 
-def device_query(gpu="all") -> str:
+def device_query(gpu: str = "all") -> str:
     """Caffe's own `caffe device_query` report of the GPUs; CaffeNotFound with one line when the
     build is CPU-only or no GPU is usable (Caffe itself aborts with a glog stack trace then)."""
     if not caffe_has_cuda():
@@ -158,7 +163,7 @@ def device_query(gpu="all") -> str:
     return "\n".join(line.split("] ", 1)[-1] for line in done.stderr.splitlines() if "common.cpp" in line)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = stages.parse("caffe", argv)
     given = [f for f in ("check", "tool", "device_query", "blas") if getattr(args, f)]
     if len(given) != 1:

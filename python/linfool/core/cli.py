@@ -8,6 +8,8 @@ codes; positive-number options; and a stage that dies with the `make` that start
     cli.make_command("eval", RUN="blog")                -> the command recorded in a result
 """
 
+from __future__ import annotations
+
 import argparse
 import ctypes
 import errno
@@ -15,8 +17,11 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
+T = TypeVar("T")
 EXIT_USER = 2  # a UserError: bad input, a missing step, a busy run
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -26,7 +31,7 @@ class UserError(Exception):
     """Something the user can fix. str(err) is one line: what is wrong and the command that fixes it."""
 
 
-def positive_int(text) -> int:
+def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (PAIRS=0, ROUNDS=-1 and the like are refused in one line)."""
     try:
         value = int(text)
@@ -37,11 +42,11 @@ def positive_int(text) -> int:
     return value
 
 
-def number_in(low, high=None):
+def number_in(low: float, high: float | None = None) -> Callable[[str], float]:
     """argparse type factory: a finite number > low (and <= high when given); EPS=nan, EPS=inf,
     EPS=0 and EPS=300 are refused in one line."""
 
-    def parse(text) -> float:
+    def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
@@ -57,11 +62,11 @@ def number_in(low, high=None):
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, with a bad option said in one 'ERROR:' line (and `--help` for the usage), exit 2."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USER, f"ERROR: {self.prog}: {message} (see --help)\n")
 
 
-def progress(iterable, total=None, desc="", unit="it"):
+def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:
     """A bar with the rate and an ETA over `iterable` (tqdm, to stderr, closed at 100 % when the
     loop ends); shown on a terminal, left out of logs (tqdm's disable=None)."""
     from tqdm import tqdm  # noqa: PLC0415  (only stages with long loops need it)
@@ -69,7 +74,7 @@ def progress(iterable, total=None, desc="", unit="it"):
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=None, leave=True)
 
 
-def user_path(text, what):
+def user_path(text: str | Path, what: str) -> Path:
     """The path a user typed (IMAGENET=, MODEL=, ...), as given: relative to where the stage runs.
     With `make -C <checkout>` that is the checkout, not the shell's folder (LINFOOL_CALLER_DIR, from
     the Makefile): a relative path found only there is one line naming the absolute path to give."""
@@ -86,7 +91,7 @@ def user_path(text, what):
     return path
 
 
-def make_command(target, **variables) -> str:
+def make_command(target: str, **variables: object) -> str:
     """The make command that remakes a stage's result, recorded in it: the one make passed in
     (LINFOOL_COMMAND, exactly as the user typed it) when it is for `target`, else `make TARGET VAR=value`
     from the stage's own settings (a stage run as `python -m linfool ...`). Never read from sys.argv."""
@@ -100,7 +105,7 @@ def _terminated(signum, _frame):
     raise SystemExit(128 + signum)
 
 
-def die_with_parent():
+def die_with_parent() -> None:
     """Ask the kernel to send this process SIGTERM when its parent (make) dies, and turn SIGTERM into
     a normal exit (so `finally` blocks and child processes are cleaned up): killing make leaves no
     stage behind still writing. Linux only; elsewhere a no-op."""
@@ -126,7 +131,7 @@ _OS_ERRORS = {
 }
 
 
-def os_error_line(err) -> str:
+def os_error_line(err: BaseException) -> str:
     """One line for a file-system error a user can fix (a full disk, a read-only volume, ...), or ''."""
     errno_ = getattr(err, "errno", None)
     if errno_ is None and "No space left on device" in str(err):  # LMDB says it in its own exception
@@ -137,7 +142,7 @@ def os_error_line(err) -> str:
     return f"{where}: {_OS_ERRORS[errno_]}; nothing half-written was published"
 
 
-def run(body) -> int:
+def run(body: Callable[[], int | None]) -> int:
     """Run a stage's body (returns an exit code or None): UserError -> one 'ERROR:' line and exit 2,
     a file-system error the user can fix (os_error_line) -> one line and exit 2, Ctrl-C -> one line
     and exit 130."""

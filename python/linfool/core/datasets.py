@@ -25,9 +25,12 @@ freed, by the next build before it checks the disk.
         ...; build.publish()                 build.reclaimed (bytes freed from killed builds)
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from linfool.core import files, paths, records
@@ -41,17 +44,19 @@ class DataSetError(UserError):
     """A data set that is missing, incomplete or damaged; the message says how to (re)build it."""
 
 
-def read_labels(path) -> list:
+def read_labels(path: str | Path) -> list[tuple[str, str]]:
     """[(wnid, name)] in label order from a labels.txt."""
-    return [tuple(line.split(" ", 1)) for line in Path(path).read_text().splitlines() if line]
+    return [
+        (wnid, name) for wnid, _, name in (line.partition(" ") for line in Path(path).read_text().splitlines() if line)
+    ]
 
 
-def _store(path) -> Path:
+def _store(path: Path) -> Path:
     path = Path(path)
     return path.parent / f".{path.name}.d"
 
 
-def _lock_file(path) -> Path:
+def _lock_file(path: Path) -> Path:
     """data/.<name>.lock of the set at `path`, by what it resolves to: a link into another set's
     store (data/alias -> data/.real.d/<identity>) gives that set's lock, data/.real.lock."""
     target = Path(path).resolve()
@@ -69,12 +74,12 @@ class DataSet:
         self.name = self.path.name
 
     @classmethod
-    def named(cls, name):
+    def named(cls, name: str) -> DataSet:
         """data/<name> (LINFOOL_DATA), the name checked first (paths.check_name)."""
         return cls.at(paths.dataset_dir(name))
 
     @classmethod
-    def at(cls, path):
+    def at(cls, path: Path) -> DataSet:
         """The set published at `path`; DataSetError (one line) when it is missing, was never
         finished, or one of its LMDBs is damaged (cheap checks: records.check_intact)."""
         path = Path(path)
@@ -106,7 +111,7 @@ class DataSet:
     def identity(self) -> str:
         return self.meta["identity"]
 
-    def lmdb(self, split) -> Path:
+    def lmdb(self, split: str) -> Path:
         """The LMDB folder of a split ('train', 'val', 'background')."""
         return self.root / f"{split}_lmdb"
 
@@ -122,12 +127,12 @@ class DataSet:
     def num_classes(self) -> int:
         return len(self.labels())
 
-    def lock(self, shared=True):
+    def lock(self, shared: bool = True) -> AbstractContextManager[None]:
         """The set's lock: shared for stages that read it (a rebuild then waits), exclusive to write."""
         return files.lock(_lock_file(self.path), f"data set '{self.name}'", shared=shared)
 
     @property
-    def source(self):
+    def source(self) -> dict | None:
         """Where the set came from (linfool.core.remake.recorded_source): {'imagenet': tree or None, ...}."""
         return recorded_source(self.root)
 
@@ -136,7 +141,7 @@ class DataSet:
         return {"data": self.name, "data_identity": self.identity}
 
 
-def identity_of(folder) -> str:
+def identity_of(folder: Path) -> str:
     """The identity of a finished set in `folder`: sha256 over each LMDB's recorded records_sha256
     (in name order) and labels.txt's bytes; 16 hex digits."""
     digest = hashlib.sha256()
@@ -147,7 +152,7 @@ def identity_of(folder) -> str:
     return digest.hexdigest()[:16]
 
 
-def _du(path) -> int:
+def _du(path: Path) -> int:
     total = 0
     for dirpath, _, names in os.walk(path):
         for name in names:
@@ -172,7 +177,7 @@ def _refresh_side_files(new, published):
     files.write_bytes(published / "dataset.json", (Path(new) / "dataset.json").read_bytes())
 
 
-def write_lock(path):
+def write_lock(path: Path) -> AbstractContextManager[None]:
     """The exclusive lock of the data set at `path` (re-entrant: `building` takes it again)."""
     return files.lock(_lock_file(path), f"data set '{Path(path).name}'")
 

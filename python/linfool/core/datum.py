@@ -7,6 +7,8 @@ Caffe's caffe.proto) so that data can be prepared on a machine without Caffe.
     decode_mean(bytes) -> chw_float32
 """
 
+from __future__ import annotations
+
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -67,7 +69,7 @@ def encode_datum(image: np.ndarray, label: int) -> bytes:
     return msg.SerializeToString()
 
 
-def decode_datum(raw: bytes):
+def decode_datum(raw: bytes) -> tuple[np.ndarray, int]:
     """Parse one LMDB record: returns ((C, H, W) uint8 image, label)."""
     msg = Datum.FromString(raw)
     if msg.encoded:

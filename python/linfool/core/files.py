@@ -15,6 +15,8 @@ message). A process may take the same lock again (re-entrant); a shared holder a
 exclusive lock upgrades it. Child processes given the lock's descriptor keep it while they run.
 """
 
+from __future__ import annotations
+
 import errno
 import fcntl
 import hashlib
@@ -22,8 +24,10 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from linfool.core import paths
 from linfool.core.cli import UserError
@@ -37,12 +41,12 @@ class Busy(UserError):
     """Another process holds the lock: the message names it (PID and command) and what to do."""
 
 
-def write_text(path, text):
+def write_text(path: str | Path, text: str) -> None:
     """Write `text` (UTF-8) to `path` atomically, as write_bytes."""
     write_bytes(path, text.encode())
 
 
-def write_bytes(path, data):
+def write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` atomically (a temp file beside it, fsynced, then renamed over it)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -58,7 +62,7 @@ def write_bytes(path, data):
 
 
 @contextmanager
-def atomic_path(path):
+def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` for a writer that wants a file name (matplotlib's
     savefig, cv2.imwrite); it replaces `path` when the block ends without an error."""
     path = Path(path)
@@ -71,17 +75,17 @@ def atomic_path(path):
     os.replace(tmp, path)
 
 
-def sha256(path, digits=16):
+def sha256(path: str | Path, digits: int = 16) -> str | None:
     """The first `digits` hex digits of the file's sha256 (None when there is no such file)."""
     path = Path(path)
     return hashlib.sha256(path.read_bytes()).hexdigest()[:digits] if path.is_file() else None
 
 
-def write_json(path, obj):
+def write_json(path: str | Path, obj: object) -> None:
     write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
-def read_json(path, remake):
+def read_json(path: str | Path, remake: str) -> Any:
     """The JSON at `path`; DamagedFile naming the file and `remake` (a make command) when it is not
     JSON (e.g. cut short by a full disk or a kill of an older linfool)."""
     try:
@@ -90,7 +94,7 @@ def read_json(path, remake):
         raise DamagedFile(f"{path} is damaged ({err.__class__.__name__}: {err}); `{remake}` remakes it") from None
 
 
-def partial_dir(final) -> Path:
+def partial_dir(final: Path) -> Path:
     """A new, empty hidden folder beside `final` for building it; partials left by earlier, killed
     builders of the same folder are removed first (the caller holds the folder's lock)."""
     final = Path(final)
@@ -103,7 +107,7 @@ def partial_dir(final) -> Path:
 
 
 @contextmanager
-def building_dir(final):
+def building_dir(final: Path) -> Iterator[Path]:
     """Yield a fresh partial folder for `final`; publish it (publish_dir) when the block ends without
     an error, remove it when it raises."""
     partial = partial_dir(final)
@@ -115,7 +119,7 @@ def building_dir(final):
     publish_dir(partial, final)
 
 
-def publish_dir(partial, final):
+def publish_dir(partial: Path, final: Path) -> None:
     """Move the finished folder `partial` to `final`, replacing an older `final` only once the new
     one is whole (two renames; the old one is deleted last)."""
     final = Path(final)
@@ -139,7 +143,7 @@ def _command() -> str:
     return " ".join([program, *sys.argv[1:]])
 
 
-def _alive(pid) -> bool:
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -161,11 +165,11 @@ def _holders(handle):
     return found
 
 
-_HELD = {}  # resolved lock path -> [file object, shared?, depth]
+_HELD: dict[str, list] = {}  # resolved lock path -> [file object, shared?, depth]
 
 
 @contextmanager
-def lock(path, what, shared=False):
+def lock(path: str | Path, what: str, shared: bool = False) -> Iterator[None]:
     """Hold an exclusive (or, with shared, a shared) lock on the file `path` for the block. `what`
     names the locked thing in the refusal: '<what> is busy: PID 123 (make train RUN=blog) is
     writing it; wait for it ...'. Re-entrant within a process."""
@@ -211,7 +215,7 @@ def lock(path, what, shared=False):
 
 
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
-_SAID = set()
+_SAID: set[str] = set()
 
 
 def _open_lock(path, what, shared):

@@ -6,6 +6,8 @@ LINFOOL_DATA (data sets, default <root>/data), LINFOOL_RUNS (training runs, defa
 Those folders may have spaces or non-ASCII letters in their paths; the names inside them may not.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import re
@@ -27,7 +29,7 @@ class BadName(UserError):
     """A run or data-set name that is not a plain name (a path, a space, a leading dot)."""
 
 
-def check_name(name, what="RUN") -> str:
+def check_name(name: str, what: str = "RUN") -> str:
     """`name` when it is a plain name (NAME_RULE, at most 100 characters), else BadName in one line
     before anything is written (RUN=../prototxt, RUN=/abs/path and RUN='a b' are all refused)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > 100:
@@ -35,7 +37,7 @@ def check_name(name, what="RUN") -> str:
     return name
 
 
-def _folder(folder, variable) -> Path:
+def _folder(folder: Path, variable: str) -> Path:
     """`folder` (DATA or RUNS) when it is a folder or not there yet; one line when it is a file or a
     link to nothing (a dangling data/ link), naming the variable that moves it."""
     if folder.is_symlink() and not folder.exists():
@@ -63,13 +65,13 @@ def decay_search_dir(weak_run: str) -> Path:
     return RUNS / check_name(f"{weak_run}_decay_search")
 
 
-def _plain(text) -> str:
+def _plain(text: str) -> str:
     """`text` made a plain name (NAME_RULE): other characters become '_'."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".") or "_"
     return name[:60]
 
 
-def fool_dir(model, weights, image, target) -> Path:
+def fool_dir(model: str | Path, weights: str | Path, image: str | Path, target: object) -> Path:
     """Where `make fool` writes one model's fooling of one image (or folder) towards one target:
     runs/fool/<weights>-<image stem>-to-<target>-<key>, the model named by its .caffemodel
     (deploy.prototxt names few models) and, unless that name holds it already, its folder

@@ -7,9 +7,15 @@ overlays and key=value settings laid over it, a net's classifier layer and its d
     deploy_file(net_file) -> the deploy prototxt beside a train_val prototxt
     learned_layers(net_file) -> [(name, type)] of its layers with learned weights
     num_outputs(net_file), data_sources(net_file) -> its classes; the LMDBs its Data layers read
+    read_net(net_file) / parse(text, "SolverParameter") -> a caffe_pb2 message; text(message) -> prototxt
+The one module that parses or writes prototxt: every other reads and writes Caffe's files through it.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import text_format
 
@@ -38,7 +44,7 @@ def _overlay(target, text):
             setattr(target, fd.name, value)
 
 
-def read_solver(solver_file, overlays=(), settings=()):
+def read_solver(solver_file: str | Path, overlays: Iterable[str | Path] = (), settings: Iterable[str] = ()) -> Any:
     """Parse the solver prototxt, lay each overlay file over it, then apply 'key=value' settings
     (unknown keys and bad values are refused). Returns a caffe_pb2.SolverParameter."""
     solver = _caffe_pb2().SolverParameter()
@@ -63,7 +69,7 @@ def read_solver(solver_file, overlays=(), settings=()):
     return solver
 
 
-def data_batch(net, phase):
+def data_batch(net: Any, phase: str) -> int:
     """Images a net's Data layers give per iteration in `phase` ('TRAIN' or 'TEST'): the sum of
     their batch_size (the background rounds' mixed net has two)."""
     wanted = getattr(_caffe_pb2(), phase)
@@ -74,7 +80,7 @@ def data_batch(net, phase):
     )
 
 
-def fc_layer(net):
+def fc_layer(net: Any) -> Any:
     """The net's classifier: its last InnerProduct layer (the blog's net has only this one; the MLP's
     and the ConvNet's is the one with a num_output per class)."""
     return [layer for layer in net.layer if layer.type == "InnerProduct"][-1]
@@ -95,26 +101,40 @@ _LEARNED = {
 }
 
 
-def learned_layers(net_file):
+def learned_layers(net_file: str | Path) -> list[tuple[str, str]]:
     """The (name, type) of the layers with learned weights of a prototxt file, in order."""
-    return [(layer.name, layer.type) for layer in _net(net_file).layer if layer.type in _LEARNED]
+    return [(layer.name, layer.type) for layer in read_net(net_file).layer if layer.type in _LEARNED]
 
 
-def _net(net_file):
-    return text_format.Parse(Path(net_file).read_text(), _caffe_pb2().NetParameter())
+ParseError = text_format.ParseError  # a prototxt that is not text protobuf of the message's type
 
 
-def num_outputs(net_file) -> int:
+def parse(text: str, message: str = "NetParameter") -> Any:
+    """Prototxt `text` as a caffe_pb2 `message` ('NetParameter', 'SolverParameter'); ParseError if not."""
+    return text_format.Parse(text, getattr(_caffe_pb2(), message)())
+
+
+def read_net(net_file: str | Path) -> Any:
+    """A net prototxt file as a caffe_pb2.NetParameter."""
+    return parse(Path(net_file).read_text(), "NetParameter")
+
+
+def text(message: Any) -> str:
+    """A caffe_pb2 message as prototxt text (what Caffe's tools read)."""
+    return text_format.MessageToString(message)
+
+
+def num_outputs(net_file: str | Path) -> int:
     """The number of classes a net prototxt gives: its classifier's (fc_layer) num_output."""
-    return fc_layer(_net(net_file)).inner_product_param.num_output
+    return fc_layer(read_net(net_file)).inner_product_param.num_output
 
 
-def data_sources(net_file) -> list:
+def data_sources(net_file: str | Path) -> list[str]:
     """The LMDB folders a net prototxt's Data layers read, in order."""
-    return [layer.data_param.source for layer in _net(net_file).layer if layer.type == "Data"]
+    return [layer.data_param.source for layer in read_net(net_file).layer if layer.type == "Data"]
 
 
-def deploy_file(net_file) -> Path:
+def deploy_file(net_file: str | Path) -> Path:
     """The deploy net of a train_val prototxt: the first of <name>deploy.prototxt beside a
     <name>train_val.prototxt, then prototxt/*deploy.prototxt, whose layers with learned weights have
     the names and types of the net's (so a snapshot's weights load by name); TrainConfigError when

@@ -21,6 +21,8 @@ uint8, BGR, channel-major, 0..255, as convert_imageset stores it; labels are int
     python -m linfool records LMDB    # stream it once: count, shape, labels, records/s
 """
 
+from __future__ import annotations
+
 import errno
 import hashlib
 import json
@@ -28,8 +30,10 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import numpy as np
@@ -86,13 +90,13 @@ def _walk(path):
                 return
 
 
-def count(path) -> int:
+def count(path: str | Path) -> int:
     """Number of records."""
     with _reader(path) as txn:
         return txn.stat()["entries"]
 
 
-def raw(path):
+def raw(path: str | Path) -> Iterator[tuple[bytes, bytes]]:
     """Every (key, value) byte pair in key order, streamed (one record in memory at a time)."""
     for _, cursor in _walk(path):
         yield cursor.key(), cursor.value()
@@ -101,11 +105,12 @@ def raw(path):
 class _Batcher:
     """Collects decoded records into one preallocated (batch, C, H, W) uint8 array."""
 
-    def __init__(self, path, size):
+    def __init__(self, path: str | Path, size: int) -> None:
         self.path, self.size = path, size
-        self.images, self.labels, self.n = None, np.zeros(size, np.int64), 0
+        self.images: np.ndarray | None = None
+        self.labels, self.n = np.zeros(size, np.int64), 0
 
-    def add(self, value):
+    def add(self, value: bytes) -> bool:
         image, label = datum.decode_datum(value)
         if self.images is None:
             self.images = np.empty((self.size, *image.shape), np.uint8)
@@ -118,13 +123,16 @@ class _Batcher:
         self.n += 1
         return self.n == self.size
 
-    def take(self):
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self.images is not None, "take() follows add()"
         out = (self.images[: self.n].copy(), self.labels[: self.n].copy())
         self.n = 0
         return out
 
 
-def batches(path, batch=BATCH, positions=None):
+def batches(
+    path: str | Path, batch: int = BATCH, positions: Sequence[int] | np.ndarray | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Every record once (or only those at `positions`, 0-based in key order), in key order, as
     ((n, 3, 64, 64) uint8 BGR, (n,) labels) with n <= batch. Picking positions walks the keys
     only: the pixels of records not chosen are never read."""
@@ -146,7 +154,7 @@ def batches(path, batch=BATCH, positions=None):
         yield batcher.take()
 
 
-def read(path, positions):
+def read(path: str | Path, positions: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The records at `positions` (0-based, in key order; any order, repeats allowed), returned in
     that order: ((k, 3, 64, 64) uint8, (k,) labels). For samples that fit in memory."""
     positions = np.asarray(positions, dtype=np.int64)
@@ -159,18 +167,18 @@ def read(path, positions):
     return images[order], labels_[order]
 
 
-def labels(path) -> np.ndarray:
+def labels(path: str | Path) -> np.ndarray:
     """(N,) int64 labels in record order, from one streaming pass."""
     return np.array([datum.Datum.FromString(cursor.value()).label for _, cursor in _walk(path)], np.int64)
 
 
-def random_positions(n_records, k, seed) -> np.ndarray:
+def random_positions(n_records: int, k: int, seed: int) -> np.ndarray:
     """k (at most n_records) distinct positions, uniform, seeded, sorted."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n_records, size=min(k, n_records), replace=False))
 
 
-def balanced_positions(record_labels, per_class, seed) -> np.ndarray:
+def balanced_positions(record_labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """Up to `per_class` positions of each label present, seeded, sorted."""
     rng = np.random.default_rng(seed)
     record_labels = np.asarray(record_labels)
@@ -183,7 +191,7 @@ def balanced_positions(record_labels, per_class, seed) -> np.ndarray:
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 
-def record_bytes(shape=(3, 64, 64), path_len=40) -> int:
+def record_bytes(shape: tuple[int, ...] = (3, 64, 64), path_len: int = 40) -> int:
     """Bytes one Datum record of `shape` takes in an LMDB: its value rounded up to whole overflow
     pages (a 64x64 record is 12,3xx bytes = 4 pages of 4,096) plus its key in a leaf node."""
     value = int(np.prod(shape)) + 64  # pixels + Datum fields
@@ -191,7 +199,7 @@ def record_bytes(shape=(3, 64, 64), path_len=40) -> int:
     return pages * PAGE + 2 * (path_len + 10 + _NODE)  # leaf pages are about half full
 
 
-def map_size(n_records, shape=(3, 64, 64)) -> int:
+def map_size(n_records: int, shape: tuple[int, ...] = (3, 64, 64)) -> int:
     """An LMDB map size that holds n_records with room to spare (LMDB files are sparse on Linux,
     so room that is never used costs no disk)."""
     return int(1.25 * n_records * record_bytes(shape)) + (64 << 20)
@@ -222,7 +230,7 @@ class Writer:
     def sha256(self) -> str:
         return self._digest.hexdigest()
 
-    def put(self, key, value):
+    def put(self, key: bytes, value: bytes) -> None:
         self._digest.update(len(key).to_bytes(4, "little") + key + len(value).to_bytes(4, "little"))
         self._digest.update(value)
         self.pending.append((key, value))
@@ -230,7 +238,7 @@ class Writer:
         if len(self.pending) == COMMIT_EVERY:
             self.commit()
 
-    def commit(self):
+    def commit(self) -> None:
         while True:
             try:
                 with self.env.begin(write=True) as txn:
@@ -264,7 +272,9 @@ def _disk_full(path, err):
     return err
 
 
-def verify(path, expected, shape=(3, 64, 64), num_classes=None):
+def verify(
+    path: str | Path, expected: int, shape: tuple[int, ...] = (3, 64, 64), num_classes: int | None = None
+) -> None:
     """Raise LmdbError unless the LMDB at `path` holds `expected` records and its first and last
     records decode to `shape` with a label in range: checked before a build is renamed into place."""
     with _reader(path) as txn:
@@ -281,7 +291,13 @@ def verify(path, expected, shape=(3, 64, 64), num_classes=None):
             raise LmdbError(f"{path}: a record decodes to {image.shape} label {label}; the build is broken")
 
 
-def write(path, records, n_records, num_classes=None, shape=(3, 64, 64)):
+def write(
+    path: str | Path,
+    records: Iterable[tuple[bytes, bytes]],
+    n_records: int,
+    num_classes: int | None = None,
+    shape: tuple[int, ...] = (3, 64, 64),
+) -> Any:
     """Write (key, value) `records` (n_records of them) to a new LMDB at `path`, verified, with a
     manifest.json (count, sha256 of the records), appearing atomically (built as .<name>.partial,
     then renamed). Returns `path`."""
@@ -301,7 +317,7 @@ def write(path, records, n_records, num_classes=None, shape=(3, 64, 64)):
     return path
 
 
-def check_intact(path, expected=None, shape=(3, 64, 64)) -> int:
+def check_intact(path: str | Path, expected: int | None = None, shape: tuple[int, ...] | None = (3, 64, 64)) -> int:
     """Raise LmdbError (one line) unless the LMDB at `path` is whole, cheaply: data.mdb is at least as
     long as its last page (a cut-short file kills any reader, Caffe included, with SIGBUS), it holds
     `expected` records (when given), and its first and last records decode to `shape`. Reads the
@@ -346,7 +362,7 @@ def check_intact(path, expected=None, shape=(3, 64, 64)) -> int:
 LABEL_SCAN = 2000  # records scanned for labels when the LMDB has no manifest of ours
 
 
-def check(path, num_output, shape=(3, 64, 64)) -> int:
+def check(path: str | Path, num_output: int, shape: tuple[int, ...] = (3, 64, 64)) -> int:
     """Raise LmdbError unless `path` is a non-empty LMDB of `shape` records with labels in
     0..num_output-1 (what Caffe aborts on with a glog stack trace). Returns the number of records."""
     path = Path(path)
@@ -367,7 +383,7 @@ def check(path, num_output, shape=(3, 64, 64)) -> int:
     return entries
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """`python -m linfool records LMDB`: stream every record once; print count, shape, labels, speed."""
     args = stages.parse("records", argv)
     start, n, shape, low, high = time.perf_counter(), 0, None, None, None

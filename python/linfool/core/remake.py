@@ -7,6 +7,8 @@ made it) and the make command that rebuilds it from there.
     remake_for(lmdb folder)         -> the command that rebuilds the data set holding that LMDB
 """
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from linfool.core import conventions
 MAKE_DATA = "make data"
 
 
-def remake_command(name, source=None) -> str:
+def remake_command(name: str, source: dict | None = None) -> str:
     """The make command that rebuilds data set `name` from `source` (DataSet.source): the embedded
     set `make data [DATA=name]`, an image tree with its IMAGENET= and VAL_TXT=, a stage's own command;
     unknown (None): the command for the embedded set, or IMAGENET=/path for another name."""
@@ -30,11 +32,11 @@ def remake_command(name, source=None) -> str:
     return f"{MAKE_DATA} DATA={name} IMAGENET={_quoted(source['imagenet'])}{val_txt}"
 
 
-def _quoted(path) -> str:
+def _quoted(path: str | Path) -> str:
     return f"'{path}'" if any(c in str(path) for c in " '\"$") else str(path)
 
 
-def describe_source(source) -> str:
+def describe_source(source: dict | None) -> str:
     """'the embedded synthetic set', 'the image tree /path' or 'make background RUN=blog'."""
     if source is None:
         return "an unknown source"
@@ -43,7 +45,7 @@ def describe_source(source) -> str:
     return "the embedded synthetic set" if source.get("imagenet") is None else f"the image tree {source['imagenet']}"
 
 
-def recorded_source(root):
+def recorded_source(root: Path) -> dict | None:
     """The source a finished or unfinished version folder records: dataset.json's, else (older sets)
     its train LMDB's manifest ('<LINFOOL_DATA>/<x>_jpeg/train': the embedded set); None if unknown."""
     root = Path(root)
@@ -62,7 +64,7 @@ def recorded_source(root):
     return {"imagenet": None if synthetic else str(tree.parent), "val_txt": None}
 
 
-def remake_for(lmdb) -> str:
+def remake_for(lmdb: str | Path) -> str:
     """The command that rebuilds the data set whose version folder holds the LMDB folder `lmdb`
     (data/.<name>.d/<identity>/train_lmdb, or an older layout's data/<name>/train_lmdb)."""
     root = Path(lmdb).parent

@@ -6,13 +6,15 @@ recomputed behind the user's back).
     read_metrics(run) -> metrics.json of `make eval`
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
-from linfool.core import files, runs
+from linfool.core import files, runs, stages
 from linfool.core.runs import Run, RunError, Stale
 
 
-def check_sources(result, remake, what):
+def check_sources(result: dict, remake: str, what: str) -> None:
     """Stale (one line naming `remake`) unless every source recorded in a result (its 'sources':
     a list of Run.source() dicts) is still its run's current snapshot and data set."""
     if "sources" not in result:
@@ -32,7 +34,7 @@ def check_sources(result, remake, what):
             )
 
 
-def read_result(path, remake, what) -> dict:
+def read_result(path: str | Path, remake: str, what: str) -> dict:
     """A stage's JSON result, refused in one line when missing (RunError), damaged (DamagedFile) or
     made from other snapshots or data than the runs' current ones (Stale); each names `remake`."""
     path = Path(path)
@@ -43,8 +45,8 @@ def read_result(path, remake, what) -> dict:
     return result
 
 
-def read_metrics(run) -> dict:
+def read_metrics(run: Run | str | Path) -> dict:
     """The run's metrics.json, refused in one line (runs.RunError / runs.Stale) when missing or made
     from another snapshot or data set than the run's current ones: `make eval` remakes it."""
     run = runs.as_run(run)
-    return read_result(run.path / "metrics.json", f"make eval RUN={run.name}", f"metrics.json of run {run.name}")
+    return read_result(*stages.result("eval", run), f"metrics.json of run {run.name}")

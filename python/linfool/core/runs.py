@@ -17,11 +17,15 @@ A damaged snapshot (cut short by a full disk or a kill) is never handed to Caffe
 it and the newest good one. run.json and every result are written whole (linfool.core.files).
 """
 
+from __future__ import annotations
+
 import hashlib
 import re
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from linfool.core import caffe_env, conventions, datasets, files, paths, prototxt
 from linfool.core.cli import UserError
@@ -46,9 +50,12 @@ class Stale(RunError):
     """A result made from another snapshot or data set than the run's current ones."""
 
 
-def iteration(snapshot) -> int:
+def iteration(snapshot: str | Path) -> int:
     """N of a <prefix>_iter_N.caffemodel / .solverstate file."""
-    return int(re.search(r"_iter_(\d+)", Path(snapshot).name).group(1))
+    found = re.search(r"_iter_(\d+)", Path(snapshot).name)
+    if found is None:
+        raise ValueError(f"{snapshot} is not a Caffe <prefix>_iter_N snapshot file")
+    return int(found.group(1))
 
 
 @dataclass(frozen=True)
@@ -63,15 +70,15 @@ class Snapshot:
         return {"snapshot": self.path.name, "iteration": self.iteration, "snapshot_sha256": self.sha256}
 
 
-_CHECKED = {}  # (path, size, mtime) -> (problem or None, sha256)
+_CHECKED: dict[tuple, tuple[str, str]] = {}  # (path, size, mtime) -> (problem or None, sha256)
 
 
-def blob_shape(blob) -> tuple:
+def blob_shape(blob: Any) -> tuple[int, ...]:
     """A BlobProto's shape: its shape field, else the legacy (num, channels, height, width)."""
     return tuple(blob.shape.dim) if blob.HasField("shape") else (blob.num, blob.channels, blob.height, blob.width)
 
 
-def blobs_whole(message) -> str:
+def blobs_whole(message: Any) -> str:
     """'' when every learnable blob of a NetParameter (its layers, or an old model's V1 layers) holds
     as many values as its shape says, else what is wrong."""
     blobs = [blob for layer in [*message.layer, *message.layers] for blob in layer.blobs]
@@ -87,7 +94,7 @@ def blobs_whole(message) -> str:
     return ""
 
 
-def check_file(path):
+def check_file(path: str | Path) -> tuple[str, str]:
     """(problem, sha256): problem is '' when the Caffe snapshot file parses whole (a .caffemodel as
     NetParameter with every blob complete; a .solverstate as SolverState with one history blob per
     learnable blob of its .caffemodel), else a short reason. Cached per file version."""
@@ -126,7 +133,7 @@ class Run:
         self._info = None
 
     @classmethod
-    def named(cls, name):
+    def named(cls, name: str) -> Run:
         return cls(paths.run_dir(name))
 
     def __repr__(self):
@@ -150,7 +157,7 @@ class Run:
             self._info = files.read_json(path, f"make train RUN={self.name}")
         return self._info
 
-    def lock(self, shared=False):
+    def lock(self, shared: bool = False) -> AbstractContextManager[None]:
         """The run's lock (exclusive to write into the folder, shared to read it): that of the folder
         the name resolves to, so a run reached through a symlink shares its target's lock."""
         target = self.path.resolve()
@@ -235,13 +242,13 @@ class Run:
         return {"run": self.name, **self.snapshot().describe(), **self.dataset().describe()}
 
 
-def as_run(run) -> "Run":
+def as_run(run: Run | str | Path) -> "Run":
     """A Run for a Run or a run folder's path."""
     return run if isinstance(run, Run) else Run(run)
 
 
 @contextmanager
-def locked(write=(), read=()):
+def locked(write: Iterable[Run] = (), read: Iterable[Run] = ()) -> Iterator[None]:
     """Hold the locks a stage needs: exclusive on the runs it writes into, shared on those it only
     reads, and shared on their data sets (so that no rebuild swaps the data under it)."""
     with ExitStack() as stack:
@@ -259,13 +266,13 @@ def locked(write=(), read=()):
         yield
 
 
-def default_run(data=None) -> str:
+def default_run(data: str | None = None) -> str:
     """The run a stage works on when RUN= is not given: 'blog' on the embedded set (or no DATA=),
     else the data set's name (DATA=imagenet -> imagenet)."""
     return DEMO_RUN if data in (None, "", conventions.DEMO_DATA) else data
 
 
-def sweep_names(run):
+def sweep_names(run: str) -> tuple[str, str]:
     """The weakly and strongly regularized companions of `run` in a sweep (make sweep trains all three)."""
     return ("reg_low", "reg_high") if run == DEMO_RUN else (f"{run}_reg_low", f"{run}_reg_high")
 
@@ -273,7 +280,7 @@ def sweep_names(run):
 DEEP_NETS = ("mlp", "conv")  # prototxt/solver_<net>.prototxt: the MLP and the small ConvNet
 
 
-def deep_names(run):
+def deep_names(run: str) -> dict[str, tuple[str, str]]:
     """{net: (weak decay run, strong decay run)} of the deeper models trained beside `run` on its data
     set (make deep-sweep): 'blog' -> mlp / mlp_reg_high, conv / conv_reg_high; 'imagenet' ->
     imagenet_mlp / imagenet_mlp_reg_high, ..."""
@@ -281,13 +288,13 @@ def deep_names(run):
     return {net: (f"{prefix}{net}", f"{prefix}{net}_reg_high") for net in DEEP_NETS}
 
 
-def companions(run, low=None, high=None):
+def companions(run: str, low: str | None = None, high: str | None = None) -> tuple[str, str]:
     """(low, high): the given names, else run's sweep companions (sweep_names)."""
     low_default, high_default = sweep_names(run)
     return low or low_default, high or high_default
 
 
-def same_data(group_runs) -> datasets.DataSet:
+def same_data(group_runs: list[Run]) -> datasets.DataSet:
     """The data set all runs were trained on; RunMismatch (one line) when they differ (by name or
     identity), DataChanged when one's data set was rebuilt since."""
     found = {run.name: run.dataset() for run in group_runs}
@@ -300,7 +307,7 @@ def same_data(group_runs) -> datasets.DataSet:
     return next(iter(found.values()))
 
 
-def group(run, low=None, high=None) -> list:
+def group(run: str, low: str | None = None, high: str | None = None) -> list[Run]:
     """[run, low, high] as Run handles (low/high default to run's sweep companions), without repeats
     and without companions that have no snapshot yet; RunError when `run` itself has none,
     RunMismatch when they were trained on different data sets."""

@@ -1,5 +1,5 @@
 """Every stage and make target, declared once: its name, module, make targets, the results of other
-stages it reads, what it writes, and its options (flag, make variable, kind, default, help).
+stages it reads, its JSON result, and its options (flag, make variable, kind, default, help).
 
 From this table come `python -m linfool`'s dispatcher, each stage's parser (a bad option is one
 `ERROR:` line; --run/--data handled the same way everywhere), the make variables a target takes (the
@@ -13,12 +13,17 @@ refused in one line), the make command a result records, `make help` (in section
     plan("demo") -> ['data DATA= IMAGENET=', 'sweep DATA=', 'eval RUN=blog', ...]
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import shlex
 import sys
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from linfool.core import cli, conventions
 
@@ -72,7 +77,7 @@ class Stage:
     about: str
     options: tuple = ()
     reads: tuple = ()  # stages whose results it reads (required or when present)
-    writes: tuple = ()  # what it writes, under runs/ or data/ ({run}: the run it works on)
+    result: str | None = None  # its JSON result in the run's folder, which claims and the report read
     run_from_data: bool = False  # --run defaults to runs.default_run(--data) (blog on the embedded set)
 
 
@@ -130,7 +135,6 @@ STAGES = {
                 _count("--val-per-class", None, 50, "embedded set: val images per class"),
                 Option("--replace", "REPLACE", "flag", help="replace a set built from another source"),
             ),
-            writes=("data/<name>/",),
         ),
         Stage(
             "train",
@@ -174,7 +178,6 @@ STAGES = {
                 Option("extra", "ARGS", "rest", help="more flags for `caffe train` (after --)"),
             ),
             reads=("data",),
-            writes=("runs/{run}/",),
         ),
         Stage(
             "decay-search",
@@ -188,7 +191,6 @@ STAGES = {
                 Option("--bisect", None, "int", 2, "bisections after the grid"),
             ),
             reads=("data",),
-            writes=("runs/<net>_decay_search/",),
         ),
         Stage(
             "curves",
@@ -196,7 +198,7 @@ STAGES = {
             "training curves from a run's train.log",
             (RUN, DATA),
             reads=("train",),
-            writes=("runs/{run}/curves.json", "runs/{run}/curves.png"),
+            result="curves.json",
             run_from_data=True,
         ),
         Stage(
@@ -205,7 +207,6 @@ STAGES = {
             "weights.npz (W, b, mean, labels) from a run's newest snapshot",
             (RUN, DATA),
             reads=("train",),
-            writes=("runs/{run}/weights.npz",),
             run_from_data=True,
         ),
         Stage(
@@ -224,7 +225,7 @@ STAGES = {
                 _count("--train-sample", None, 10_000, "train records measured (a seeded uniform sample)"),
             ),
             reads=("train",),
-            writes=("runs/{run}/metrics.json",),
+            result="metrics.json",
             run_from_data=True,
         ),
         Stage(
@@ -237,7 +238,7 @@ STAGES = {
                 Option("--targets", "TARGETS", help="comma-separated target classes (default: goldfish,school bus)"),
             ),
             reads=("train",),
-            writes=("runs/{run}/figures/",),
+            result="figures/figures.json",
             run_from_data=True,
         ),
         Stage(
@@ -246,7 +247,7 @@ STAGES = {
             "fooled fraction vs Linf budget, blog vs sign direction",
             (*GROUP, *PAIR_SAMPLE),
             reads=("train",),
-            writes=("runs/{run}/attacks/attack_curves.json",),
+            result="attacks/attack_curves.json",
             run_from_data=True,
         ),
         Stage(
@@ -255,7 +256,7 @@ STAGES = {
             "fooling images of one run classified by the others",
             (*GROUP, *PAIR_SAMPLE),
             reads=("train",),
-            writes=("runs/{run}/transfer/transfer.json",),
+            result="transfer/transfer.json",
             run_from_data=True,
         ),
         Stage(
@@ -271,7 +272,7 @@ STAGES = {
                 _count("--measure-images", "MEASURE", 10, "val images per measurement"),
             ),
             reads=("train",),
-            writes=("runs/{run}/background/background.json",),
+            result="background/background.json",
             run_from_data=True,
         ),
         Stage(
@@ -284,7 +285,7 @@ STAGES = {
                 _count("--queries", "QUERIES", 10_000, "square attack: query budget per pair"),
             ),
             reads=("train",),
-            writes=("runs/{run}/blackbox/blackbox.json",),
+            result="blackbox/blackbox.json",
             run_from_data=True,
         ),
         Stage(
@@ -300,7 +301,7 @@ STAGES = {
                 _count("--queries", "QUERIES", 1000, "query budget per pair"),
             ),
             reads=("train",),
-            writes=("runs/{run}/forest/forest.json",),
+            result="forest/forest.json",
             run_from_data=True,
         ),
         Stage(
@@ -316,7 +317,7 @@ STAGES = {
                 _count("--steps", "STEPS", 20, "gradients per iterative attack"),
             ),
             reads=("train",),
-            writes=("runs/{run}/deep/deep.json",),
+            result="deep/deep.json",
             run_from_data=True,
         ),
         Stage(
@@ -337,7 +338,6 @@ STAGES = {
                 _count("--steps", "STEPS", 100, "attack steps at most"),
                 _count("--images", "IMAGES", 20, "IMAGE a folder: its first N images"),
             ),
-            writes=("runs/fool/<weights>-<image>-to-<target>-<key>/",),
         ),
         Stage(
             "claims",
@@ -348,7 +348,7 @@ STAGES = {
                 _count("--seeds", "SEEDS", 1, "repeat the rows that depend on training over N seeds of the sweep"),
             ),
             reads=("eval", "figures", "attack-curves", "background", "deep", "forest"),
-            writes=("runs/{run}/claims.json",),
+            result="claims.json",
             run_from_data=True,
         ),
         Stage(
@@ -367,7 +367,6 @@ STAGES = {
                 "forest",
                 "deep",
             ),
-            writes=("runs/{run}/report.html",),
             run_from_data=True,
         ),
         Stage("toy", "linfool.experiments.toy", "the blog's toy example, printed"),
@@ -576,11 +575,19 @@ TARGETS = {
 # --- questions answered from the table -----------------------------------------------------------
 
 
-def stage(name) -> Stage:
+def staged(target: str) -> str:
+    """The stage a make target runs; ValueError for a target whose recipe is the Makefile's own."""
+    name = TARGETS[target].stage
+    if name is None:
+        raise ValueError(f"make {target} runs no stage")
+    return name
+
+
+def stage(name: str) -> Stage:
     return STAGES[name]
 
 
-def option(stage_name, name) -> Option:
+def option(stage_name: str, name: str) -> Option:
     """The option `name` (its dest, e.g. 'queries' or 'val_per_class') of a stage."""
     found = [o for o in STAGES[stage_name].options if o.name == name]
     if not found:
@@ -588,23 +595,32 @@ def option(stage_name, name) -> Option:
     return found[0]
 
 
-def default(stage_name, name):
+def result(stage_name: str, run: Any) -> tuple[Path, str]:
+    """(path, remake) of a stage's JSON result for a run handle (runs.Run): run.path / its declared
+    result, and the make command that makes it for that run."""
+    target = next(t for t in TARGETS.values() if t.stage == stage_name and not t.fixed)
+    return run.path / STAGES[stage_name].result, f"make {target.name} RUN={run.name}"
+
+
+def default(stage_name: str, name: str) -> Any:
     """The declared default of a stage's option: default('blackbox', 'queries') -> 10000."""
     return option(stage_name, name).default
 
 
-def own_variables(target) -> tuple:
+def own_variables(target: str) -> tuple[str, ...]:
     """The make variables a target takes: its stage's options', else its own declared ones."""
     t = TARGETS[target]
-    return tuple(dict.fromkeys(o.make for o in STAGES[t.stage].options if o.make)) if t.stage else t.variables
+    if t.stage is None:
+        return t.variables
+    return tuple(dict.fromkeys(o.make for o in STAGES[t.stage].options if o.make))
 
 
-def variables(target) -> tuple:
+def variables(target: str) -> tuple[str, ...]:
     """own_variables, then the ones every target takes (GLOBAL_VARIABLES)."""
     return tuple(dict.fromkeys((*own_variables(target), *GLOBAL_VARIABLES)))
 
 
-def every_variable() -> set:
+def every_variable() -> set[str]:
     """Every make variable some target takes."""
     return {v for t in TARGETS for v in variables(t)}
 
@@ -612,7 +628,7 @@ def every_variable() -> set:
 # --- the parser ----------------------------------------------------------------------------------
 
 
-def _argparse_kwargs(opt) -> dict:
+def _argparse_kwargs(opt: Option) -> dict:
     if opt.kind == "flag":
         return {"action": "store_true", "help": opt.help}
     if opt.kind == "list":
@@ -634,7 +650,7 @@ def _argparse_kwargs(opt) -> dict:
     return kwargs
 
 
-def parser(stage_name) -> argparse.ArgumentParser:
+def parser(stage_name: str) -> argparse.ArgumentParser:
     """The stage's parser, built from its declaration: each option with its make variable in its help."""
     s = STAGES[stage_name]
     p = cli.ArgumentParser(prog=f"python -m linfool {s.name}", description=s.about)
@@ -646,7 +662,7 @@ def parser(stage_name) -> argparse.ArgumentParser:
     return p
 
 
-def parse(stage_name, argv=None) -> argparse.Namespace:
+def parse(stage_name: str, argv: list[str] | None = None) -> argparse.Namespace:
     """The stage's options from argv; --run defaults to runs.default_run(--data) where the stage says so."""
     args = parser(stage_name).parse_args(argv)
     if STAGES[stage_name].run_from_data:
@@ -659,13 +675,13 @@ def parse(stage_name, argv=None) -> argparse.Namespace:
 # --- make: variables -> options, and the command a result records --------------------------------
 
 
-def from_make(target, words) -> tuple:
+def from_make(target: str, words: list[str]) -> tuple[str, list[str]]:
     """(stage, argv) for `make TARGET NAME=value ...`: the target's fixed flags, then each variable
     the stage declares as its option (empty values left out; a 'list' variable's words one option
     each; a 'flag' variable takes 1). A variable of another target is ignored (make passes a compound
     target's variables to each part); one that no target takes is a UserError in one line."""
-    t = TARGETS[target]
-    by_make = {o.make: o for o in STAGES[t.stage].options if o.make}
+    t, stage_name = TARGETS[target], staged(target)
+    by_make = {o.make: o for o in STAGES[stage_name].options if o.make}
     argv, rest = list(t.fixed), []
     for word in words:
         name, _, value = word.partition("=")
@@ -693,16 +709,15 @@ def from_make(target, words) -> tuple:
         if opt.required and opt.flag not in argv:
             choices = "|".join(opt.choices) if opt.choices else "..."
             raise cli.UserError(f"make {target} needs {opt.make}={choices} ({opt.help})")
-    return t.stage, [*argv, "--", *rest] if rest or any(o.kind == "rest" for o in by_make.values()) else argv
+    return stage_name, [*argv, "--", *rest] if rest or any(o.kind == "rest" for o in by_make.values()) else argv
 
 
-def command(target, args) -> str:
+def command(target: str, args: argparse.Namespace) -> str:
     """The make command that remakes a result, recorded in it: the one make passed in (LINFOOL_COMMAND)
     when it is for `target`, else `make TARGET` with RUN= and every other option that has a make
     variable and differs from its declared default."""
-    t = TARGETS[target]
-    values = {}
-    for opt in STAGES[t.stage].options:
+    values: dict[str, object] = {}
+    for opt in STAGES[staged(target)].options:
         value = getattr(args, opt.name, None)
         if not opt.make or opt.kind == "rest" or value in (None, "", False, []):
             continue
@@ -715,7 +730,7 @@ def command(target, args) -> str:
 # --- make help and the demo's order --------------------------------------------------------------
 
 
-def _wrapped(name, text, width=99) -> list:
+def _wrapped(name: str, text: str, width: int = 99) -> list[str]:
     """'  name            text...' wrapped to `width` columns, continuation lines under the text."""
     return textwrap.wrap(text, width, initial_indent=f"  {name:<15} ", subsequent_indent=" " * 18) or [f"  {name}"]
 
@@ -733,14 +748,14 @@ def help_text() -> str:
     return "\n".join(out)
 
 
-def _order(names) -> list:
+def _order(names: list[str]) -> list[str]:
     """`names` in an order where each target comes after the targets whose stages it reads (Kahn's
     algorithm, the declared order between independent ones)."""
-    by_stage = {}
+    by_stage: dict[str, list[str]] = {}
     for name in names:
-        by_stage.setdefault(TARGETS[name].stage, []).append(name)
-    needs = {n: {m for s in STAGES[TARGETS[n].stage].reads for m in by_stage.get(s, ()) if m != n} for n in names}
-    done = []
+        by_stage.setdefault(staged(name), []).append(name)
+    needs = {n: {m for s in STAGES[staged(n)].reads for m in by_stage.get(s, ()) if m != n} for n in names}
+    done: list[str] = []
     while len(done) < len(names):
         ready = [n for n in names if n not in done and needs[n] <= set(done)]
         if not ready:
@@ -749,7 +764,7 @@ def _order(names) -> list:
     return done
 
 
-def plan(which, environ=None) -> list:
+def plan(which: str, environ: Mapping[str, str] | None = None) -> list[str]:
     """The make commands of `make demo` ('demo') or `make open-questions` ('open-questions'), in the
     order of their reads, each 'TARGET VAR=value ...'; a size given to make (in the environment,
     where make puts its command-line variables) wins over the demo's."""
@@ -764,7 +779,7 @@ def plan(which, environ=None) -> list:
     return lines
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """`python -m linfool.core.stages help | plan demo|open-questions`."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["plan"] and len(argv) == 2:

@@ -21,7 +21,10 @@ otherwise. Each row is one claim of the post, decided on its own: the table does
 testing many rows at once (a reader who wants family-wise control applies Holm to the p-values).
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
@@ -39,7 +42,7 @@ RULE = (
 )
 
 
-def proportion(k, n, method="wilson") -> dict:
+def proportion(k: int, n: int, method: str = "wilson") -> dict:
     """k of n with its 95 % interval: method 'wilson' (accuracy) or 'exact' (Clopper-Pearson: fooled
     fractions, transfer rates, small n). n = 0 gives value None and the interval (0, 1)."""
     k, n = int(k), int(n)
@@ -52,7 +55,7 @@ def proportion(k, n, method="wilson") -> dict:
 _METHODS = {"wilson": "Wilson 95 %", "exact": "Clopper-Pearson 95 %"}
 
 
-def bands(fooled) -> tuple:
+def bands(fooled: np.ndarray) -> tuple:
     """(low, high) lists: the Clopper-Pearson 95 % interval of each row's fraction of True in a
     (budgets, pairs) bool array (a fooled-fraction curve's band)."""
     fooled = np.asarray(fooled, bool)
@@ -60,7 +63,7 @@ def bands(fooled) -> tuple:
     return [f["low"] for f in found], [f["high"] for f in found]
 
 
-def median(values) -> dict:
+def median(values: Sequence[float] | np.ndarray) -> dict:
     """{'value', 'low', 'high', 'n', 'method'}: the sample median and its distribution-free 95 %
     interval from the order statistics (scipy.stats.quantile_test; an end beyond the sample is
     -inf / inf). Values may be inf (a pair never fooled within the budgets)."""
@@ -78,7 +81,7 @@ def median(values) -> dict:
     }
 
 
-def median_text(found, label="", unit="", never="never") -> str:
+def median_text(found: dict, label: str = "", unit: str = "", never: str = "never") -> str:
     """A stats.median in words: '27 (24-31)' ('27 (95 %: 24-31)' with label='95 %: '); `never` when the
     median itself is inf (most pairs never fooled); '27 (>= 24)' when the interval is open at the top;
     '1838 (not bounded at n = 4)' when too few values bound it."""
@@ -92,7 +95,7 @@ def median_text(found, label="", unit="", never="never") -> str:
     return f"{value:.0f}{unit} ({label}{low:.0f}-{high:.0f})"
 
 
-def mean(values) -> dict:
+def mean(values: Sequence[float] | np.ndarray) -> dict:
     """{'value', 'low', 'high', 'n', 'method'}: the mean and its Student-t 95 % interval."""
     values = np.asarray(values, float)
     value = float(values.mean())
@@ -102,7 +105,7 @@ def mean(values) -> dict:
     return {"value": value, "low": float(low), "high": float(high), "n": len(values), "method": "Student t, 95 %"}
 
 
-def t_test(values, value, alternative) -> float:
+def t_test(values: Sequence[float] | np.ndarray, value: float, alternative: str) -> float:
     """One-sided Student-t p that the mean of `values` is 'greater' (or 'less') than `value`."""
     values = np.asarray(values, float)
     if len(values) < 2 or values.std() == 0:  # no spread: the mean is what it is
@@ -111,7 +114,7 @@ def t_test(values, value, alternative) -> float:
     return float(stats.ttest_1samp(values, value, alternative=alternative).pvalue)
 
 
-def mcnemar(only_a, only_b) -> float:
+def mcnemar(only_a: int, only_b: int) -> float:
     """Exact McNemar p (two-sided): of the items on which two classifiers disagree, `only_a` are right
     for the first only and `only_b` for the second only (Dietterich 1998)."""
     only_a, only_b = int(only_a), int(only_b)
@@ -120,7 +123,7 @@ def mcnemar(only_a, only_b) -> float:
     return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
-def one_sided(k, n, p0=0.5) -> tuple:
+def one_sided(k: int, n: int, p0: float = 0.5) -> tuple[float, float]:
     """(p that the rate is above p0, p that it is below), exact binomial, each one-sided."""
     if n == 0:
         return 1.0, 1.0
@@ -129,7 +132,7 @@ def one_sided(k, n, p0=0.5) -> tuple:
     return float(up), float(down)
 
 
-def decide(p_up, p_down) -> str:
+def decide(p_up: float, p_down: float) -> str:
     """The verdict rule (RULE) from the two one-sided p-values of a test, the claim's direction
     first: each direction is tested at ALPHA / 2, so the pair is one two-sided test at ALPHA."""
     if p_up < ALPHA / 2:
@@ -139,14 +142,14 @@ def decide(p_up, p_down) -> str:
     return INCONCLUSIVE
 
 
-def needed(k, n, p0=0.5, limit=10**7):
+def needed(k: int, n: int, p0: float = 0.5, limit: int = 10**7) -> int | None:
     """The smallest n' (>= n) at which the same observed rate k/n would make the one-sided binomial
     test against p0 decisive at ALPHA / 2 (None when k/n equals p0: no sample would); the sample an
     inconclusive row would need, holding its effect."""
     if n == 0 or k / n == p0:
         return None
 
-    def decisive(m):
+    def decisive(m: int) -> bool:
         return min(one_sided(round(k / n * m), m, p0)) < ALPHA / 2
 
     low, high = n, n

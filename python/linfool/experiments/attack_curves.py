@@ -29,9 +29,10 @@ import sys
 
 import numpy as np
 
+from linfool.attacks import CONFIDENCE
 from linfool.core import cli, files, runs, stages, stats
 from linfool.core.plots import plt, save
-from linfool.experiments.difficulty import CONFIDENCE, attack_curves
+from linfool.experiments.difficulty import attack_curves
 from linfool.experiments.pairs import IMAGES, PAIRS
 
 

@@ -30,8 +30,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-from google.protobuf import text_format
 
+from linfool.attacks import blog
 from linfool.core import (
     caffe_env,
     cli,
@@ -47,7 +47,7 @@ from linfool.core import (
     stats,
 )
 from linfool.core.plots import plt, save
-from linfool.experiments import accuracy, difficulty, fooling
+from linfool.experiments import accuracy, difficulty
 from linfool.model import train, weights
 from linfool.model.classifier import Classifier
 
@@ -65,11 +65,11 @@ MEASURE_TARGETS = 17  # targets per image (every other class on the demo)
 def make_fooling_images(classifier, train_lmdb, n, num_real, seed):
     """Fool n train records (a seeded sample) into random other real classes: (m, 3, 64, 64) uint8
     of the fooled ones (m <= n), rounded to 8 bits as an LMDB stores them. All n are fooled together
-    (fooling.fool_each: 28 batched forwards, not 28 per image)."""
+    (blog.fool_each: 28 batched forwards, not 28 per image)."""
     rng = np.random.default_rng(seed)
     images, labels = records.read(train_lmdb, records.random_positions(records.count(train_lmdb), n, seed))
     targets = [rng.choice(np.delete(np.arange(num_real), label)) for label in labels]
-    results = fooling.fool_each(classifier, images.astype(np.float32), targets)
+    results = blog.fool_each(classifier, images.astype(np.float32), targets)
     made = [np.clip(np.rint(result.image), 0, 255).astype(np.uint8) for result in results if result.fooled]
     return np.array(made, np.uint8).reshape(-1, 3, 64, 64)
 
@@ -111,7 +111,7 @@ def mixed_net(run_dir, background, out):
     LMDB and background_lmdb, `background` records a batch) joined by Concat layers; returns `out`.
     Net surgery through protobuf; make train resolves each source name in the round's data set."""
     pb2 = caffe_env.import_caffe().proto.caffe_pb2
-    net = text_format.Parse((run_dir.path / "train_val.prototxt").read_text(), pb2.NetParameter())
+    net = prototxt.read_net(run_dir.path / "train_val.prototxt")
     real = next(layer for layer in net.layer if layer.type == "Data" and layer.include[0].phase == pb2.TRAIN)
     batch = real.data_param.batch_size
     real.data_param.batch_size = batch - background
@@ -131,7 +131,7 @@ def mixed_net(run_dir, background, out):
     layers = list(net.layer)
     del net.layer[:]
     net.layer.extend(layers[:first_compute] + list(extra.layer) + layers[first_compute:])
-    Path(out).write_text(text_format.MessageToString(net))
+    Path(out).write_text(prototxt.text(net))
     return out
 
 
@@ -139,10 +139,10 @@ def surgery_weights(run_dir, out):
     """A .caffemodel for the K + 1 output net: the run's W, b and a zero background row."""
     caffe = caffe_env.use_device()
     params = weights.load(run_dir)
-    deploy = text_format.Parse((run_dir.path / "deploy.prototxt").read_text(), caffe.proto.caffe_pb2.NetParameter())
+    deploy = prototxt.read_net(run_dir.path / "deploy.prototxt")
     prototxt.fc_layer(deploy).inner_product_param.num_output = len(params["W"]) + 1
     path = out.with_suffix(".prototxt")
-    path.write_text(text_format.MessageToString(deploy))
+    path.write_text(prototxt.text(deploy))
     net = caffe.Net(str(path), caffe.TEST)
     net.params["fc"][0].data[...] = np.vstack([params["W"], np.zeros_like(params["W"][:1])])
     net.params["fc"][1].data[...] = np.append(params["b"], 0.0)

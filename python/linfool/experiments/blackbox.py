@@ -15,7 +15,7 @@ to score the recovered templates.
     log-probabilities are the centred scores W_c (x - mean) + b_c. One query at a grey image and one
     per pixel moved by STEP (12,289 queries, batched) give every column of W_c = W - mean over classes:
     W up to the one vector that all class rows share, which no softmax output can reveal. The
-    recovered templates then fool as white-box ones do (fooling.fool along W_c[target]).
+    recovered templates then fool as white-box ones do (attacks.blog.fool along W_c[target]).
 
 Pairs: seeded val images (linfool.experiments.pairs.pair_sample), one target each. Writes runs/<run>/blackbox/
 blackbox.json and blackbox.png (true vs recovered templates) for the run and its sweep companions.
@@ -27,97 +27,19 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from linfool.attacks import CONFIDENCE, IMAGES_PER_FORWARD, blog
+from linfool.attacks.square import Oracle, square_attacks
 from linfool.core import cli, conventions, files, runs, stages, stats
 from linfool.core.plots import plt, save
-from linfool.experiments import fooling, templates
+from linfool.experiments import templates
 from linfool.experiments.pairs import pair_sample
 from linfool.model import weights
 from linfool.model.classifier import Classifier
 
-CONFIDENCE = 0.99
-CHUNK = 1024  # images per pycaffe forward
 GREY, STEP = 127.5, 127.5  # recovery: start at mid-grey, move one pixel to 255 (large steps: float32 precision)
 PAIRS = stages.default("blackbox", "images")  # one target each
 MAX_QUERIES = stages.default("blackbox", "queries")
 SEED = conventions.SEED
-
-
-class Oracle:
-    """A model seen only through its probabilities: oracle(images (n, C, H, W) float 0..255 BGR)
-    -> (n, K) float32 probabilities. `queries` counts the images sent."""
-
-    def __init__(self, probs):
-        self._probs = probs
-        self.queries = 0
-
-    def __call__(self, images):
-        images = np.asarray(images, dtype=np.float32)
-        self.queries += len(images)
-        return np.concatenate([self._probs(images[i : i + CHUNK]) for i in range(0, len(images), CHUNK)])
-
-
-def margin(probs, target):
-    """log p_target - max over the other classes of log p: > 0 iff the target is the top class."""
-    logp = np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-45))
-    return logp[target] - np.delete(logp, target).max()
-
-
-def square_side(queries, budget, side):
-    """The square attack's side schedule: a fraction p of the image, halved at 1/1000, 5, 20, 50,
-    100, 200, 400, 600, 800 thousandths of the query budget (the paper's schedule, rescaled)."""
-    p = 0.05
-    for mark in (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8):
-        p /= 2 if queries > mark * budget else 1
-    return int(np.clip(np.rint(np.sqrt(p * side * side)), 1, side - 1))
-
-
-def square_attack(oracle, x, target, eps, max_queries=MAX_QUERIES, seed=SEED, confidence=CONFIDENCE):
-    """Targeted Linf square attack on x ((C, H, W) float 0..255 BGR) within eps. Returns a dict:
-    queries used, reached (P(target) >= confidence), prob, linf (of the clipped perturbation), image."""
-    return square_attacks(oracle, np.asarray(x)[None], [target], [eps], max_queries, [seed], confidence)[0]
-
-
-def square_attacks(oracle, xs, targets, eps, max_queries=MAX_QUERIES, seeds=(SEED,), confidence=CONFIDENCE):
-    """square_attack on n pairs in lockstep: each step sends one candidate of every pair still running
-    in one oracle call (one batched forward instead of n). Each pair keeps its own random stream
-    (seeds[i]), budget eps[i] and query count, so its result is the one square_attack gives alone.
-    xs: (n, C, H, W) float 0..255 BGR. Returns n dicts as square_attack's."""
-    n, channels, height, width = xs.shape
-    targets = np.asarray(targets)
-    rngs = [np.random.default_rng(seed) for seed in seeds]
-    delta = np.stack(
-        [e * rng.choice([-1.0, 1.0], size=(channels, 1, width)) * np.ones((1, height, 1)) for e, rng in zip(eps, rngs)]
-    )
-    adv = np.clip(xs + delta, 0, 255)
-    probs = oracle(adv)
-    best = np.array([margin(p, t) for p, t in zip(probs, targets)])
-    queries = np.ones(n, dtype=int)
-    while True:
-        active = [i for i in range(n) if probs[i, targets[i]] < confidence and queries[i] < max_queries]
-        if not active:
-            break
-        trials = delta[active].copy()
-        for k, i in enumerate(active):
-            side = square_side(queries[i], max_queries, min(height, width))
-            r, c = rngs[i].integers(0, height - side + 1), rngs[i].integers(0, width - side + 1)
-            trials[k, :, r : r + side, c : c + side] = eps[i] * rngs[i].choice([-1.0, 1.0], size=(channels, 1, 1))
-        candidates = np.clip(xs[active] + trials, 0, 255)
-        trial_probs = oracle(candidates)
-        queries[active] += 1
-        for k, i in enumerate(active):
-            trial_margin = margin(trial_probs[k], targets[i])
-            if trial_margin > best[i]:
-                delta[i], adv[i], probs[i], best[i] = trials[k], candidates[k], trial_probs[k], trial_margin
-    return [
-        {
-            "queries": int(queries[i]),
-            "reached": bool(probs[i, targets[i]] >= confidence),
-            "prob": float(probs[i, targets[i]]),
-            "linf": float(np.abs(adv[i] - xs[i]).max()),
-            "image": adv[i].astype(np.float32),
-        }
-        for i in range(n)
-    ]
 
 
 def centred_log_probs(probs):
@@ -137,8 +59,8 @@ def recover_templates(oracle, shape=(3, 64, 64), grey=GREY, step=STEP):
     reference = centred_log_probs(oracle(x0[None]))[0]
     n = int(np.prod(shape))
     recovered = np.empty((len(reference), n))
-    for first in range(0, n, CHUNK):
-        pixels = np.arange(first, min(first + CHUNK, n))
+    for first in range(0, n, IMAGES_PER_FORWARD):
+        pixels = np.arange(first, min(first + IMAGES_PER_FORWARD, n))
         batch = np.repeat(x0.reshape(1, n), len(pixels), axis=0)
         batch[np.arange(len(pixels)), pixels] += step
         recovered[:, pixels] = ((centred_log_probs(oracle(batch.reshape(-1, *shape))) - reference) / step).T
@@ -180,8 +102,8 @@ def blackbox_run(run_dir, pairs=PAIRS, max_queries=MAX_QUERIES):
     from_scores = SimpleNamespace(params={"W": recovered}, probs=oracle)  # fool.fool reads only these two
     names = [str(n) for n in classifier.params["names"]]
     xs = images[which]
-    whites = fooling.fool_each(classifier, xs, targets)
-    rebuilt = fooling.fool_each(from_scores, xs, targets)  # fooling.FORWARDS queries a pair
+    whites = blog.fool_each(classifier, xs, targets)
+    rebuilt = blog.fool_each(from_scores, xs, targets)  # blog.FORWARDS queries a pair
     budgets = [max(white.linf, 1.0) for white in whites]
     blacks = square_attacks(oracle, xs, targets, budgets, max_queries, seeds=SEED + np.arange(len(xs)))
     rows = []
@@ -199,7 +121,7 @@ def blackbox_run(run_dir, pairs=PAIRS, max_queries=MAX_QUERIES):
                 "squares_linf": black["linf"],
                 "recovered_linf": again.linf,
                 "recovered_prob": again.prob,
-                "recovered_queries": recovery["queries"] + fooling.FORWARDS,
+                "recovered_queries": recovery["queries"] + blog.FORWARDS,
             }
         )
         print(

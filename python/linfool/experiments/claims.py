@@ -19,14 +19,12 @@ data set than the runs' current ones (never recomputed here). claims.json record
 """
 
 import math
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from google.protobuf import text_format
 
 from linfool.core import caffe_env, cli, conventions, files, prototxt, results, runs, stages, stats
 from linfool.experiments import accuracy, seeds, templates, toy
@@ -116,14 +114,13 @@ def initial_losses(run_dir, std, num_output=1000, seed=conventions.SEED) -> np.n
     run's net with `num_output` outputs and a Gaussian weight std of `std`: -ln max(p_label, FLT_MIN)
     from the scores the loss layer reads (their mean is Caffe's loss)."""
     caffe = caffe_env.import_caffe()
-    pb2 = caffe.proto.caffe_pb2
-    net = text_format.Parse((run_dir / "train_val.prototxt").read_text(), pb2.NetParameter())
+    net = prototxt.read_net(run_dir / "train_val.prototxt")
     fc = prototxt.fc_layer(net)
     fc.inner_product_param.num_output = num_output
     fc.inner_product_param.weight_filler.std = std
     loss = next(layer for layer in net.layer if layer.type == "SoftmaxWithLoss")
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as tmp:
-        tmp.write(text_format.MessageToString(net))
+        tmp.write(prototxt.text(net))
         tmp.flush()
         caffe_env.use_device()
         caffe.set_random_seed(seed)
@@ -159,15 +156,15 @@ def short_run_losses(run_dir, base_lr, iterations=LR_ITERATIONS):
         ],
     )
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "solver.prototxt"
-        path.write_text(text_format.MessageToString(solver))
-        run = subprocess.run(
-            [str(caffe_env.tool("caffe")), "train", f"--solver={path}", *([f"--gpu={flag}"] if flag else [])],
-            capture_output=True,
-            text=True,
-            env=caffe_env.tool_env(),
-        )
-    return curves.parse_log(run.stderr)["train"]
+        (Path(tmp) / "solver.prototxt").write_text(prototxt.text(solver))
+        code, stopped = train.run_caffe(Path(tmp), flag, None, [], echo=False)
+        log = (Path(tmp) / "train.log").read_text()
+    if stopped:
+        raise KeyboardInterrupt  # Ctrl-C reached Caffe, which stopped: no claim from a cut-short run
+    if code != 0:
+        last = log.strip().splitlines()[-1:] or ["no output"]
+        raise cli.UserError(f"a short caffe train at base_lr={base_lr:g} exited with {code}: {last[0][:200]}")
+    return curves.parse_log(log)["train"]
 
 
 def claim_init(run_dir):
@@ -458,11 +455,7 @@ def claim_background(run_dir):
         "background, on the same pairs (holds: below 1.5x the control's on more than half, sign test)"
     )
     try:
-        background = results.read_result(
-            run_dir.path / "background" / "background.json",
-            f"make background RUN={run_dir.name}",
-            "the background-class rounds",
-        )
+        background = results.read_result(*stages.result("background", run_dir), "the background-class rounds")
     except (runs.RunError, files.DamagedFile) as err:
         return _row(claim, how, "not effective", "not measured", UNCHECKABLE, str(err))
     last = background["rounds"][-1]
@@ -627,10 +620,8 @@ def claim_forest(forest, num_classes, why=""):
 def claims_open_questions(run_dir, num_classes):
     """The rows of the post's open questions (make open-questions), 'cannot be checked' with the
     make command when make deep's or make forest's result is missing or stale."""
-    deep, deep_why = _optional(run_dir.path / "deep" / "deep.json", f"make deep RUN={run_dir.name}", "make deep")
-    forest, forest_why = _optional(
-        run_dir.path / "forest" / "forest.json", f"make forest RUN={run_dir.name}", "make forest"
-    )
+    deep, deep_why = _optional(*stages.result("deep", run_dir), "make deep")
+    forest, forest_why = _optional(*stages.result("forest", run_dir), "make forest")
     return [
         claim_deep_regularization(deep, deep_why),
         claim_transfer(deep, num_classes, deep_why),
@@ -656,11 +647,7 @@ def claim_toy():
 
 
 def _attack_curves(run):
-    return results.read_result(
-        run.path / "attacks" / "attack_curves.json",
-        f"make attack-curves RUN={run.name}",
-        f"the attack curves of run {run.name}",
-    )
+    return results.read_result(*stages.result("attack-curves", run), f"the attack curves of run {run.name}")
 
 
 def check_claims(run, low, high):
@@ -674,9 +661,7 @@ def check_claims(run, low, high):
             f"not trained yet: `make sweep` (DATA= the data set of {run})"
         )
     run_dir, low_dir, high_dir = trained[run], trained[low], trained[high]
-    figure_numbers = results.read_result(
-        run_dir.path / "figures" / "figures.json", f"make figures RUN={run}", f"the figures of run {run}"
-    )
+    figure_numbers = results.read_result(*stages.result("figures", run_dir), f"the figures of run {run}")
     curve = _attack_curves(run_dir)
     steps = [
         ("the loss at initialisation (two pycaffe forwards)", lambda: [claim_init(run_dir.path)]),

@@ -13,7 +13,7 @@ template), on the attack curves' seeded sample of (val image, target) pairs (lin
     units) for the blog's step along the gradient of the target's score scaled to that Linf (for the
     linear model exactly its "blog direction"), the fast gradient sign step (one gradient each) and
     the iterative Linf attack
-    (gradient_attacks.projected_batch, at most --steps gradients per pair), and for the latter the
+    (gradient.projected_batch, at most --steps gradients per pair), and for the latter the
     fraction whose top-1 became the target (a strongly regularized model's probabilities may never
     reach 0.99: its scores are small);
   - the first learned layer's weights as pictures (the linear model's are its class templates, the
@@ -30,15 +30,13 @@ import time
 
 import numpy as np
 
+from linfool.attacks import CONFIDENCE, LADDER, gradient
 from linfool.core import cli, datum, files, paths, prototxt, runs, stages, stats
 from linfool.core.plots import plt, save
-from linfool.experiments import gradient_attacks
 from linfool.experiments.accuracy import accuracy
 from linfool.experiments.pairs import describe, pair_sample
 from linfool.model.gradients import Differentiable
 
-CONFIDENCE = 0.99
-LADDER = (1, 2, 4, 8, 16, 32, 64, 128)  # Linf budgets, 0..255 pixel units
 TRANSFER_EPS = 16  # the budget of the transfer images (fool_model's default EPS)
 IMAGES, PAIRS, STEPS = (stages.default("deep", k) for k in ("images", "pairs", "steps"))  # 10 val images x 5 targets
 FILTERS = 8  # first-layer filters drawn per model (those of largest L2 norm)
@@ -81,9 +79,9 @@ def attack_curve(model, xs, targets, steps):
     curves, fooled = {"gradient": [], "sign": [], "iterative": [], "iterative_top1": []}, None
     first = np.full(len(targets), np.inf)
     for eps in LADDER:
-        for kind, step in (("gradient", gradient_attacks.gradient_batch), ("sign", gradient_attacks.sign_batch)):
+        for kind, step in (("gradient", gradient.gradient_batch), ("sign", gradient.sign_batch)):
             curves[kind].append(float(_reached(model, step(model, xs, targets, eps), targets).mean()))
-        made, _ = gradient_attacks.projected_batch(model, xs, targets, eps, iterations=steps, confidence=CONFIDENCE)
+        made, _ = gradient.projected_batch(model, xs, targets, eps, iterations=steps, confidence=CONFIDENCE)
         ok = _reached(model, made, targets, curves["iterative_top1"])
         curves["iterative"].append(float(ok.mean()))
         first[ok & ~np.isfinite(first)] = eps

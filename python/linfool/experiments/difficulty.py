@@ -9,64 +9,11 @@ Used by the attack-curves experiment and by every background round.
 
 import numpy as np
 
-from linfool.core import cli, runs, stats
+from linfool.attacks import CONFIDENCE, EPSILONS
+from linfool.attacks.linf import KINDS, bound_epsilon, directions, first_epsilon, fooled_at
+from linfool.core import runs, stats
 from linfool.experiments.pairs import IMAGES, PAIRS, describe, pair_sample, seconds_per_forward
 from linfool.model.classifier import Classifier
-
-CONFIDENCE = 0.99
-
-
-EPSILONS = np.arange(256)  # Linf budgets in 0..255 pixel units
-
-
-KINDS = ("blog", "sign")
-
-
-CHUNK = 1024  # images per pycaffe forward
-
-
-def directions(W, true, targets, kind):
-    """(n, 12288) float32 directions with Linf 1 (so epsilon * d has Linf epsilon)."""
-    if kind == "sign":
-        return np.sign(W[targets] - W[true]).astype(np.float32)
-    if kind == "blog":
-        rows = W[targets]
-        return (rows / np.abs(rows).max(axis=1, keepdims=True)).astype(np.float32)
-    raise ValueError(f"unknown direction {kind!r}; use one of {KINDS}")
-
-
-def fooled_at(classifier, images, targets, direction, epsilons=EPSILONS, desc=""):
-    """(len(epsilons), n) bool: P(target | clip(x + eps * d)) >= CONFIDENCE, from pycaffe.
-    images: (n, 3, 64, 64) float32 0..255 BGR; direction: (n, 12288). `desc` names its progress bar."""
-    flat = images.reshape(len(images), -1)
-    epsilons = np.asarray(epsilons, np.float32)
-    fooled = np.zeros((len(epsilons), len(images)), dtype=bool)
-    for start in range(0, len(images), CHUNK):
-        part = slice(start, start + CHUNK)
-        n = len(flat[part])
-        group = max(1, CHUNK // n)  # several budgets per forward: batches of about CHUNK images
-        for e in cli.progress(range(0, len(epsilons), group), desc=desc or "budgets", unit="forward"):
-            eps = epsilons[e : e + group, None, None]
-            batch = np.clip(flat[part][None] + eps * direction[part][None], 0, 255)
-            probs = classifier.probs(batch.reshape(-1, 3, 64, 64)).reshape(len(eps), n, -1)
-            fooled[e : e + group, part] = probs[:, np.arange(n), targets[part]] >= CONFIDENCE
-    return fooled
-
-
-def bound_epsilon(classifier, images, true, targets):
-    """(n,) epsilon* = (s_true - s_target + ln 99) / ||w_target - w_true||_1 (>= 0): below it no
-    Linf perturbation can give P(target) >= 0.99. Scores from the pycaffe forward."""
-    W = classifier.params["W"]
-    scores = np.concatenate([classifier.forward(images[i : i + CHUNK])[0] for i in range(0, len(images), CHUNK)])
-    rows = np.arange(len(images))
-    gap = scores[rows, true] - scores[rows, targets] + np.log(CONFIDENCE / (1 - CONFIDENCE))
-    return np.maximum(gap, 0) / np.abs(W[targets] - W[true]).sum(axis=1)
-
-
-def first_epsilon(fooled, epsilons=EPSILONS):
-    """(n,) smallest epsilon at which each pair is fooled (inf when never within the grid)."""
-    hit = fooled.any(axis=0)
-    return np.where(hit, np.asarray(epsilons, float)[fooled.argmax(axis=0)], np.inf)
 
 
 def _median(values):

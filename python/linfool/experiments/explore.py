@@ -5,7 +5,7 @@ Why it can be exact and small: before clipping, the scores of x + alpha * w_t ar
 s(x) + alpha * (W w_t), so per start image the page needs s(x) (K scores, from a pycaffe forward)
 and x; per target W w_t (K numbers) and w_t (12,288) for the picture. Clipping to 0..255 makes the
 true scores differ: the page computes the unclipped probabilities live, marks the alpha where
-clipping starts, and at the alpha that fooling.fool settles on (smallest alpha with P >= 0.99 after
+clipping starts, and at the alpha that blog.fool settles on (smallest alpha with P >= 0.99 after
 clipping) shows the probability Caffe computed for the clipped image.
 
 Sizes at K = 1000: the page embeds the numbers (start images float32, scores, settled alphas and
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from linfool.attacks import blog
 from linfool.core import cli, conventions, records, runs
-from linfool.experiments import fooling, templates
+from linfool.experiments import templates
 from linfool.model.classifier import Classifier
 
 CHUNK = 100  # target classes per explore/templates_<i>.js
@@ -50,7 +51,7 @@ def start_images(run_dir, params, start=templates.START):
         (f"val image: {params['names'][label]} (record {position})", image.astype(np.float32))
         for position, image, label in zip(chosen, images, labels)
     ]
-    return starts + [("uniform noise (the noise figure's)", fooling.noise_image())]
+    return starts + [("uniform noise (the noise figure's)", blog.noise_image())]
 
 
 def clip_alphas(x, W):
@@ -82,7 +83,7 @@ def build(run_dir, start, target, chunk_dir, chunk_url):
     loads them from `chunk_url`/templates_<i>.js), return the embedded data dict; the page opens on
     the fooling figure's `start` image and `target` (wnid or name).
     Caffe: the start images' scores and, per start and target, the settled alpha and P(target) of
-    the clipped image (fooling.fool, pycaffe forwards)."""
+    the clipped image (blog.fool, pycaffe forwards)."""
     classifier = Classifier(run_dir)
     params = classifier.params
     W = params["W"].astype(np.float64)
@@ -92,7 +93,7 @@ def build(run_dir, start, target, chunk_dir, chunk_url):
     scores = classifier.forward(xs)[0]
     targets = np.arange(K)
     settled = [
-        fooling.fool(classifier, x, targets)
+        blog.fool(classifier, x, targets)
         for x in cli.progress(xs, desc="explore: every target per start image", unit="start")
     ]
     alpha_star = np.array([[r.alpha for r in results] for results in settled])

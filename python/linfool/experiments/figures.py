@@ -16,10 +16,11 @@ import sys
 import cv2
 import numpy as np
 
+from linfool.attacks import blog
 from linfool.core import cli, files, runs, stages
 from linfool.core.plots import plt, save
 from linfool.core.results import read_metrics
-from linfool.experiments import explore, fooling, toy
+from linfool.experiments import explore, toy
 from linfool.experiments.templates import choose_classes, find_class, smoothness, start_image, template_rgb, to_rgb
 from linfool.model import weights
 from linfool.model.classifier import Classifier
@@ -83,7 +84,7 @@ def templates_all(params, out):
 
 def fooling_rows(classifier, x, targets):
     """Fool x towards each target; returns (start probs, [FoolResult])."""
-    return classifier.probs(x[None])[0], fooling.fool(classifier, x, targets)
+    return classifier.probs(x[None])[0], blog.fool(classifier, x, targets)
 
 
 def _row_numbers(names, start_probs, result):
@@ -226,7 +227,7 @@ def make_figures(run, *, low=None, high=None, start=None, targets=None, command=
         )
         numbers["fooling_noise"] = fooling_figure(
             classifier,
-            fooling.noise_image(),
+            blog.noise_image(),
             target_ids,
             out / "blog_fooling_noise.png",
             f"Fooling random noise (run {run})",

@@ -8,7 +8,7 @@
 The image is read and resized to the net's input as convert_imageset does (OpenCV, bilinear), in the
 net's channel order (CHANNELS: bgr, Caffe's own, by default; gray for 1-channel nets); the net sees
 (pixels - mean) * scale, as Caffe's transform_param computes it. The attack is the iterative Linf one
-(linfool.experiments.gradient_attacks.projected) under EPS pixel units (0..255) until P(target) >= 0.99,
+(linfool.attacks.gradient.projected) under EPS pixel units (0..255) until P(target) >= 0.99,
 every step in whole pixel values, so "fooled" is judged on exactly the image the PNG holds. MODEL and
 WEIGHTS are checked before Caffe reads them (one input; every learned layer of MODEL in WEIGHTS with
 its shapes); the WEIGHTS or MODEL of a linfool run (runs/<run>/) subtract its data set's mean unless
@@ -28,13 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from linfool.attacks import CONFIDENCE, LADDER, gradient
 from linfool.core import cli, datum, files, paths, runs, stages, stats
 from linfool.data.images import opencv_reason
-from linfool.experiments import gradient_attacks
 from linfool.model.gradients import Differentiable
 
 CHANNELS = ("bgr", "rgb", "gray")
-CONFIDENCE = 0.99
 
 
 def read_image(path, shape, channels="bgr"):
@@ -212,7 +211,7 @@ def _prepare(model_file, weights, image, target, mean, mean_values, scale, label
 def _attack(model, x, goal, eps, steps):
     """The iterative attack in whole pixel values (x is whole already) inside the budget, so that
     the confidence is judged on exactly what the PNG holds: (image, its probs, gradient steps)."""
-    attack = gradient_attacks.projected(model, x, goal, eps, iterations=steps, confidence=CONFIDENCE, whole_pixels=True)
+    attack = gradient.projected(model, x, goal, eps, iterations=steps, confidence=CONFIDENCE, whole_pixels=True)
     return attack.image, model.probs(attack.image[None])[0], attack.passes
 
 
@@ -302,7 +301,6 @@ def fool(
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-LADDER = (1, 2, 4, 8, 16, 32, 64, 128)  # Linf budgets tried in turn, in 0..255 pixel units, up to EPS
 
 
 def attack_curve(model, folder, goal, names, about, out, *, eps, steps, images):

@@ -7,7 +7,7 @@ A random forest (scikit-learn; `trees` trees grown to purity, or to at most leaf
 that would not fit in FOREST_BYTES, e.g. at 1000 classes; on the run's data set's train pixels read
 through linfool.core.records: a class-balanced sample of `per_class` records per class, its size
 printed and recorded) is the one model here that is not Caffe, on purpose: it has no gradient. It is
-fooled with scores only by the square attack (linfool.experiments.blackbox.square_attack, its
+fooled with scores only by the square attack (linfool.attacks.square.square_attack, its
 predict_proba as the oracle, every query counted) on the attack curves' seeded (val image, target)
 pairs, at each Linf budget of BUDGETS; the run's linear Caffe model is attacked the same way on the
 same pairs at the same budgets. A forest's probability is the fraction of trees that vote for a class,
@@ -21,9 +21,10 @@ import time
 
 import numpy as np
 
+from linfool.attacks import CONFIDENCE
+from linfool.attacks.square import Oracle, margin, square_attacks
 from linfool.core import cli, conventions, files, records, runs, stages, stats
 from linfool.core.plots import plt, save
-from linfool.experiments.blackbox import CONFIDENCE, Oracle, margin, square_attacks
 from linfool.experiments.pairs import pair_sample
 from linfool.model.classifier import Classifier
 

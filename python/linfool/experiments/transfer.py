@@ -2,7 +2,7 @@
 
     python -m linfool transfer --run blog [--low reg_low --high reg_high] [--images 30] [--pairs 510]
 
-For each source run, the blog's attack (linfool.experiments.fooling.fool: the smallest multiple of the target's
+For each source run, the blog's attack (linfool.attacks.blog.fool: the smallest multiple of the target's
 template giving P(target) >= 0.99 on the source) on the attack curves' fixed sample of (val image,
 target) pairs (linfool.experiments.pairs.pair_sample; its size and cost are printed first). Every image fooled
 on the source is then classified by every run (pycaffe). Matrix entry [source, dest] = fraction
@@ -15,18 +15,18 @@ import sys
 
 import numpy as np
 
+from linfool.attacks import blog
 from linfool.core import cli, files, runs, stages, stats
 from linfool.core.plots import plt, save
-from linfool.experiments import fooling
 from linfool.experiments.pairs import IMAGES, PAIRS, describe, pair_sample, seconds_per_forward
 from linfool.model.classifier import Classifier
 
 
 def fooled_images(classifier, images, which, targets):
-    """The blog attack on the sample's pairs (all in one batched bisection, fooling.fool_each):
+    """The blog attack on the sample's pairs (all in one batched bisection, blog.fool_each):
     ((m, 3, 64, 64) float32 0..255 BGR, (m,) targets), only the pairs that reached P(target) >= 0.99
     on this classifier."""
-    results = [r for r in fooling.fool_each(classifier, images[which], targets) if r.fooled]
+    results = [r for r in blog.fool_each(classifier, images[which], targets) if r.fooled]
     return np.array([r.image for r in results], np.float32).reshape(-1, 3, 64, 64), np.array(
         [r.target for r in results], int
     )
@@ -39,7 +39,7 @@ def transfer_matrix(run_dirs, n_images=IMAGES, pairs=PAIRS):
     images, _, which, targets, about = pair_sample(
         run_dirs[0].dataset().lmdb("val"), len(first.params["W"]), n_images=n_images, pairs=pairs
     )
-    forwards = len(run_dirs) * len(targets) * (fooling.FORWARDS + len(run_dirs))
+    forwards = len(run_dirs) * len(targets) * (blog.FORWARDS + len(run_dirs))
     print("transfer: " + describe(about, forwards, seconds_per_forward(first)), flush=True)
     matrix, counts, intervals = [], [], []
     for source in cli.progress(

@@ -6,13 +6,13 @@ curves.json records the snapshot the log led to (the report shows the curves onl
 still the run's newest); the picture is written first and curves.json last, each whole.
 """
 
+from __future__ import annotations
+
 import re
 import sys
 from pathlib import Path
 
-from google.protobuf import text_format
-
-from linfool.core import caffe_env, cli, files, prototxt, runs, stages, stats
+from linfool.core import cli, files, prototxt, runs, stages, stats
 from linfool.core.plots import plt, save
 
 _ITER = re.compile(r"Iteration (\d+)")
@@ -20,33 +20,32 @@ _TRAIN = re.compile(r"Iteration (\d+).*, loss = ([\d.eE+-]+|nan|inf)")
 _TEST = re.compile(r"Test net output #\d+: (\w+) = ([\d.eE+-]+|nan|inf)")
 
 
-def parse_log(text) -> dict:
+def parse_log(text: str) -> dict:
     """{'train': [(iter, loss)], 'test': {name: [(iter, value)]}} from a `caffe train` log."""
-    curves = {"train": [], "test": {}}
+    train: list[tuple[int, float]] = []
+    test: dict[str, list[tuple[int, float]]] = {}
     iteration = 0
     for line in text.splitlines():
         if m := _TRAIN.search(line):
-            curves["train"].append((int(m.group(1)), float(m.group(2))))
+            train.append((int(m.group(1)), float(m.group(2))))
         elif m := _TEST.search(line):
-            curves["test"].setdefault(m.group(1), []).append((iteration, float(m.group(2))))
+            test.setdefault(m.group(1), []).append((iteration, float(m.group(2))))
         elif "Testing net" in line and (m := _ITER.search(line)):
             iteration = int(m.group(1))
-    return curves
+    return {"train": train, "test": test}
 
 
-def tested_images(run) -> int:
+def tested_images(run: runs.Run) -> int:
     """Images in the run's test phase: test_iter x the TEST Data layers' batch (what each logged val
     accuracy is a fraction of: Caffe averages equal batches); 0 without a test phase."""
     solver = prototxt.read_solver(run.path / "solver.prototxt")
     if not solver.test_iter:
         return 0
-    net = text_format.Parse(
-        (run.path / "train_val.prototxt").read_text(), caffe_env.import_caffe().proto.caffe_pb2.NetParameter()
-    )
+    net = prototxt.read_net(run.path / "train_val.prototxt")
     return int(solver.test_iter[0]) * prototxt.data_batch(net, "TEST")
 
 
-def plot(curves, out, title):
+def plot(curves: dict, out: Path, title: str) -> None:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     if curves["train"]:
         ax_loss.plot(*zip(*curves["train"]), label="train loss", lw=1)
@@ -70,7 +69,7 @@ def plot(curves, out, title):
     save(fig, out, dpi=100)
 
 
-def make_curves(run) -> Path:
+def make_curves(run: runs.Run) -> Path:
     run = runs.as_run(run)
     log = run.path / "train.log"
     if not log.is_file():
@@ -82,7 +81,7 @@ def make_curves(run) -> Path:
     return run.path / "curves.png"
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = stages.parse("curves", argv)
 
     def body():

@@ -17,8 +17,12 @@ and the choice) and decay_search.png, and prints the table; prototxt/solver_<net
 holds the choice for the embedded set, with this search's numbers in docs/RESULTS.md.
 """
 
+from __future__ import annotations
+
 import math
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 from linfool.core import cli, files, paths, runs, stages, stats
 from linfool.core.plots import plt, save
@@ -32,12 +36,12 @@ BISECT = stages.default(
 )  # geometric bisections after the grid, between the strong choice and the next decay up
 
 
-def solver_file(net):
+def solver_file(net: str) -> str:
     """prototxt/solver_<net>.prototxt, the deeper model's solver (net: one of runs.DEEP_NETS)."""
     return str(paths.PROTOTXT / f"solver_{net}.prototxt")
 
 
-def candidate_name(data, net, decay):
+def candidate_name(data: str | None, net: str, decay: float) -> str:
     """The run of one candidate: mlp_wd0.05 on the embedded set, imagenet_mlp_wd0.05 on imagenet."""
     weak, _ = runs.deep_names(runs.default_run(data))[net]
     return paths.check_name(f"{weak}_wd{decay:g}")
@@ -63,13 +67,13 @@ def _trained(run, data, solver, settings):
         return False
 
 
-def val_top1(run) -> float:
+def val_top1(run: runs.Run) -> float:
     """The val top-1 of the run's last test in train.log (curves.json, written by make train)."""
     logged = files.read_json(run.path / "curves.json", f"make train RUN={run.name}")
     return float(logged["test"]["accuracy_top1"][-1][1])
 
 
-def choose(found):
+def choose(found: list[tuple[float, float]]) -> tuple[float, float]:
     """(weak, strong) decays from [(decay, val_top1)]: the smallest, and the largest keeping KEEP of the best."""
     best = max(top1 for _, top1 in found)
     kept = [decay for decay, top1 in found if top1 >= KEEP * best]
@@ -93,7 +97,9 @@ def _candidate(net, data, decay, iters, step):
     return decay, val_top1(run), {**run.source(), "test_images": curves.tested_images(run)}
 
 
-def search(net, data, decays=DECAYS, iters=ITERS, bisect=BISECT):
+def search(
+    net: str, data: str | None, decays: Sequence[float] = DECAYS, iters: int = ITERS, bisect: int = BISECT
+) -> dict:
     """The grid, then `bisect` geometric bisections between the strong choice and the next larger
     decay of the grid (the blog's binary search); returns the result dict (candidates, choice, rule,
     sources)."""
@@ -144,7 +150,7 @@ def _command(net, data):
     return cli.make_command("decay-search", NET=net, DATA=data if data != train.DEMO_DATA else None)
 
 
-def plot(result, out):
+def plot(result: dict, out: Path) -> None:
     """Val top-1 against weight decay (log axis), the weak and strong choices marked."""
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
     decays = [c["weight_decay"] for c in result["candidates"]]
@@ -168,7 +174,7 @@ def plot(result, out):
     save(fig, out)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = stages.parse("decay-search", argv)
 
     def body():

@@ -12,14 +12,17 @@ to the pixels is scale times Caffe's data gradient. The score is the bottom of t
 layer (the InnerProduct output for linfool's runs); "logprob" is log softmax(score)[target].
 """
 
+from __future__ import annotations
+
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from google.protobuf import text_format
 
-from linfool.core import caffe_env, runs
+from linfool.core import caffe_env, prototxt, runs
 from linfool.core.cli import UserError
 
 OBJECTIVES = ("logprob", "score")
@@ -34,13 +37,12 @@ class NotDifferentiable(UserError):
 DATA_LAYERS = ("Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "DummyData", "Python")
 
 
-def read_deploy(deploy):
+def read_deploy(deploy: str | Path) -> Any:
     """The deploy prototxt as a NetParameter, checked before Caffe sees it (Caffe would abort): it
     parses as a text net and has exactly one input (an Input layer or the legacy `input:` field)."""
-    pb2 = caffe_env.import_caffe().proto.caffe_pb2
     try:
-        net = text_format.Parse(Path(deploy).read_text(), pb2.NetParameter())
-    except (UnicodeDecodeError, text_format.ParseError) as err:
+        net = prototxt.parse(Path(deploy).read_text())
+    except (UnicodeDecodeError, prototxt.ParseError) as err:
         raise UserError(
             f"MODEL={deploy} does not parse as a Caffe net prototxt ({str(err).splitlines()[0][:120]}); MODEL= is "
             "the deploy .prototxt, WEIGHTS= the .caffemodel (swapped?)"
@@ -72,7 +74,7 @@ def _trained_blobs(weights):
     return {layer.name: [runs.blob_shape(b) for b in layer.blobs] for layer in [*model.layer, *model.layers]}
 
 
-def _same_shape(net_shape, stored) -> bool:
+def _same_shape(net_shape: tuple[int, ...], stored: tuple[int, ...]) -> bool:
     """Caffe's Blob::ShapeEquals: equal, or a legacy 4-d (num, channels, height, width) blob whose
     dims, padded with leading 1s, are the net's."""
     return tuple(net_shape) == tuple(stored) or (
@@ -80,7 +82,7 @@ def _same_shape(net_shape, stored) -> bool:
     )
 
 
-def check_weights(net, weights, hint=""):
+def check_weights(net: Any, weights: str | Path, hint: str = "") -> None:
     """UserError (one line, naming the layer and both shapes) unless every learned layer of the
     pycaffe `net` is in the .caffemodel `weights` with the same blob shapes: Caffe would fill a
     missing one at random (and attack that), or abort on another shape."""
@@ -106,7 +108,7 @@ def _load(deploy, weights, hint=""):
     net.force_backward = True
     caffe = caffe_env.use_device()
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write(text_format.MessageToString(net))
+        handle.write(prototxt.text(net))
     try:
         loaded = caffe.Net(handle.name, caffe.TEST)
     finally:
@@ -138,7 +140,7 @@ class Differentiable:
         self._check_differentiable(deploy)
         self.set_transform(mean, scale)
 
-    def set_transform(self, mean=None, scale=1.0):
+    def set_transform(self, mean: np.ndarray | None = None, scale: float = 1.0) -> None:
         """What the net sees of pixels x: (x - mean) * scale; mean None, (C,) or (C, H, W)."""
         mean = np.zeros(1, np.float32) if mean is None else np.asarray(mean, np.float32)
         self.mean = mean.reshape(-1, 1, 1) if mean.ndim == 1 else mean
@@ -153,11 +155,13 @@ class Differentiable:
         self.net.forward()
         return self.net.blobs[self.prob].data.copy()
 
-    def probs(self, x):
+    def probs(self, x: np.ndarray) -> np.ndarray:
         """(n, classes) softmax of the (n, C, H, W) pixel batch x."""
         return self._forward(x)
 
-    def gradient(self, x, targets, objective="logprob"):
+    def gradient(
+        self, x: np.ndarray, targets: int | Sequence[int] | np.ndarray, objective: str = "logprob"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(probs, gradient): gradient[i] = d objective(target_i) / d x[i], (n, C, H, W) float32, in pixel
         units. objective: "score" (the target's pre-softmax score) or "logprob" (its log-probability)."""
         if objective not in OBJECTIVES:

@@ -19,18 +19,20 @@ Caffe does not store its position in the LMDB, so a resumed run re-reads the dat
 it equals an uninterrupted run when the stop falls on an epoch boundary.
 """
 
+from __future__ import annotations
+
 import ctypes
 import re
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from google.protobuf import text_format
-
-from linfool.core import caffe_env, cli, conventions, datasets, files, paths, records, runs, stages
+from linfool.core import caffe_env, cli, conventions, datasets, files, paths, prototxt, records, runs, stages
 from linfool.core.prototxt import TrainConfigError, _caffe_pb2, data_batch, deploy_file, fc_layer, read_solver
 from linfool.core.remake import remake_for
 from linfool.model import curves
@@ -43,14 +45,16 @@ DEMO_OVERLAY = "prototxt/solver_demo.prototxt"  # laid over the blog's solver on
 RUN_FILES = ("solver.prototxt", "train_val.prototxt", "deploy.prototxt")  # written by make train, recorded
 
 
-def render_run_files(run_dir, dataset, solver, gpu_mode):
+def render_run_files(
+    run_dir: Path, dataset: datasets.DataSet, solver: Any, gpu_mode: bool
+) -> tuple[dict[str, str], Any]:
     """The run's solver, train_val and deploy prototxt as {file name: text}, and the train_val
     NetParameter: paths and num_output for this data; the deploy net is the one beside the solver's
     net (prototxt.deploy_file). Each Data layer reads the LMDB of the same folder name (train_lmdb,
     val_lmdb, ...) in the data set's published version; an Accuracy layer's top_k is capped at the
     number of classes (Caffe aborts on top_k > classes). `solver` is changed in place (net, prefix)."""
     pb2 = _caffe_pb2()
-    net = text_format.Parse(Path(solver.net).read_text(), pb2.NetParameter())
+    net = prototxt.read_net(solver.net)
     num_classes = dataset.num_classes
     for layer in net.layer:
         if layer.type == "Data":  # the template names each LMDB by its folder name in the data set
@@ -59,27 +63,27 @@ def render_run_files(run_dir, dataset, solver, gpu_mode):
         if layer.type == "Accuracy" and layer.accuracy_param.top_k > num_classes:
             layer.accuracy_param.top_k = num_classes
     fc_layer(net).inner_product_param.num_output = num_classes
-    deploy = text_format.Parse(deploy_file(solver.net).read_text(), pb2.NetParameter())
+    deploy = prototxt.read_net(deploy_file(solver.net))
     fc_layer(deploy).inner_product_param.num_output = num_classes
     solver.net = str(run_dir / "train_val.prototxt")
     solver.snapshot_prefix = str(run_dir / runs.SNAPSHOT_PREFIX)
     solver.solver_mode = pb2.SolverParameter.GPU if gpu_mode else pb2.SolverParameter.CPU
     texts = {
-        "solver.prototxt": text_format.MessageToString(solver),
-        "train_val.prototxt": text_format.MessageToString(net),
-        "deploy.prototxt": text_format.MessageToString(deploy),
+        "solver.prototxt": prototxt.text(solver),
+        "train_val.prototxt": prototxt.text(net),
+        "deploy.prototxt": prototxt.text(deploy),
     }
     return texts, net
 
 
 def _solver_fields(text):
     """{field: value} of a solver prototxt's top-level fields as text, the device (solver_mode) left out."""
-    solver = text_format.Parse(text, _caffe_pb2().SolverParameter())
+    solver = prototxt.parse(text, "SolverParameter")
     solver.ClearField("solver_mode")
     return {fd.name: ",".join(map(str, v)) if fd.is_repeated else str(v) for fd, v in solver.ListFields()}
 
 
-def check_hand_edits(run):
+def check_hand_edits(run: runs.Run) -> None:
     """TrainConfigError (one line) when a prototxt make train wrote into the run (run.json records
     their sha256) was changed by hand since: linfool writes them from run.json, so the edit would be
     silently lost. An edited solver.prototxt is answered with the SET= that makes the same change."""
@@ -109,7 +113,7 @@ def check_hand_edits(run):
     )
 
 
-def check_solver(solver):
+def check_solver(solver: Any) -> None:
     """The solver values Caffe would abort on or silently misuse, refused in one line."""
     for key, low in (("max_iter", 1), ("snapshot", 0), ("display", 0), ("test_interval", 1)):
         if getattr(solver, key) < low:
@@ -122,7 +126,7 @@ def check_solver(solver):
         raise TrainConfigError(f"base_lr={solver.base_lr} is out of range (needs > 0; the blog's is 1e-7)")
 
 
-def preflight(net):
+def preflight(net: Any) -> None:
     """Check what Caffe would die on with a glog abort, and say it in one line instead."""
     num_output = fc_layer(net).inner_product_param.num_output
     for layer in net.layer:
@@ -133,7 +137,7 @@ def preflight(net):
                 raise TrainConfigError(f"no mean file {mean}; rebuild its data set: `{remake_for(Path(mean).parent)}`")
 
 
-def gpu_flag(gpu=None):
+def gpu_flag(gpu: str | None = None) -> str | None:
     """Caffe's --gpu value for GPU=auto|cpu|N|list|all (default: caffe_env.requested(); caffe_env.device
     decides), or None for the CPU."""
     if caffe_env.caffe_has_cuda() and not caffe_env.gpu_visible():
@@ -145,7 +149,9 @@ def gpu_flag(gpu=None):
     return caffe_env.device(gpu if gpu is not None else caffe_env.requested())
 
 
-def multi_gpu(flag, solver, net, n_records, keep_epochs=False):
+def multi_gpu(
+    flag: str | None, solver: Any, net: Any, n_records: int, keep_epochs: bool = False
+) -> tuple[str | None, list[str]]:
     """For several GPUs: (one line saying what they change, solver settings). Caffe's P2PSync gives
     each GPU its own TRAIN batch and averages the N gradients: an effective batch of N x 256 at the
     same learning rate, and max_iter iterations read N times the images. Default: keep max_iter (the
@@ -191,7 +197,7 @@ class _Log:
         self.path, self.error = path, None
         self.handle = open(path, "a")
 
-    def write(self, line):
+    def write(self, line: str) -> None:
         if self.error is None:
             try:
                 self.handle.write(line)
@@ -215,10 +221,14 @@ class _Log:
         return False
 
 
-def run_caffe(run_dir, gpu, state, extra):
-    """Run `caffe train` (from solver state `state` when resuming), teeing its log to
-    run_dir/train.log; returns (Caffe's exit code, whether it stopped early: Ctrl-C here, or a SIGINT
-    sent to caffe alone, which Caffe answers with a snapshot, "Optimization stopped early" and exit 0)."""
+def run_caffe(
+    run_dir: Path, gpu: str | None, state: str | Path | None, extra: Sequence[str], echo: bool = True
+) -> tuple[int, bool]:
+    """Run `caffe train` on run_dir/solver.prototxt (from solver state `state` when resuming), teeing
+    its log to run_dir/train.log (and its progress lines to stdout when `echo`); returns (Caffe's exit
+    code, whether it stopped early: Ctrl-C here, or a SIGINT sent to caffe alone, which Caffe answers
+    with a snapshot, "Optimization stopped early" and exit 0). The one place linfool launches Caffe's
+    trainer: its signals, locks and log are handled here for every caller."""
     cmd = [str(caffe_env.tool("caffe")), "train", f"--solver={run_dir / 'solver.prototxt'}"]
     if gpu:
         cmd.append(f"--gpu={gpu}")
@@ -226,7 +236,8 @@ def run_caffe(run_dir, gpu, state, extra):
         cmd.append(f"--snapshot={state}")
         print(f"Resuming from {Path(state).name}", flush=True)
     cmd += list(extra)
-    print(f"Training on {'GPU ' + gpu if gpu else 'CPU'}: {' '.join(cmd)}", flush=True)
+    if echo:
+        print(f"Training on {'GPU ' + gpu if gpu else 'CPU'}: {' '.join(cmd)}", flush=True)
     interesting = re.compile(r"Iteration \d+|Test net output|Snapshotting to|Optimization|Error|Check failed")
     stopped = []
     previous = signal.signal(signal.SIGINT, lambda *_: stopped.append(True))  # Caffe gets it too, and stops
@@ -241,9 +252,10 @@ def run_caffe(run_dir, gpu, state, extra):
                 pass_fds=files.lock_fds(),
                 preexec_fn=_child_dies_with_parent,
             )
+            assert proc.stderr is not None  # stderr=PIPE
             for line in proc.stderr:
                 log.write(line)
-                if interesting.search(line):
+                if echo and interesting.search(line):
                     print(line.split("] ", 1)[-1].rstrip(), flush=True)
                 if "Optimization stopped early" in line:
                     stopped.append(True)
@@ -267,7 +279,7 @@ def _damaged_newest(run):
     return None
 
 
-def drop_damaged_snapshots(run):
+def drop_damaged_snapshots(run: runs.Run) -> list[str]:
     """Remove the newest snapshot pair while one of its files does not parse whole (Caffe was cut
     short writing it, e.g. by a full disk), so that no later stage takes it as the newest; returns
     one line per removal."""
@@ -354,7 +366,7 @@ def _start(run, state, changes, history):
         print(f"Resuming with solver changes: {'; '.join(changes)}", flush=True)
 
 
-def start_over(run):
+def start_over(run: runs.Run) -> str:
     """FRESH=1: delete the run's snapshots, train.log and curves, saying how many; returns that line."""
     old = _snapshot_files(run)
     steps = sorted({runs.iteration(p) for p in old})
@@ -366,7 +378,9 @@ def start_over(run):
     )
 
 
-def existing_run(run, texts, dataset, max_iter, extra):
+def existing_run(
+    run: runs.Run, texts: dict[str, str], dataset: datasets.DataSet, max_iter: int, extra: Sequence[str]
+) -> str:
     """What a fresh `make train` may do with a run that has snapshots: 'up to date' when it finished
     (its newest snapshot at max_iter) on the same data set with the same solver and net files, else
     RunError (one line) naming RESUME=1 and FRESH=1: no snapshot is ever deleted unasked."""
@@ -396,7 +410,7 @@ def existing_run(run, texts, dataset, max_iter, extra):
     )
 
 
-def _differences(run, texts, dataset) -> list:
+def _differences(run: runs.Run, texts: dict[str, str], dataset: datasets.DataSet) -> list[str]:
     """What a requested training changes against the run's: its data set, 'key: old -> new' per
     solver field, the net files."""
     found = []
@@ -418,7 +432,7 @@ def _stopped_early(run):
     return log.is_file() and "Optimization stopped early" in log.read_text(errors="replace")[-4000:]
 
 
-def set_aside_damaged(run):
+def set_aside_damaged(run: runs.Run) -> list[str]:
     """RESUME=1: rename the newest snapshot pair aside (<file>.damaged) while one of its files does not
     parse whole, so that the run continues from the newest good one; one line per pair."""
     lines = []
@@ -453,7 +467,7 @@ def _finish(run, code, stopped, max_iter):
     return code
 
 
-def default_overlays(data, overlays, resume):
+def default_overlays(data: str | None, overlays: Sequence[str], resume: bool) -> list[str]:
     """The overlays of a fresh run: the given ones; on the embedded demo set, when none are given,
     the demo overlay (shorter runs and test counts: prototxt/solver_demo.prototxt)."""
     if resume or overlays or (data or DEMO_DATA) != DEMO_DATA:
@@ -471,9 +485,9 @@ class _Setup:
     solver_file: str
     overlays: list
     settings: list
-    solver: object
-    flag: str
-    state: runs.Snapshot = None
+    solver: Any
+    flag: str | None
+    state: runs.Snapshot | None = None
     changes: list = field(default_factory=list)
     history: list = field(default_factory=list)
 
@@ -492,7 +506,7 @@ def _setup(run, *, data, solver_file, overlays, settings, gpu, resume, keep_epoc
     solver_file = solver_file or str(paths.PROTOTXT / "solver.prototxt")
     solver = _solver(solver_file, overlays, settings)
     flag = gpu_flag(gpu)
-    template = text_format.Parse(Path(solver.net).read_text(), _caffe_pb2().NetParameter())
+    template = prototxt.read_net(solver.net)
     note, epoch_settings = multi_gpu(
         flag, solver, template, records.count(dataset.lmdb("train")), keep_epochs and not resume
     )
@@ -504,7 +518,9 @@ def _setup(run, *, data, solver_file, overlays, settings, gpu, resume, keep_epoc
     return _Setup(dataset, solver_file, list(overlays), list(settings), solver, flag, state, changes, history)
 
 
-def _nothing_to_do(run, setup, texts, fresh, extra, owned=False) -> bool:
+def _nothing_to_do(
+    run: runs.Run, setup: _Setup, texts: dict[str, str], fresh: bool, extra: Sequence[str], owned: bool = False
+) -> bool:
     """Before a fresh training of a run that has snapshots: FRESH=1 deletes them (said); a run that
     finished with these settings is up to date (said, True); anything else is refused (existing_run),
     or, for a stage's own run (`owned`: make claims SEEDS='s seed runs), deleted and trained again
@@ -539,21 +555,21 @@ def _nothing_to_do(run, setup, texts, fresh, extra, owned=False) -> bool:
 
 
 def train(
-    run,
+    run_name: str,
     *,
-    data=None,
-    solver_file=None,
-    overlays=(),
-    settings=(),
-    gpu=None,
-    resume=False,
-    fresh=False,
-    extra=(),
-    keep_epochs=False,
-    command=None,
-    check_only=False,
-    owned=False,
-):
+    data: str | None = None,
+    solver_file: str | None = None,
+    overlays: Sequence[str] = (),
+    settings: Sequence[str] = (),
+    gpu: str | None = None,
+    resume: bool = False,
+    fresh: bool = False,
+    extra: Sequence[str] = (),
+    keep_epochs: bool = False,
+    command: str | None = None,
+    check_only: bool = False,
+    owned: bool = False,
+) -> int:
     """Prepare runs/<run>/ and train under the run's lock (the data set's shared); returns the exit
     code (Caffe's, 1 for a cut-short snapshot, 130 for Ctrl-C or another early stop). Raises
     TrainConfigError and other cli.UserErrors. A fresh run defaults to the embedded data set, the
@@ -564,9 +580,9 @@ def train(
     from $LINFOOL_GPU). With several GPUs see multi_gpu (keep_epochs). `command`: the make command
     recorded in run.json (default cli.make_command). check_only: refuse as above, train nothing.
     owned: the run is a stage's own result (up to date: left alone; else trained again)."""
-    command = command or cli.make_command("train", RUN=run, DATA=data)
+    command = command or cli.make_command("train", RUN=run_name, DATA=data)
     overlays = default_overlays(data, overlays, resume)
-    run = runs.Run.named(run)
+    run = runs.Run.named(run_name)
     with run.lock():
         setup = _setup(
             run,
@@ -627,7 +643,7 @@ def _train_each(plan, what, *, data, overlays, settings, gpu, extra, keep_epochs
     return 0
 
 
-def sweep(run, *, data=None, solver_file=None, **options):
+def sweep(run: str, *, data: str | None = None, solver_file: str | None = None, **options: Any) -> int:
     """The regularization sweep: runs.sweep_names(run)[0] (weight decay 0.0005), `run` (the blog's
     100) and [1] (10,000), each a fresh `caffe train` (options: those of _train_each). Returns the
     first non-zero exit code, or 0."""
@@ -636,7 +652,7 @@ def sweep(run, *, data=None, solver_file=None, **options):
     return _train_each(plan, "sweep", data=data, command=cli.make_command("sweep", RUN=run, DATA=data), **options)
 
 
-def deep_sweep(run, *, data=None, **options):
+def deep_sweep(run: str, *, data: str | None = None, **options: Any) -> int:
     """The deeper models beside `run` on its data set (runs.deep_names): for each net, its solver
     (prototxt/solver_<net>.prototxt, the weak weight decay) and the same with its strong-decay overlay
     (prototxt/solver_<net>_reg_high.prototxt, chosen by make decay-search), each a fresh `caffe train`
@@ -651,7 +667,7 @@ def deep_sweep(run, *, data=None, **options):
     return _train_each(plan, "deep sweep", data=data, command=cli.make_command("deep-sweep", DATA=data), **options)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = stages.parse("train", argv)
 
     def body():

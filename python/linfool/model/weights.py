@@ -9,15 +9,19 @@ images before the net); wnids, names (label order); iteration and snapshot_sha25
 it holds: a newer snapshot makes it out of date, and it is extracted again).
 """
 
+from __future__ import annotations
+
 import io
 import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from linfool.core import caffe_env, cli, datum, files, prototxt, runs, stages
 
 
-def check_linear(run):
+def check_linear(run: runs.Run) -> None:
     """RunError (one line) unless the run's net is the blog's linear classifier (one InnerProduct
     'fc'): the templates, the blog's alpha * w_t attack and the stages built on them need it."""
     learned = prototxt.learned_layers(run.path / "deploy.prototxt")
@@ -28,7 +32,7 @@ def check_linear(run):
         )
 
 
-def load_net(run, batch=1):
+def load_net(run: runs.Run | str | Path, batch: int = 1) -> Any:
     """pycaffe deploy Net of the run with its newest (checked) snapshot, input reshaped to
     (batch, 3, 64, 64), on the device caffe_env.use_device picks (GPU=, auto: the GPU when there is one).
     The run must be linear (check_linear)."""
@@ -41,7 +45,7 @@ def load_net(run, batch=1):
     return net
 
 
-def extract(run):
+def extract(run: runs.Run | str | Path) -> Path:
     """Write the run's weights.npz from its newest snapshot (atomically); returns its path."""
     run = runs.as_run(run)
     snapshot = run.snapshot()
@@ -65,7 +69,7 @@ def extract(run):
     return out
 
 
-def load(run) -> dict:
+def load(run: runs.Run | str | Path) -> dict:
     """weights.npz of the run as a dict, extracted first when missing or not of its newest snapshot."""
     run = runs.as_run(run)
     path = run.path / "weights.npz"
@@ -79,7 +83,7 @@ def load(run) -> dict:
         return {key: npz[key] for key in npz.files}
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = stages.parse("weights", argv)
 
     def body():

@@ -6,8 +6,9 @@ The page covers the run and its sweep companions (--low/--high, default linfool.
 that are trained, all on one data set; a run of another data set is refused, never shown. It only
 renders: each section reads one stage's result and shows the snapshots and data set it was made
 from; a result that is missing, or made from another snapshot or data set than the runs' current
-ones, is shown as a notice naming the make command that remakes it, never as current. (The explore
-section is the report's own: computed here from the current snapshot.) The pictures the page shows
+ones, is shown as a notice naming the make command that remakes it, never as current (the explore
+section too: its data is `make figures`' explore.json). Where each result lives and which target makes
+it come from linfool.core.stages. The pictures the page shows
 are linked into runs/<name>/report_assets/<page>/ (hard links: a later `make figures` cannot change
 an existing page) and report.html is replaced whole, so a killed `make report` leaves the old page.
 """
@@ -119,7 +120,7 @@ def _fmt(rows):
 
 def claims_section(page, run):
     page.parts.append("<h2>The blog's claims, measured on these runs</h2>")
-    claims = page.result(run.path / "claims.json", f"make claims RUN={run.name}", "the claims table")
+    claims = page.result(*stages.result("claims", run), "the claims table")
     if claims:
         shown = [
             {
@@ -142,11 +143,7 @@ def claims_section(page, run):
 
 def attack_curves_section(page, run):
     page.parts.append("<h2>Fooling difficulty: fraction fooled vs the Linf budget</h2>")
-    curves = page.result(
-        run.path / "attacks" / "attack_curves.json",
-        f"make attack-curves RUN={run.name}",
-        f"the attack curves of run {run.name}",
-    )
+    curves = page.result(*stages.result("attack-curves", run), f"the attack curves of run {run.name}")
     if curves:
         page.parts += [
             "<p>Blog direction: epsilon * w_target / max|w_target|; sign direction: epsilon * "
@@ -172,9 +169,7 @@ def _rate_cell(rate, found=None):
 
 def transfer_section(page, run):
     page.parts.append("<h2>Transfer between runs</h2>")
-    transfer = page.result(
-        run.path / "transfer" / "transfer.json", f"make transfer RUN={run.name}", "the transfer matrix"
-    )
+    transfer = page.result(*stages.result("transfer", run), "the transfer matrix")
     if transfer:
         rows = [
             {
@@ -204,9 +199,7 @@ def _median_cell(found, kind):
 
 def background_section(page, run):
     page.parts.append("<h2>Does a background class of fooling images help? (the blog says no)</h2>")
-    background = page.result(
-        run.path / "background" / "background.json", f"make background RUN={run.name}", "the background-class rounds"
-    )
+    background = page.result(*stages.result("background", run), "the background-class rounds")
     if background:
         rows = [
             {
@@ -260,8 +253,8 @@ def blackbox_section(page, group):
         (
             run,
             page.result(
-                run.path / "blackbox" / "blackbox.json",
-                f"make blackbox RUN={group[0].name}",
+                stages.result("blackbox", run)[0],
+                stages.result("blackbox", group[0])[1],  # the main run's make blackbox makes its companions'
                 f"the black-box attacks on run {run.name}",
             ),
         )
@@ -297,7 +290,7 @@ def _deep_cell(curves, i):
 def deep_section(page, run):
     """The post's open question on deeper models: make deep's result (and each net's decay search)."""
     page.parts.append("<h2>Open question: deeper models fooled by backprop through Caffe</h2>")
-    deep = page.optional(run.path / "deep" / "deep.json", f"make deep RUN={run.name}", "make deep's result")
+    deep = page.optional(*stages.result("deep", run), "make deep's result")
     if not deep:
         return
     if {m["kind"] for m in deep["models"]} <= {"linear"}:  # made before the deeper models were trained
@@ -356,7 +349,7 @@ def deep_section(page, run):
 def forest_section(page, run):
     """The post's unconfirmed claim: a random forest fooled with scores only (make forest)."""
     page.parts.append("<h2>Open question: a random forest fooled with scores only</h2>")
-    forest = page.optional(run.path / "forest" / "forest.json", f"make forest RUN={run.name}", "make forest's result")
+    forest = page.optional(*stages.result("forest", run), "make forest's result")
     if not forest:
         return
     about = forest["forest"]
@@ -462,9 +455,7 @@ FOOL_COLUMNS = [
 def figures_section(page, run):
     """The blog's figures and their numbers; returns figures.json's numbers (None when not shown)."""
     page.parts.append("<h2>The blog's figures</h2>")
-    numbers = page.result(
-        run.path / "figures" / "figures.json", f"make figures RUN={run.name}", f"the figures of run {run.name}"
-    )
+    numbers = page.result(*stages.result("figures", run), f"the figures of run {run.name}")
     if numbers is None:
         return None
     for name, caption in FIGURES:
@@ -492,11 +483,7 @@ def figures_section(page, run):
 def curves_section(page, group):
     page.parts.append("<h2>Training curves</h2>")
     for run in group:
-        curves = page.result(
-            run.path / "curves.json",
-            f"python -m linfool curves --run {run.name}",
-            f"the training curves of run {run.name}",
-        )
+        curves = page.result(*stages.result("curves", run), f"the training curves of run {run.name}")
         if curves:
             page.parts.append(f"<img src='{page.asset(run.path / 'curves.png', f'curves/{run.name}.png')}'>")
 

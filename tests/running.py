@@ -1,5 +1,6 @@
-"""Running linfool's stages as a user does, for the tests that try them the careless way: a stage
-through `python -m linfool`, a target through make, and the one-line refusal every such case expects."""
+"""Running linfool's stages as a user does, for every test that runs one: a stage through
+`python -m linfool` (py: its result; stage: it must succeed), a target through make, and the one-line
+refusal every careless case expects."""
 
 import os
 import subprocess
@@ -21,9 +22,16 @@ def env_for(data, runs_dir, **extra) -> dict:
     return {**os.environ, "LINFOOL_DATA": str(data), "LINFOOL_RUNS": str(runs_dir), **extra}
 
 
-def py(module, env, *args, **kwargs):
-    """`python -m linfool MODULE ARGS`, its output captured."""
-    return subprocess.run([*PY, "linfool", module, *args], capture_output=True, text=True, env=env, **kwargs)
+def py(stage, env, *args, **kwargs):
+    """`python -m linfool STAGE ARGS`, its output captured."""
+    return subprocess.run([*PY, "linfool", stage, *map(str, args)], capture_output=True, text=True, env=env, **kwargs)
+
+
+def stage(name, env, *args) -> str:
+    """`python -m linfool NAME ARGS`, which must succeed (else its output's tail is the failure); its stdout."""
+    done = py(name, env, *args)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
 
 
 def make(env, *args, cwd=paths.ROOT):

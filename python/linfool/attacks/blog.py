@@ -3,13 +3,19 @@ space (0..255 BGR pixels, channel-major), with the smallest alpha that makes Caf
 the target at least `confidence`. Every probability comes from a pycaffe forward of the deploy net.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from linfool.attacks import CONFIDENCE
+
 BISECTION_STEPS = 25
 FORWARDS = BISECTION_STEPS + 3  # images one fooled pair sends through the net
-CHUNK = 256  # pairs per batched forward in fool_each
+PAIRS_PER_FORWARD = 256  # pairs per batched forward in fool_each
 
 
 @dataclass
@@ -32,7 +38,13 @@ def _apply(xs, directions, alphas):
     return np.clip(xs + alphas[:, None, None, None] * directions, 0, 255).astype(np.float32)
 
 
-def fool(classifier, x, targets, confidence=0.99, max_linf=255.0):
+def fool(
+    classifier: Any,
+    x: np.ndarray,
+    targets: Sequence[int] | np.ndarray,
+    confidence: float = CONFIDENCE,
+    max_linf: float = 255.0,
+) -> list[FoolResult]:
     """Smallest alpha per target (bisection, all targets in one batched forward per step) such
     that P(target | clip(x + alpha * w_target)) >= confidence. x: (3, 64, 64) 0..255 BGR."""
     targets = np.asarray(targets)
@@ -40,14 +52,20 @@ def fool(classifier, x, targets, confidence=0.99, max_linf=255.0):
     return _fool(classifier, xs, targets, confidence, max_linf)
 
 
-def fool_each(classifier, images, targets, confidence=0.99, max_linf=255.0):
+def fool_each(
+    classifier: Any,
+    images: np.ndarray,
+    targets: Sequence[int] | np.ndarray,
+    confidence: float = CONFIDENCE,
+    max_linf: float = 255.0,
+) -> list[FoolResult]:
     """fool() for n pairs at once, image i to targets[i]: the same bisection, every pair in one
-    batched forward per step (CHUNK pairs at a time) instead of n forwards of one image.
+    batched forward per step (PAIRS_PER_FORWARD pairs at a time) instead of n forwards of one image.
     images: (n, 3, 64, 64) 0..255 BGR. Returns n FoolResults in order."""
     images, targets = np.asarray(images), np.asarray(targets)
     results = []
-    for start in range(0, len(images), CHUNK):
-        part = slice(start, start + CHUNK)
+    for start in range(0, len(images), PAIRS_PER_FORWARD):
+        part = slice(start, start + PAIRS_PER_FORWARD)
         results += _fool(classifier, images[part], targets[part], confidence, max_linf)
     return results
 
@@ -56,9 +74,9 @@ def _fool(classifier, xs, targets, confidence, max_linf):
     """The bisection of fool / fool_each: image xs[i] to targets[i]; xs (n, 3, 64, 64)."""
     directions = classifier.params["W"][targets].reshape(len(targets), 3, 64, 64)
     rows = np.arange(len(targets))
-    hi = max_linf / np.abs(directions).reshape(len(targets), -1).max(axis=1)
+    hi: np.ndarray = max_linf / np.abs(directions).reshape(len(targets), -1).max(axis=1)
     reached = classifier.probs(_apply(xs, directions, hi))[rows, targets] >= confidence
-    lo = np.zeros(len(targets))
+    lo: np.ndarray = np.zeros(len(targets))
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
         ok = classifier.probs(_apply(xs, directions, mid))[rows, targets] >= confidence
@@ -84,6 +102,6 @@ def _fool(classifier, xs, targets, confidence, max_linf):
     return results
 
 
-def noise_image(seed=0):
+def noise_image(seed: int = 0) -> np.ndarray:
     """A uniform random noise start image: (3, 64, 64) float32, 0..255."""
     return np.random.default_rng(seed).uniform(0, 255, (3, 64, 64)).astype(np.float32)

@@ -13,9 +13,15 @@ x: (C, H, W) float pixels, xs: (n, C, H, W) (0..255 BGR channel-major for linfoo
 result is clipped to 0..255. For a linear model d score_t / dx is w_t, so gradient_step is exactly the blog's x + alpha * w_t.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from linfool.attacks import CONFIDENCE
 
 PIXEL_MAX = 255.0
 
@@ -42,21 +48,31 @@ def _result(model, x, image, target, confidence, passes):
     )
 
 
-def gradient_step(model, x, target, alpha, confidence=0.99):
+def gradient_step(model: Any, x: np.ndarray, target: int, alpha: float, confidence: float = CONFIDENCE) -> AttackResult:
     """One step of size alpha along the gradient of the target's score, clipped to 0..255."""
     _, grad = model.gradient(x[None], [target], objective="score")
     image = np.clip(x + alpha * grad[0], 0, PIXEL_MAX).astype(np.float32)
     return _result(model, x, image, target, confidence, 1)
 
 
-def sign_step(model, x, target, eps, confidence=0.99):
+def sign_step(model: Any, x: np.ndarray, target: int, eps: float, confidence: float = CONFIDENCE) -> AttackResult:
     """The fast gradient sign step: eps pixel units along the sign of d log p_target / dx."""
     _, grad = model.gradient(x[None], [target], objective="logprob")
     image = np.clip(x + eps * np.sign(grad[0]), 0, PIXEL_MAX).astype(np.float32)
     return _result(model, x, image, target, confidence, 1)
 
 
-def projected(model, x, target, eps, *, step=None, iterations=100, confidence=0.99, whole_pixels=False):
+def projected(
+    model: Any,
+    x: np.ndarray,
+    target: int,
+    eps: float,
+    *,
+    step: float | None = None,
+    iterations: int = 100,
+    confidence: float = CONFIDENCE,
+    whole_pixels: bool = False,
+) -> AttackResult:
     """Iterative Linf attack under the budget eps (pixel units) on one (C, H, W) image: see
     projected_batch. result.passes counts the gradients computed (forward + backward)."""
     images, passes = projected_batch(
@@ -72,7 +88,7 @@ def projected(model, x, target, eps, *, step=None, iterations=100, confidence=0.
     return _result(model, x, images[0], target, confidence, int(passes[0]))
 
 
-def gradient_batch(model, xs, targets, eps):
+def gradient_batch(model: Any, xs: np.ndarray, targets: Sequence[int] | np.ndarray, eps: float) -> np.ndarray:
     """The blog's step on a (n, C, H, W) batch, one target each, scaled to Linf eps: x + eps * g / max|g|
     with g = d score_target / dx (for a linear model w_target: the blog's direction); clipped to 0..255."""
     _, grad = model.gradient(xs, targets, objective="score")
@@ -80,13 +96,23 @@ def gradient_batch(model, xs, targets, eps):
     return np.clip(xs + eps * grad / np.maximum(peak, 1e-30), 0, PIXEL_MAX).astype(np.float32)
 
 
-def sign_batch(model, xs, targets, eps):
+def sign_batch(model: Any, xs: np.ndarray, targets: Sequence[int] | np.ndarray, eps: float) -> np.ndarray:
     """The fast gradient sign step on a (n, C, H, W) batch, one target each: (n, C, H, W) float32 images."""
     _, grad = model.gradient(xs, targets, objective="logprob")
     return np.clip(xs + eps * np.sign(grad), 0, PIXEL_MAX).astype(np.float32)
 
 
-def projected_batch(model, xs, targets, eps, *, step=None, iterations=100, confidence=0.99, whole_pixels=False):
+def projected_batch(
+    model: Any,
+    xs: np.ndarray,
+    targets: Sequence[int] | np.ndarray,
+    eps: float,
+    *,
+    step: float | None = None,
+    iterations: int = 100,
+    confidence: float = CONFIDENCE,
+    whole_pixels: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Iterative Linf attack under the budget eps (pixel units) on a (n, C, H, W) batch, one target
     each: sign steps of `step` (default eps/10, at least 1/4 pixel) on log p_target, each projected
     back into [x - eps, x + eps] and 0..255; an image stops as soon as P(target) >= confidence (the
