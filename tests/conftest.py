@@ -1,13 +1,13 @@
-"""Shared fixtures: pycaffe, and tiny data and runs made on the fly."""
+"""Shared fixtures: pycaffe, and tiny data and runs made on the fly (through running.stage, as a user runs them)."""
 
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from linfool.core import caffe_env, datasets
+
+from running import stage
 
 
 @pytest.fixture(scope="session")
@@ -49,32 +49,9 @@ def tiny_runs(tiny_data, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     env = {**os.environ, "LINFOOL_DATA": str(tiny_data), "LINFOOL_RUNS": str(runs)}
     for name, wd in (("low", "0.0005"), ("high", "10000")):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "linfool",
-                "train",
-                "--data",
-                "tiny",
-                "--run",
-                name,
-                "--set",
-                "max_iter=60",
-                "--set",
-                "snapshot=60",
-                "--set",
-                "test_iter=1",
-                "--set",
-                f"weight_decay={wd}",
-            ],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
-        subprocess.run(
-            [sys.executable, "-m", "linfool", "weights", "--run", name], check=True, capture_output=True, env=env
-        )
+        settings = ["max_iter=60", "snapshot=60", "test_iter=1", f"weight_decay={wd}"]
+        stage("train", env, "--data", "tiny", "--run", name, *(word for s in settings for word in ("--set", s)))
+        stage("weights", env, "--run", name)
     return runs, env
 
 
@@ -107,12 +84,6 @@ def tiny_report(tiny_runs, tmp_path_factory):
     """`python -m linfool eval`, `figures` and `report` on a copy of the tiny runs (low, with high as
     its strong companion), each must succeed; returns (runs folder, env, low's report.html)."""
     runs, env = _copy_runs(tiny_runs, tmp_path_factory.mktemp("report") / "runs")
-    for module in ("eval", "figures", "report"):
-        done = subprocess.run(
-            [sys.executable, "-m", "linfool", module, "--run", "low", "--low", "low", "--high", "high"],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("eval", "figures", "report"):
+        stage(name, env, "--run", "low", "--low", "low", "--high", "high")
     return runs, env, runs / "low" / "report.html"

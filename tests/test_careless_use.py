@@ -16,11 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import stages
 
 from linfool.core import datasets, datum, paths
 from linfool.model.gradients import Differentiable
 
+import running
 from running import SHORT, env_for, image_tree, make, one_error, py
 
 
@@ -66,7 +66,7 @@ def test_a_sigint_to_caffe_alone_is_a_stop_with_the_resume_command_not_done(own_
     env = env_for(*own_set)
     long = ["--set", "max_iter=100000", "--set", "snapshot=100000", "--set", "display=1"]
     proc = subprocess.Popen(
-        [*stages.PY, "linfool", "train", "--data", "tiny", "--run", "pre", *SHORT, *long],
+        [*running.PY, "linfool", "train", "--data", "tiny", "--run", "pre", *SHORT, *long],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -213,7 +213,7 @@ def test_a_data_set_reached_through_a_link_takes_the_lock_of_the_set_it_is(own_s
     (data / "alias").symlink_to("tiny")
     holder = subprocess.Popen(
         [
-            *stages.PY[:1],
+            *running.PY[:1],
             "-c",
             "import sys, time\nfrom linfool.core import datasets\n"
             "with datasets.DataSet.named('alias').lock(shared=True):\n"
@@ -487,3 +487,19 @@ def test_the_readmes_python_m_linfool_line_works_from_the_repository_root():
         [".venv/bin/python", "-m", "linfool", "--help"], cwd=paths.ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0 and "stages:" in done.stdout
+
+
+def test_make_weights_works_with_and_without_run_and_data(own_runs):
+    """make weights: RUN= names the run; without it, DATA= names the default run (the data set's name),
+    and without both the default run is the demo's (blog)."""
+    runs_dir, env = own_runs
+    env = {**env, "LINFOOL_SET_UP": "1"}
+    for name in ("tiny", "blog"):  # the default runs of DATA=tiny and of no DATA= at all
+        shutil.copytree(runs_dir / "low", runs_dir / name, symlinks=True)
+        (runs_dir / name / "weights.npz").unlink()
+    for variables, run in ((["RUN=high"], "high"), (["DATA=tiny"], "tiny"), ([], "blog")):
+        (runs_dir / run / "weights.npz").unlink(missing_ok=True)
+        done = make(env, "weights", *variables)
+        assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+        assert (runs_dir / run / "weights.npz").is_file(), variables
+    one_error(make(env, "weights", "RUN=nope"), "nope")

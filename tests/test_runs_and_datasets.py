@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-import stages
 
 from linfool.core import datasets, files, paths, runs
 from linfool.data import sources
 from linfool.model import train
+
+import running
 
 LONG = [
     "--set",
@@ -30,7 +31,7 @@ LONG = [
     "--set",
     "display=1",
 ]
-_env, _py, _make, _one_error, _image_tree = stages.env_for, stages.py, stages.make, stages.one_error, stages.image_tree
+_env, _py, _make, _one_error, _image_tree = running.env_for, running.py, running.make, running.one_error, running.image_tree
 
 
 # 1. Names ---------------------------------------------------------------------------------------------
@@ -54,7 +55,7 @@ def test_paths_with_spaces_and_non_ascii_letters_work_through_make(tmp_path):
     done = _make(env, "data", f"IMAGENET={tree}", "DATA=imagenet")
     assert done.returncode == 0, done.stderr[-2000:]
     assert datasets.DataSet.at(data / "imagenet").num_classes == 3
-    trained = _py("train", env, "--data", "imagenet", "--run", "spaces", *stages.SHORT)
+    trained = _py("train", env, "--data", "imagenet", "--run", "spaces", *running.SHORT)
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert str((data / "imagenet").resolve() / "train_lmdb") in (runs_dir / "spaces" / "train_val.prototxt").read_text()
 
@@ -71,7 +72,7 @@ def test_make_setup_refuses_a_gpu_value_it_does_not_know_in_one_line():
 def _start_training(env, run, data="tiny"):
     """A long `caffe train` through linfool.model.train, returned once Caffe is iterating."""
     proc = subprocess.Popen(
-        [*stages.PY, "linfool", "train", "--data", data, "--run", run, *LONG],
+        [*running.PY, "linfool", "train", "--data", data, "--run", run, *LONG],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -104,7 +105,7 @@ def test_a_second_trainer_and_a_rebuild_are_refused_while_a_run_trains_and_its_l
     env = _env(data, runs_dir)
     first = _start_training(env, "busy")
     try:
-        second = _py("train", env, "--data", "tiny", "--run", "busy", *stages.SHORT, "--set", "weight_decay=10000")
+        second = _py("train", env, "--data", "tiny", "--run", "busy", *running.SHORT, "--set", "weight_decay=10000")
         _one_error(second, "run 'busy' is busy", f"PID {first.pid}", "is writing it")
         rebuild = _py("data", env, "--name", "tiny")  # refused before generating a single image
         _one_error(rebuild, "data set 'tiny' is busy", f"PID {first.pid}", "is reading it")
@@ -120,7 +121,7 @@ def test_a_second_trainer_and_a_rebuild_are_refused_while_a_run_trains_and_its_l
     while _caffe_processes(runs_dir / "busy") and time.time() < deadline:
         time.sleep(0.2)
     assert not _caffe_processes(runs_dir / "busy"), "caffe train outlived its killed wrapper"
-    again = _py("train", env, "--data", "tiny", "--run", "busy", *stages.SHORT)  # no stale lock to remove by hand
+    again = _py("train", env, "--data", "tiny", "--run", "busy", *running.SHORT)  # no stale lock to remove by hand
     assert again.returncode == 0, again.stderr[-2000:]
 
 
@@ -128,7 +129,7 @@ def test_a_second_trainer_and_a_rebuild_are_refused_while_a_run_trains_and_its_l
 def test_two_data_builds_at_once_one_is_refused_in_one_line(tmp_path):
     env = _env(tmp_path / "data", tmp_path / "runs")
     first = subprocess.Popen(
-        [*stages.PY, "linfool", "data", "--train-per-class", "30", "--val-per-class", "4"],
+        [*running.PY, "linfool", "data", "--train-per-class", "30", "--val-per-class", "4"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -149,7 +150,7 @@ def test_two_data_builds_at_once_one_is_refused_in_one_line(tmp_path):
 def test_a_stage_that_reads_a_data_set_being_rebuilt_is_refused(own_set):
     data, runs_dir = own_set
     with datasets.write_lock(data / "tiny"):  # what make data holds while it builds
-        done = _py("train", _env(data, runs_dir), "--data", "tiny", "--run", "reader", *stages.SHORT)
+        done = _py("train", _env(data, runs_dir), "--data", "tiny", "--run", "reader", *running.SHORT)
     _one_error(done, "data set 'tiny' is busy", f"PID {os.getpid()}", "is writing it")
     assert not (runs_dir / "reader").exists()
 
@@ -166,7 +167,7 @@ def test_a_build_killed_while_writing_val_leaves_the_old_set_whole_and_its_rerun
     assert _py("data", env, *args).returncode == 0
     old = datasets.DataSet.at(tmp_path / "data" / "set")
     _image_tree(tree, classes, per_class=80, seed=1)  # new images: a full rebuild
-    proc = subprocess.Popen([*stages.PY, "linfool", "data", *args], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([*running.PY, "linfool", "data", *args], stdout=subprocess.PIPE, text=True, env=env)
     for line in proc.stdout:
         if line.startswith("Creating val lmdb"):
             proc.kill()
@@ -186,7 +187,7 @@ def test_a_build_killed_while_writing_val_leaves_the_old_set_whole_and_its_rerun
 
 
 def _train(env, run, *extra, data="tiny"):
-    done = _py("train", env, "--data", data, "--run", run, *stages.SHORT, *extra)
+    done = _py("train", env, "--data", data, "--run", run, *running.SHORT, *extra)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -242,7 +243,7 @@ def test_a_killed_figures_run_leaves_the_previous_figures_whole(own_set):
     assert _py("figures", env, "--run", "figs").returncode == 0
     before = {p: p.read_bytes() for p in (runs_dir / "figs" / "figures").rglob("*") if p.is_file()}
     proc = subprocess.Popen(
-        [*stages.PY, "linfool", "figures", "--run", "figs", "--targets", "goldfish"],
+        [*running.PY, "linfool", "figures", "--run", "figs", "--targets", "goldfish"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -266,7 +267,7 @@ def test_runs_of_another_data_set_are_refused_in_one_line(own_runs, tmp_path):
     (other / "elsewhere").symlink_to(os.path.join(env["LINFOOL_DATA"], "tiny"))
     (other / "tiny").symlink_to(os.path.join(env["LINFOOL_DATA"], "tiny"))
     env2 = {**env, "LINFOOL_DATA": str(other)}
-    trained = _py("train", env2, "--data", "elsewhere", "--run", "foreign", *stages.SHORT)
+    trained = _py("train", env2, "--data", "elsewhere", "--run", "foreign", *running.SHORT)
     assert trained.returncode == 0, trained.stderr[-2000:]
     for module in ("figures", "report", "claims", "attack-curves", "transfer", "eval"):
         done = _py(module, env2, "--run", "low", "--low", "foreign", "--high", "high")
@@ -284,7 +285,7 @@ def test_a_cut_short_lmdb_is_refused_before_caffe_and_rebuilt_by_make_data(tmp_p
     assert _py("data", env, "--imagenet", str(tree), "--name", "set").returncode == 0
     mdb = tmp_path / "data" / "set" / "train_lmdb" / "data.mdb"
     os.truncate(mdb, mdb.stat().st_size // 2)
-    _one_error(_py("train", env, "--data", "set", "--run", "r", *stages.SHORT), "data.mdb is cut short", "make data")
+    _one_error(_py("train", env, "--data", "set", "--run", "r", *running.SHORT), "data.mdb is cut short", "make data")
     assert not (tmp_path / "runs" / "r" / "train.log").exists()
     rebuilt = _py("data", env, "--imagenet", str(tree), "--name", "set")
     assert rebuilt.returncode == 0 and "cut short" in rebuilt.stdout and "building it again" in rebuilt.stdout

@@ -123,7 +123,7 @@ def _eval_work():
 
 
 def _fool_each_work(pairs_n):
-    """blog.fool_each: FORWARDS batched forwards of every pair (CHUNK at a time)."""
+    """blog.fool_each: FORWARDS batched forwards of every pair (PAIRS_PER_FORWARD at a time)."""
     return Work(forwards=pairs_n * blog.FORWARDS, calls=blog.FORWARDS * math.ceil(pairs_n / blog.PAIRS_PER_FORWARD))
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from linfool.attacks import CONFIDENCE
+from linfool.core import conventions
 
 BISECTION_STEPS = 25
 FORWARDS = BISECTION_STEPS + 3  # images one fooled pair sends through the net
@@ -72,7 +73,7 @@ def fool_each(
 
 def _fool(classifier, xs, targets, confidence, max_linf):
     """The bisection of fool / fool_each: image xs[i] to targets[i]; xs (n, 3, 64, 64)."""
-    directions = classifier.params["W"][targets].reshape(len(targets), 3, 64, 64)
+    directions = classifier.params["W"][targets].reshape(len(targets), *conventions.IMAGE_SHAPE)
     rows = np.arange(len(targets))
     hi: np.ndarray = max_linf / np.abs(directions).reshape(len(targets), -1).max(axis=1)
     reached = classifier.probs(_apply(xs, directions, hi))[rows, targets] >= confidence
@@ -104,4 +105,4 @@ def _fool(classifier, xs, targets, confidence, max_linf):
 
 def noise_image(seed: int = 0) -> np.ndarray:
     """A uniform random noise start image: (3, 64, 64) float32, 0..255."""
-    return np.random.default_rng(seed).uniform(0, 255, (3, 64, 64)).astype(np.float32)
+    return np.random.default_rng(seed).uniform(0, 255, conventions.IMAGE_SHAPE).astype(np.float32)

@@ -14,3 +14,9 @@ PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
 SEED = 1701
 DEMO_DATA = "synthetic"
 DEMO_RUN = "blog"
+
+
+def default_run(data: str | None = None) -> str:
+    """The run a stage works on when RUN= is not given: 'blog' on the embedded set (or no DATA=),
+    else the data set's name (DATA=imagenet -> imagenet)."""
+    return DEMO_RUN if data in (None, "", DEMO_DATA) else data

@@ -38,7 +38,7 @@ from typing import Any
 import lmdb
 import numpy as np
 
-from linfool.core import datum, stages
+from linfool.core import conventions, datum, stages
 from linfool.core.cli import UserError
 from linfool.core.remake import remake_for
 
@@ -161,7 +161,7 @@ def read(path: str | Path, positions: Sequence[int] | np.ndarray) -> tuple[np.nd
     wanted = np.unique(positions)
     parts = list(batches(path, max(len(wanted), 1), wanted))
     if not parts:
-        return np.zeros((0, 3, 64, 64), np.uint8), np.zeros(0, np.int64)
+        return np.zeros((0, *conventions.IMAGE_SHAPE), np.uint8), np.zeros(0, np.int64)
     images, labels_ = parts[0]
     order = np.searchsorted(wanted, positions)
     return images[order], labels_[order]
@@ -191,7 +191,7 @@ def balanced_positions(record_labels: np.ndarray, per_class: int, seed: int) -> 
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 
-def record_bytes(shape: tuple[int, ...] = (3, 64, 64), path_len: int = 40) -> int:
+def record_bytes(shape: tuple[int, ...] = conventions.IMAGE_SHAPE, path_len: int = 40) -> int:
     """Bytes one Datum record of `shape` takes in an LMDB: its value rounded up to whole overflow
     pages (a 64x64 record is 12,3xx bytes = 4 pages of 4,096) plus its key in a leaf node."""
     value = int(np.prod(shape)) + 64  # pixels + Datum fields
@@ -199,7 +199,7 @@ def record_bytes(shape: tuple[int, ...] = (3, 64, 64), path_len: int = 40) -> in
     return pages * PAGE + 2 * (path_len + 10 + _NODE)  # leaf pages are about half full
 
 
-def map_size(n_records: int, shape: tuple[int, ...] = (3, 64, 64)) -> int:
+def map_size(n_records: int, shape: tuple[int, ...] = conventions.IMAGE_SHAPE) -> int:
     """An LMDB map size that holds n_records with room to spare (LMDB files are sparse on Linux,
     so room that is never used costs no disk)."""
     return int(1.25 * n_records * record_bytes(shape)) + (64 << 20)
@@ -210,7 +210,7 @@ class Writer:
     page-rounded record size, and doubled (the fallback) if it fills anyway. `sha256` fingerprints
     every (key, value) written, in order: a data set's identity is made from it."""
 
-    def __init__(self, path, n_records, shape=(3, 64, 64), initial_map=None):
+    def __init__(self, path, n_records, shape=conventions.IMAGE_SHAPE, initial_map=None):
         self.path = Path(path)
         self.env = lmdb.open(
             str(path),
@@ -273,7 +273,7 @@ def _disk_full(path, err):
 
 
 def verify(
-    path: str | Path, expected: int, shape: tuple[int, ...] = (3, 64, 64), num_classes: int | None = None
+    path: str | Path, expected: int, shape: tuple[int, ...] = conventions.IMAGE_SHAPE, num_classes: int | None = None
 ) -> None:
     """Raise LmdbError unless the LMDB at `path` holds `expected` records and its first and last
     records decode to `shape` with a label in range: checked before a build is renamed into place."""
@@ -296,7 +296,7 @@ def write(
     records: Iterable[tuple[bytes, bytes]],
     n_records: int,
     num_classes: int | None = None,
-    shape: tuple[int, ...] = (3, 64, 64),
+    shape: tuple[int, ...] = conventions.IMAGE_SHAPE,
 ) -> Any:
     """Write (key, value) `records` (n_records of them) to a new LMDB at `path`, verified, with a
     manifest.json (count, sha256 of the records), appearing atomically (built as .<name>.partial,
@@ -317,7 +317,9 @@ def write(
     return path
 
 
-def check_intact(path: str | Path, expected: int | None = None, shape: tuple[int, ...] | None = (3, 64, 64)) -> int:
+def check_intact(
+    path: str | Path, expected: int | None = None, shape: tuple[int, ...] | None = conventions.IMAGE_SHAPE
+) -> int:
     """Raise LmdbError (one line) unless the LMDB at `path` is whole, cheaply: data.mdb is at least as
     long as its last page (a cut-short file kills any reader, Caffe included, with SIGBUS), it holds
     `expected` records (when given), and its first and last records decode to `shape`. Reads the
@@ -362,7 +364,7 @@ def check_intact(path: str | Path, expected: int | None = None, shape: tuple[int
 LABEL_SCAN = 2000  # records scanned for labels when the LMDB has no manifest of ours
 
 
-def check(path: str | Path, num_output: int, shape: tuple[int, ...] = (3, 64, 64)) -> int:
+def check(path: str | Path, num_output: int, shape: tuple[int, ...] = conventions.IMAGE_SHAPE) -> int:
     """Raise LmdbError unless `path` is a non-empty LMDB of `shape` records with labels in
     0..num_output-1 (what Caffe aborts on with a glog stack trace). Returns the number of records."""
     path = Path(path)

@@ -32,6 +32,7 @@ from linfool.core.cli import UserError
 
 SNAPSHOT_PREFIX = "snap"  # Caffe writes <prefix>_iter_N.caffemodel / .solverstate
 DEMO_RUN = conventions.DEMO_RUN  # its sweep is reg_low / reg_high
+default_run = conventions.default_run  # RUN= not given: blog on the embedded set, else the data set's name
 
 
 class RunMismatch(UserError, ValueError):
@@ -264,12 +265,6 @@ def locked(write: Iterable[Run] = (), read: Iterable[Run] = ()) -> Iterator[None
                 seen.add(dataset.root)
                 stack.enter_context(dataset.lock(shared=True))
         yield
-
-
-def default_run(data: str | None = None) -> str:
-    """The run a stage works on when RUN= is not given: 'blog' on the embedded set (or no DATA=),
-    else the data set's name (DATA=imagenet -> imagenet)."""
-    return DEMO_RUN if data in (None, "", conventions.DEMO_DATA) else data
 
 
 def sweep_names(run: str) -> tuple[str, str]:

@@ -666,9 +666,7 @@ def parse(stage_name: str, argv: list[str] | None = None) -> argparse.Namespace:
     """The stage's options from argv; --run defaults to runs.default_run(--data) where the stage says so."""
     args = parser(stage_name).parse_args(argv)
     if STAGES[stage_name].run_from_data:
-        from linfool.core import runs  # noqa: PLC0415  (runs needs protobuf; `make help` does not)
-
-        args.run = args.run or runs.default_run(args.data)
+        args.run = args.run or conventions.default_run(args.data)
     return args
 
 

@@ -71,7 +71,7 @@ def make_fooling_images(classifier, train_lmdb, n, num_real, seed):
     targets = [rng.choice(np.delete(np.arange(num_real), label)) for label in labels]
     results = blog.fool_each(classifier, images.astype(np.float32), targets)
     made = [np.clip(np.rint(result.image), 0, 255).astype(np.uint8) for result in results if result.fooled]
-    return np.array(made, np.uint8).reshape(-1, 3, 64, 64)
+    return np.array(made, np.uint8).reshape(-1, *conventions.IMAGE_SHAPE)
 
 
 def write_round_data(source, out, background_images, per_batch=None, run=None):
@@ -246,13 +246,15 @@ def run_rounds(run, *, rounds, n_fool, iterations, n_measure=MEASURE_IMAGES, com
     source = run.dataset()
     round0 = measure(run, source.num_classes, n_measure)
     results = [{**round0, "round": 0, "background_images": 0, "caught": None, "control": round0}]
-    control_data = write_round_data(source, paths.dataset_dir(f"{source.name}_bg0"), np.zeros((0, 3, 64, 64), np.uint8))
+    control_data = write_round_data(
+        source, paths.dataset_dir(f"{source.name}_bg0"), np.zeros((0, *conventions.IMAGE_SHAPE), np.uint8)
+    )
     surgery = runs.Run.named(f"{run.name}_bg_surgery")
     surgery.path.mkdir(parents=True, exist_ok=True)
     model = surgery_weights(run, surgery.path / "surgery.caffemodel")
     state = {
         "current": run,
-        "background": np.zeros((0, 3, 64, 64), np.uint8),
+        "background": np.zeros((0, *conventions.IMAGE_SHAPE), np.uint8),
         "model": model,
         "control": model,
         "control_data": control_data.name,

@@ -51,7 +51,7 @@ def centred_log_probs(probs):
     return logp - logp.mean(axis=1, keepdims=True)
 
 
-def recover_templates(oracle, shape=(3, 64, 64), grey=GREY, step=STEP):
+def recover_templates(oracle, shape=conventions.IMAGE_SHAPE, grey=GREY, step=STEP):
     """W_c = W - mean over classes, (K, prod(shape)) float64, from 1 + prod(shape) queries: the grey
     image, then each pixel (channel-major, BGR) moved by `step`. Exact for a linear softmax up to
     float32 rounding of the probabilities."""
@@ -174,7 +174,7 @@ def make_blackbox(group, pairs=PAIRS, max_queries=MAX_QUERIES, command=""):
     results = []
     for run in group:
         print(
-            f"blackbox, run {run.name}: recovery needs {12288 + 1} queries; square attack up to "
+            f"blackbox, run {run.name}: recovery needs {conventions.PIXELS + 1} queries; square attack up to "
             f"{max_queries} per pair, {pairs} pairs",
             flush=True,
         )

@@ -11,7 +11,7 @@ clipping) shows the probability Caffe computed for the clipped image.
 Sizes at K = 1000: the page embeds the numbers (start images float32, scores, settled alphas and
 Caffe's probabilities: ~0.5 MB); the per-target data (w_t as uint8 in its own min..max, W w_t as
 float16: ~14 KB a class, 14 MB at 1000 classes, more than a page should carry) sit beside it in
-explore/<page id>/templates_<i>.js files of CHUNK classes (a folder per page, so that a page never
+explore/<page id>/templates_<i>.js files of CLASSES_PER_FILE classes (a folder per page, so that a page never
 loads another page's data), loaded by a <script> tag when a target in them is picked (works from
 file://). The quantization errors are measured here and printed on the page.
 """
@@ -26,7 +26,7 @@ from linfool.core import cli, conventions, records, runs
 from linfool.experiments import templates
 from linfool.model.classifier import Classifier
 
-CHUNK = 100  # target classes per explore/templates_<i>.js
+CLASSES_PER_FILE = 100  # target classes per explore/templates_<i>.js
 VAL_STARTS = 3  # val images besides the figures' start image, seeded
 SEED = conventions.SEED
 
@@ -109,8 +109,8 @@ def build(run_dir, start, target, chunk_dir, chunk_url):
     out = Path(chunk_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = []
-    for i, first in enumerate(range(0, K, CHUNK)):
-        rows = slice(first, min(first + CHUNK, K))
+    for i, first in enumerate(range(0, K, CLASSES_PER_FILE)):
+        rows = slice(first, min(first + CLASSES_PER_FILE, K))
         name = f"templates_{i}.js"
         (out / name).write_text(
             f'linfoolExplore.chunk({i}, "{_b64(q[rows], np.uint8)}", "{_b64(gram16[rows], np.float16)}");\n'
@@ -130,7 +130,7 @@ def build(run_dir, start, target, chunk_dir, chunk_url):
         "w_absmax": _b64(np.abs(W).max(axis=1), np.float32),
         "w_low": _b64(low, np.float32),
         "w_high": _b64(high, np.float32),
-        "chunk": CHUNK,
+        "chunk": CLASSES_PER_FILE,
         "files": files,
         "prob_error": float(np.abs(page - exact).max()),
         "pixel_error": pixel_error,

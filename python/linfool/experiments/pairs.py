@@ -10,10 +10,8 @@ import time
 
 import numpy as np
 
+from linfool.attacks import IMAGES_PER_FORWARD
 from linfool.core import conventions, records, stages
-
-CHUNK = 1024  # images per pycaffe forward when timing
-
 
 SAMPLE_SEED = conventions.SEED
 
@@ -68,9 +66,9 @@ def describe(about, forwards, seconds_per_forward):
     )
 
 
-def seconds_per_forward(classifier, batch=CHUNK):
+def seconds_per_forward(classifier, batch=IMAGES_PER_FORWARD):
     """Measured seconds per image of a pycaffe forward at `batch` images (after one warm-up)."""
-    x = np.full((batch, 3, 64, 64), 128, np.float32)
+    x = np.full((batch, *conventions.IMAGE_SHAPE), 128, np.float32)
     classifier.probs(x)
     start = time.perf_counter()
     classifier.probs(x)

@@ -9,7 +9,7 @@ a picture, and how smooth templates are.
 
 import numpy as np
 
-from linfool.core import cli, records, runs
+from linfool.core import cli, conventions, records, runs
 
 START, TARGETS = "n02119789", ("n01443537", "n04146614")  # kit fox -> goldfish, school bus (the blog's)
 
@@ -22,7 +22,7 @@ def to_rgb(chw):
 def template_rgb(w):
     """A class's weights (12288,) = (3, 64, 64) BGR -> (64, 64, 3) RGB in 0..1, scaled per template
     to the full display range as the blog does (min -> 0, max -> 1)."""
-    chw = np.asarray(w, dtype=np.float64).reshape(3, 64, 64)
+    chw = np.asarray(w, dtype=np.float64).reshape(conventions.IMAGE_SHAPE)
     return ((chw - chw.min()) / max(chw.max() - chw.min(), 1e-12))[::-1].transpose(1, 2, 0)
 
 

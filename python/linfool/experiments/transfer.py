@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from linfool.attacks import blog
-from linfool.core import cli, files, runs, stages, stats
+from linfool.core import cli, conventions, files, runs, stages, stats
 from linfool.core.plots import plt, save
 from linfool.experiments.pairs import IMAGES, PAIRS, describe, pair_sample, seconds_per_forward
 from linfool.model.classifier import Classifier
@@ -27,7 +27,7 @@ def fooled_images(classifier, images, which, targets):
     ((m, 3, 64, 64) float32 0..255 BGR, (m,) targets), only the pairs that reached P(target) >= 0.99
     on this classifier."""
     results = [r for r in blog.fool_each(classifier, images[which], targets) if r.fooled]
-    return np.array([r.image for r in results], np.float32).reshape(-1, 3, 64, 64), np.array(
+    return np.array([r.image for r in results], np.float32).reshape(-1, *conventions.IMAGE_SHAPE), np.array(
         [r.target for r in results], int
     )
 

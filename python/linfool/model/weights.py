@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from linfool.core import caffe_env, cli, datum, files, prototxt, runs, stages
+from linfool.core import caffe_env, cli, conventions, datum, files, prototxt, runs, stages
 
 
 def check_linear(run: runs.Run) -> None:
@@ -41,7 +41,7 @@ def load_net(run: runs.Run | str | Path, batch: int = 1) -> Any:
     snapshot = run.snapshot()
     caffe = caffe_env.use_device()
     net = caffe.Net(str(run.path / "deploy.prototxt"), str(snapshot.path), caffe.TEST)
-    net.blobs["data"].reshape(batch, 3, 64, 64)
+    net.blobs["data"].reshape(batch, *conventions.IMAGE_SHAPE)
     return net
 
 
