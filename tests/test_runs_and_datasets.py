@@ -31,7 +31,13 @@ LONG = [
     "--set",
     "display=1",
 ]
-_env, _py, _make, _one_error, _image_tree = running.env_for, running.py, running.make, running.one_error, running.image_tree
+_env, _py, _make, _one_error, _image_tree = (
+    running.env_for,
+    running.py,
+    running.make,
+    running.one_error,
+    running.image_tree,
+)
 
 
 # 1. Names ---------------------------------------------------------------------------------------------
