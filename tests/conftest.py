@@ -3,6 +3,7 @@
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from linfool.core import caffe_env, datasets
@@ -87,3 +88,36 @@ def tiny_report(tiny_runs, tmp_path_factory):
     for name in ("eval", "figures", "report"):
         stage(name, env, "--run", "low", "--low", "low", "--high", "high")
     return runs, env, runs / "low" / "report.html"
+
+
+@pytest.fixture
+def linear_net(caffe):
+    """A function (folder, W (K, 48), b (K,)) -> probs(images (n, 3, 4, 4)) -> (n, K): a 48-input linear
+    softmax in Caffe with those weights, its deploy prototxt written into `folder`."""
+
+    def make(folder, W, b):
+        deploy = folder / "deploy.prototxt"
+        deploy.write_text(
+            f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 1 dim: 3 dim: 4 dim: 4 }} }} }}\n'
+            f'layer {{ name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param {{ num_output: {len(W)} }} }}\n'
+            'layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }\n'
+        )
+        net = caffe.Net(str(deploy), caffe.TEST)
+        net.params["fc"][0].data[...] = W
+        net.params["fc"][1].data[...] = b
+
+        def probs(images):
+            net.blobs["data"].reshape(*images.shape)
+            net.blobs["data"].data[...] = images
+            return net.forward()["prob"].copy()
+
+        return probs
+
+    return make
+
+
+@pytest.fixture
+def linear_weights():
+    """(W (5, 48) float32, b (5,) float32): a small random linear model for linear_net."""
+    rng = np.random.default_rng(3)
+    return (0.02 * rng.standard_normal((5, 48))).astype(np.float32), rng.standard_normal(5).astype(np.float32)

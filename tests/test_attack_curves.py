@@ -1,74 +1,15 @@
-"""linfool.experiments.attack_curves, difficulty and pairs: the measurement code on a hand-made linear
-model whose answers are computable on paper, and the stage on tiny Caffe runs."""
+"""linfool.experiments.attack_curves, difficulty and pairs: the pair sample, and the stage on tiny
+Caffe runs (the attacks it measures with: tests/test_attacks.py)."""
 
 import json
-import math
 
 import numpy as np
 import pytest
 
-from linfool.attacks import linf
-from linfool.core import datum, records, runs
+from linfool.core import datum, records
 from linfool.experiments import pairs
-from linfool.model.classifier import Classifier
 
 from running import stage
-
-INPUTS = 3 * 64 * 64
-
-
-C = 1e-4  # weight scale of the hand-made model
-
-
-GAP = 5.0  # score of class 0 minus class 1 on the start image
-
-
-@pytest.fixture(scope="module")
-def linearstage(caffe, tmp_path_factory):
-    """A 2-class Caffe model made by hand: W[0] = 0, W[1] = C * s * m with signs s and magnitudes
-    m in {1, 3} balanced so that W[1] . x = 0 on a grey image x = 128; b = (GAP, 0); mean 0.
-    On paper, moving the gap s1 - s0 from -GAP to ln 99 (P(class 1) = 0.99) needs
-      sign direction (d = s):        eps = (GAP + ln 99) / (C * sum m)           = 3.904
-      blog direction (d = s m / 3):  eps = (GAP + ln 99) / (C * sum m^2 / 3)     = 4.685"""
-    run = tmp_path_factory.mktemp("linear")
-    (run / "deploy.prototxt").write_text(
-        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 64 dim: 64 } } }\n'
-        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 2 } }\n'
-        'layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }\n'
-    )
-    signs = np.tile([1, -1], INPUTS // 2)
-    magnitudes = np.repeat([1, 3], INPUTS // 2)
-    W = np.stack([np.zeros(INPUTS), C * signs * magnitudes]).astype(np.float32)
-    b = np.array([GAP, 0], np.float32)
-    net = caffe.Net(str(run / "deploy.prototxt"), caffe.TEST)
-    net.params["fc"][0].data[...] = W
-    net.params["fc"][1].data[...] = b
-    net.save(str(run / "snap_iter_1.caffemodel"))
-    np.savez(
-        run / "weights.npz",
-        W=W,
-        b=b,
-        mean=np.zeros((3, 64, 64), np.float32),
-        wnids=np.array(["a", "b"]),
-        names=np.array(["a", "b"]),
-        iteration=1,
-        snapshot_sha256=runs.check_file(run / "snap_iter_1.caffemodel")[1],
-    )
-    return run
-
-
-def test_needed_epsilon_matches_the_closed_form_on_a_hand_made_linear_model(linear_run):
-    classifier = Classifier(linear_run)
-    x = np.full((1, 3, 64, 64), 128, np.float32)
-    true, target = np.array([0]), np.array([1])
-    paper_sign = (GAP + math.log(99)) / (C * INPUTS * 2)  # sum m = 2 * INPUTS
-    paper_blog = (GAP + math.log(99)) / (C * INPUTS * 5 / 3)  # sum m^2 = 5 * INPUTS
-    assert linf.bound_epsilon(classifier, x, true, target)[0] == pytest.approx(paper_sign, rel=1e-3)
-    W = classifier.params["W"]
-    for kind, paper in (("sign", paper_sign), ("blog", paper_blog)):
-        fooled = linf.fooled_at(classifier, x, target, linf.directions(W, true, target, kind))
-        assert linf.first_epsilon(fooled)[0] == math.ceil(paper), kind
-        assert not fooled[: math.ceil(paper), 0].any() and fooled[math.ceil(paper) :, 0].all(), kind
 
 
 @pytest.mark.fast
