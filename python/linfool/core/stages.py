@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -780,6 +781,7 @@ def plan(which: str, environ: Mapping[str, str] | None = None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """`python -m linfool.core.stages help | plan demo|open-questions`."""
     argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `make help | head`: stop quietly, as a shell tool does
     if argv[:1] == ["plan"] and len(argv) == 2:
         print("\n".join(plan(argv[1])))
         return 0
