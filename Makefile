@@ -48,7 +48,7 @@ open-questions:
 	@$(ROOT)/tools/demo.sh open-questions
 
 setup:
-	@GPU=$(call q,$(GPU)) CUDA_ARCH=$(call q,$(CUDA_ARCH)) $(ROOT)/tools/setup.sh --choose
+	@GPU=$(call q,$(GPU)) CUDA_ARCH=$(call q,$(CUDA_ARCH)) CUDA=$(call q,$(CUDA)) $(ROOT)/tools/setup.sh --choose
 
 test:
 	@$(SETUP)
@@ -81,8 +81,8 @@ test-docker:
 
 test-gpu-build:
 	@$(SETUP)
-	tree=$$(LINFOOL_CUDA=1 CUDA_ARCH=$(or $(CUDA_ARCH),90) $(ROOT)/tools/build_caffe.sh $(PY) | tail -n 1) && [ -n "$$tree" ] && \
-	LINFOOL_CUDA=1 CUDA_ARCH=$(or $(CUDA_ARCH),90) $(ROOT)/tools/test_caffe.sh $(PY) --if-needed && \
+	tree=$$(LINFOOL_CUDA=1 CUDA=$(call q,$(CUDA)) CUDA_ARCH=$(or $(CUDA_ARCH),90) $(ROOT)/tools/build_caffe.sh $(PY) | tail -n 1) && \
+	[ -n "$$tree" ] && LINFOOL_CUDA=1 CUDA=$(call q,$(CUDA)) CUDA_ARCH=$(or $(CUDA_ARCH),90) $(ROOT)/tools/test_caffe.sh $(PY) --if-needed && \
 	cd $(ROOT) && LINFOOL_CUDA_TREE=$$tree $(PY) -m pytest -m gpu_build tests/test_gpu_build.py
 
 gpu-check:

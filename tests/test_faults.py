@@ -116,17 +116,18 @@ def test_killed_data_builds_leave_the_old_set_or_none_and_the_rerun_publishes_th
     reference = _env(tmp_path / "reference")
     _make(reference, "data", f"IMAGENET={trees[0]}")
     old = _published(tmp_path / "reference")
-    seconds = _timed(reference, "data", f"IMAGENET={trees[1]}")  # a rebuild: tree a's set -> tree b's
+    # a rebuild from another tree: tree a's set -> tree b's (REPLACE=1: on purpose, as make data asks)
+    seconds = _timed(reference, "data", f"IMAGENET={trees[1]}", "REPLACE=1")
     expected = _published(tmp_path / "reference")
     for trial in range(TRIALS):
         root = tmp_path / f"t{trial}"
         env = _env(root)
         _make(env, "data", f"IMAGENET={trees[0]}")
         at = rng.uniform(0, seconds)
-        finished = _kill_at(env, at, ["data", f"IMAGENET={trees[1]}"])
+        finished = _kill_at(env, at, ["data", f"IMAGENET={trees[1]}", "REPLACE=1"])
         published = _published(root)
         assert published in (old, expected)  # the old set or the new one, whole
-        _make(env, "data", f"IMAGENET={trees[1]}")
+        _make(env, "data", f"IMAGENET={trees[1]}", "REPLACE=1")
         assert _published(root) == expected
         assert [p.name for p in (root / "data" / ".imagenet.d").iterdir()] == [expected]  # no partial left
         TRIED.append(

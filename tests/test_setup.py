@@ -26,13 +26,7 @@ def _shims(folder, tools, uid=None):
 
 
 def test_setup_with_caffe_root_needs_no_apt_and_no_root(tmp_path):
-    project = tmp_path / "linfool"
-    shutil.copytree(
-        paths.ROOT,
-        project,
-        ignore=shutil.ignore_patterns(".git", ".venv", "data", "runs", "__pycache__", "*.egg-info", ".pytest_cache"),
-    )
-    (project / ".venv").symlink_to(paths.ROOT / ".venv")  # the same venv: its .pth already names this Caffe
+    project = _project(tmp_path)  # the same venv: its .pth already names this Caffe
     shims = _shims(tmp_path / "shims", ["apt-get", "apt", "sudo", "dpkg-query"], uid=1000)
     tree = caffe_env.caffe_tree()
     env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "CAFFE_ROOT": str(tree)}
@@ -53,3 +47,62 @@ def test_every_package_present_needs_no_apt_and_no_root(tmp_path):
     )
     assert done.returncode == 0 and "present" in done.stdout, done.stderr
     assert not (shims / "called").exists()
+
+
+def _project(tmp_path):
+    """A copy of the checkout that shares this venv. Only when the venv is set up for these
+    requirements: else setup in the copy would reinstall linfool into the shared venv from the copy."""
+    hashed = subprocess.run(
+        "cat requirements.txt pyproject.toml | sha256sum | cut -c1-16",
+        shell=True,
+        cwd=paths.ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if (paths.ROOT / ".venv" / ".linfool-requirements").read_text().strip() != hashed:
+        pytest.skip("the venv is not set up for this checkout's requirements: run `make setup` first")
+    project = tmp_path / "linfool"
+    shutil.copytree(
+        paths.ROOT,
+        project,
+        ignore=shutil.ignore_patterns(".git", ".venv", "data", "runs", "__pycache__", "*.egg-info", ".pytest_cache"),
+    )
+    (project / ".venv").symlink_to(paths.ROOT / ".venv")
+    return project
+
+
+def _smi(folder, rows):
+    folder.mkdir(exist_ok=True)
+    (folder / "nvidia-smi").write_text(f"#!/bin/sh\nprintf '%s\\n' '{rows}'\n")
+    (folder / "nvidia-smi").chmod(0o755)
+    return folder
+
+
+@pytest.mark.skipif(bool(os.environ.get("CAFFE_ROOT")), reason="with CAFFE_ROOT setup builds nothing")
+def test_make_setup_gpu_1_chooses_the_toolkit_from_the_box_before_it_builds(tmp_path):
+    """GPU=1 on a box without nvidia-smi: the CPU build, said. On a V100 with driver 550: CUDA 11.8,
+    which setup cannot install yet: one line saying what to do, before anything is built."""
+    if caffe_env.caffe_has_cuda():
+        pytest.skip("this checkout's Caffe is a CUDA build; the CPU build is not cached here")
+    project = _project(tmp_path)
+    plain = {k: v for k, v in os.environ.items() if k not in ("CUDA", "CUDA_ARCH", "CUDA_HOME", "GPU")}
+    done = subprocess.run(
+        ["bash", "tools/setup.sh", "--choose"],
+        cwd=project,
+        env={**plain, "GPU": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    assert "no GPU visible (nvidia-smi): the CPU build" in done.stderr and "CPU-only build" in done.stdout
+    box = _smi(tmp_path / "box", "550.54.15, 7.0")
+    done = subprocess.run(
+        ["bash", "tools/setup.sh", "--choose"],
+        cwd=project,
+        env={**plain, "GPU": "1", "PATH": f"{box}:/usr/bin:/bin", "LINFOOL_SYSTEM_CUDA": str(tmp_path / "none")},
+        capture_output=True,
+        text=True,
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
+    assert done.returncode != 0 and len(errors) == 1, done.stderr[-1500:]
+    assert "driver 550, cards sm_70: CUDA 11.8" in done.stderr and "CUDA_HOME=" in errors[0]

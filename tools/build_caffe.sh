@@ -3,12 +3,9 @@
 #
 # Usage: tools/build_caffe.sh PYTHON      (PYTHON: the venv's interpreter, whose numpy headers pycaffe uses)
 # Env:   LINFOOL_CACHE (default ~/.cache/linfool), JOBS (default nproc),
-#        LINFOOL_CUDA=1 for a CUDA build (toolkit: CUDA_HOME if set, else NVIDIA's CUDA 13.0 wheels
-#        from PyPI, cached as their own entry; see tools/cuda_toolkit.sh),
-#        CUDA_ARCH (CUDA build): auto (default: the visible GPUs' compute capabilities from nvidia-smi,
-#        the fastest build; `all` when none is visible, e.g. in a Docker build), all (every card CUDA 13
-#        supports: Turing sm_75, Ampere sm_80/86, Ada sm_89, Hopper sm_90, Blackwell sm_100/120, plus
-#        compute_120 PTX for newer cards), or a list such as 80,90
+#        LINFOOL_CUDA=1 for a CUDA build: the toolkit and architectures chosen from the box
+#        (tools/cuda_choose.sh: its driver and cards, or CUDA=11|13, CUDA_HOME, CUDA_ARCH=auto|all|LIST),
+#        or LINFOOL_CUDA_CHOICE (what tools/setup.sh chose); the toolkit from tools/cuda_toolkit.sh
 # Prints the cache entry's path on its last line of stdout. The entry has BVLC's built-tree layout
 # (build/lib, build/tools, python/caffe), so it can also be used as a CAFFE_ROOT.
 set -euo pipefail

@@ -32,9 +32,12 @@ caffe_key() {
   NP_INCLUDE=$("$PYTHON" -c 'import numpy; print(numpy.get_include())')
   NP_VER=$("$PYTHON" -c 'import numpy; print(numpy.__version__)')
   if [ "${LINFOOL_CUDA:-0}" = 1 ]; then
-    CUDA_DIR=$("$RECIPE_TOOLS/cuda_toolkit.sh" "$PYTHON" | tail -n 1) || die "no CUDA toolkit (see the message above)"
+    # The toolkit and the architectures from the box (its driver and cards) or CUDA= / CUDA_ARCH=.
+    CHOICE=${LINFOOL_CUDA_CHOICE:-$(CUDA_ARCH=${CUDA_ARCH:-auto} "$RECIPE_TOOLS/cuda_choose.sh")} || exit 1
+    read -r TOOLKIT ARCH <<<"$CHOICE"
+    [ "$TOOLKIT" != cpu ] || die "no GPU visible for a CUDA build here: give CUDA_ARCH=all (or a list) to build for other boxes"
+    CUDA_DIR=$("$RECIPE_TOOLS/cuda_toolkit.sh" "$PYTHON" "$TOOLKIT" | tail -n 1) || exit 1  # it said why
     CUDA_VER=$("$CUDA_DIR/bin/nvcc" --version | grep -o 'release [0-9.]*' | cut -d' ' -f2)
-    ARCH=$("$RECIPE_TOOLS/cuda_arch.sh" "${CUDA_ARCH:-auto}") || exit 1
     GENCODE=""
     for a in $ARCH; do
       case "$a" in

@@ -2,27 +2,35 @@
 # Print (last line of stdout) the root of a CUDA toolkit that can build Caffe: bin/nvcc, the cuBLAS
 # and cuRAND headers, and lib64/ with libcudart, libcublas, libcurand.
 #
-# Usage: tools/cuda_toolkit.sh PYTHON     Env: CUDA_HOME (a system toolkit, e.g. /usr/local/cuda-12.4),
-#                                              LINFOOL_CACHE (default ~/.cache/linfool)
-# With CUDA_HOME set, that toolkit is checked and used (CUDA 12 keeps working with drivers < 580).
-# Otherwise the toolkit comes from PyPI alone: NVIDIA's CUDA 13.0 wheels are the only ones with a
-# complete compiler (nvcc, cudafe++, ptxas; the -cu12 nvcc wheels carry ptxas only). They are
-# installed once into a cache entry of their own; CUDA 13 binaries need an NVIDIA driver >= 580.
+# Usage: tools/cuda_toolkit.sh PYTHON TOOLKIT     Env: LINFOOL_CACHE (default ~/.cache/linfool)
+# TOOLKIT is what tools/cuda_choose.sh chose for this box:
+#   DIR  a system toolkit (CUDA_HOME, or /usr/local/cuda found there), checked and used;
+#   13   NVIDIA's CUDA 13.0 wheels from PyPI, the only ones with a complete compiler (nvcc, cudafe++,
+#        ptxas; the -cu12 nvcc wheels carry ptxas only), installed once into a cache entry of their
+#        own; CUDA 13 binaries need an NVIDIA driver >= 580;
+#   11   CUDA 11.8 (drivers >= 450, cards sm_35 .. sm_90): not installed by linfool yet; one line
+#        saying what to install instead.
 set -euo pipefail
-PYTHON=${1:?usage: cuda_toolkit.sh PYTHON}
+PYTHON=${1:?usage: cuda_toolkit.sh PYTHON TOOLKIT}
+TOOLKIT=${2:?usage: cuda_toolkit.sh PYTHON TOOLKIT}
 CACHE=${LINFOOL_CACHE:-~/.cache/linfool}
 die() { echo "ERROR: $*" >&2; exit 1; }
 
-if [ -n "${CUDA_HOME:-}" ]; then
+if [ "$TOOLKIT" = 11 ]; then
+  die "this box needs CUDA 11.8 (a card before Turing, or a driver < 580; see the line above), which" \
+    "linfool does not install yet: install NVIDIA's CUDA 11.8 or 12.x toolkit (with cuBLAS and cuRAND)" \
+    "and point CUDA_HOME at it, e.g. CUDA_HOME=/usr/local/cuda-11.8 make setup GPU=1"
+fi
+if [ "$TOOLKIT" != 13 ]; then
   for need in bin/nvcc include/cuda_runtime.h include/cublas_v2.h include/curand.h; do
-    [ -e "$CUDA_HOME/$need" ] || die "CUDA_HOME=$CUDA_HOME has no $need; install the toolkit with cuBLAS" \
-      "and cuRAND (dev packages), or unset CUDA_HOME to use NVIDIA's CUDA 13 wheels from PyPI"
+    [ -e "$TOOLKIT/$need" ] || die "the CUDA toolkit $TOOLKIT has no $need; install it with cuBLAS" \
+      "and cuRAND (dev packages), or unset CUDA_HOME to let setup choose"
   done
   for lib in cudart cublas curand; do
-    ls "$CUDA_HOME"/lib64/lib$lib.so "$CUDA_HOME"/lib/lib$lib.so >/dev/null 2>&1 \
-      || die "CUDA_HOME=$CUDA_HOME has no lib$lib.so in lib64/ or lib/"
+    ls "$TOOLKIT"/lib64/lib$lib.so "$TOOLKIT"/lib/lib$lib.so >/dev/null 2>&1 \
+      || die "the CUDA toolkit $TOOLKIT has no lib$lib.so in lib64/ or lib/"
   done
-  echo "$CUDA_HOME"; exit 0
+  echo "$TOOLKIT"; exit 0
 fi
 
 # One CUDA release (13.0) for every part; nvcc refuses runtime headers of another release.

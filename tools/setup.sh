@@ -9,10 +9,13 @@
 #                                   CUDA_ARCH=auto|all|80,90 (CUDA build; remembered like LINFOOL_CUDA),
 #                                   LINFOOL_CUDA=1|0 (CUDA or CPU build of Caffe; `make setup GPU=1`;
 #                                   remembered in .venv, so later targets keep the choice),
-#                                   CUDA_HOME (a system CUDA toolkit for the CUDA build)
+#                                   CUDA_HOME (a system CUDA toolkit for the CUDA build),
+#                                   CUDA=11|13 (the CUDA release, remembered; default: chosen from the
+#                                   box's driver and cards, tools/cuda_choose.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$SECONDS
+RELEASE=${CUDA:-}                  # make setup CUDA=11|13|auto; CUDA below is the build's flavor (0|1)
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 step() { printf '[setup %4ds] %s\n' $((SECONDS - START)) "$*"; }
@@ -30,6 +33,9 @@ if [ "${1:-}" = "--choose" ]; then
        export LINFOOL_CUDA=1 ;;
   esac
   [ -n "${CUDA_ARCH:-}" ] || unset CUDA_ARCH
+  [[ "${RELEASE:-auto}" =~ ^(11|13|auto)$ ]] \
+    || { echo "ERROR: CUDA=$RELEASE: use CUDA=11, CUDA=13 or CUDA=auto (chosen from the box's driver and cards)" >&2; exit 2; }
+  [[ "${RELEASE:-auto}" == auto ]] || export LINFOOL_CUDA=1
 fi
 
 if [ -n "${CAFFE_ROOT:-}" ]; then
@@ -67,13 +73,22 @@ else
   CACHE_DIR=${LINFOOL_CACHE:-~/.cache/linfool}     # ~: HOME, or the password entry's home when HOME is unset
   { mkdir -p "$CACHE_DIR" && [ -w "$CACHE_DIR" ]; } 2>/dev/null \
     || die "the Caffe build cache $CACHE_DIR cannot be written (HOME=${HOME:-unset}); set LINFOOL_CACHE to a writable folder"
-  FLAVOR=$VENV/.linfool-caffe-cuda ARCHS=$VENV/.linfool-cuda-arch
+  FLAVOR=$VENV/.linfool-caffe-cuda ARCHS=$VENV/.linfool-cuda-arch TOOLKITS=$VENV/.linfool-cuda-toolkit
   CUDA=${LINFOOL_CUDA:-$(cat "$FLAVOR" 2>/dev/null || echo 0)}
   ARCH=${CUDA_ARCH:-$(cat "$ARCHS" 2>/dev/null || echo auto)}
+  FORCED=${RELEASE:-$(cat "$TOOLKITS" 2>/dev/null || true)}     # CUDA=11|13, remembered like GPU=1
+  [ "$FORCED" != auto ] || FORCED=
+  if [ "$CUDA" = 1 ]; then
+    # The toolkit and architectures from the box (tools/cuda_choose.sh says which and why, in one line)
+    export LINFOOL_CUDA_CHOICE
+    LINFOOL_CUDA_CHOICE=$(CUDA=$FORCED CUDA_ARCH=$ARCH tools/cuda_choose.sh) || exit 1
+    if [ "$LINFOOL_CUDA_CHOICE" = cpu ]; then CUDA=0; unset LINFOOL_CUDA_CHOICE; fi
+  fi
   step "Caffe, $([ "$CUDA" = 1 ] && echo "CUDA" || echo "CPU-only") build (cached per machine in ${LINFOOL_CACHE:-~/.cache/linfool})"
   TREE=$(LINFOOL_CUDA=$CUDA CUDA_ARCH=$ARCH tools/build_caffe.sh "$VENV/bin/python" | tail -n 1)
   [ "$(cat "$FLAVOR" 2>/dev/null)" = "$CUDA" ] || echo "$CUDA" > "$FLAVOR"
   [ "$(cat "$ARCHS" 2>/dev/null)" = "$ARCH" ] || echo "$ARCH" > "$ARCHS"
+  [ "$(cat "$TOOLKITS" 2>/dev/null)" = "$FORCED" ] || echo "$FORCED" > "$TOOLKITS"
 fi
 [ -f "$TREE/python/caffe/_caffe.so" ] || die "no pycaffe at $TREE/python/caffe/_caffe.so; build it there with 'make pycaffe'"
 [ -x "$TREE/build/tools/caffe" ] || die "no caffe binary at $TREE/build/tools/caffe; build it there with 'make all'"

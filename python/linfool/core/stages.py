@@ -87,8 +87,9 @@ DATA = Option("--data", "DATA", help="the data set, naming the default run (synt
 LOW = Option("--low", "LOW", help="the weakly regularized run compared with RUN (default: its sweep's)")
 HIGH = Option("--high", "HIGH", help="the strongly regularized run compared with RUN (default: its sweep's)")
 GROUP = (RUN, DATA, LOW, HIGH)
-# Every target: where Caffe computes (make exports it as LINFOOL_GPU) and the CUDA architectures.
-GLOBAL_VARIABLES = ("GPU", "CUDA_ARCH")
+# Every target: where Caffe computes (make exports it as LINFOOL_GPU), the CUDA architectures and release
+# (setup's; every target runs setup first).
+GLOBAL_VARIABLES = ("GPU", "CUDA_ARCH", "CUDA")
 
 START, PIPELINE, QUESTIONS, OWN, DEVELOP, IMAGES = (
     "start",
@@ -428,7 +429,7 @@ TARGETS = {
             "setup",
             START,
             "apt packages, Caffe built once (cached), .venv; GPU=1: the CUDA build",
-            variables=("GPU", "CUDA_ARCH"),
+            variables=("GPU", "CUDA_ARCH", "CUDA"),
         ),
         Target(
             "data",
@@ -556,7 +557,7 @@ TARGETS = {
             "test-gpu-build",
             DEVELOP,
             "build the CUDA Caffe and run its CPU tests and ours; no GPU needed",
-            variables=("CUDA_ARCH",),
+            variables=("CUDA_ARCH", "CUDA"),
         ),
         Target("gpu-check", DEVELOP, "on a GPU box: Caffe's GPU tests, GPU vs CPU training -> runs/gpu_check.txt"),
         Target("bench", DEVELOP, "speed tables, each ratio measured in the same run (~14 min)"),
