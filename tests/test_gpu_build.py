@@ -34,9 +34,11 @@ def test_cuda_build_links_cudart_cublas_curand(cuda_tree):
     for lib in ("libcudart.so", "libcublas.so", "libcurand.so", "libcaffe.so"):
         line = next((row for row in linked.splitlines() if lib in row), "")
         assert line and "not found" not in line, f"{lib}: {line or 'not linked'}"
-    assert re.search(
-        r"arch:[0-9]+(,[0-9]+|,ptx[0-9]+)*", (cuda_tree / "BUILD_INFO").read_text()
-    )  # CUDA_ARCH, in the key
+    info = (cuda_tree / "BUILD_INFO").read_text()
+    assert re.search(r"arch:[0-9]+(,[0-9]+|,ptx[0-9]+)*", info)  # CUDA_ARCH, in the key
+    release = re.search(r"options cuda(\d+)\.\d+ ", info).group(1)  # the toolkit, in the key too
+    for lib in ("libcudart.so", "libcublas.so"):  # of that release (cuRAND keeps soname 10 in 11.8 and 13)
+        assert re.search(rf"{lib}\.(\d+)", linked).group(1) == release, (lib, release)
 
 
 def test_device_query_without_a_gpu_fails_with_one_line(cuda_tree):

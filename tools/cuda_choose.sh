@@ -3,8 +3,8 @@
 # compute capability (nvidia-smi), then print one line "TOOLKIT ARCHS...":
 #   13       NVIDIA's CUDA 13.0 wheels from PyPI: driver >= 580 and every card sm_75 (Turing) or newer
 #   11       CUDA 11.8: drivers >= 450 (CUDA 11's minor-version compatibility; PTX JIT needs >= 520),
-#            cards sm_35 (the blog's K40) .. sm_90, PTX for newer ones; not installed by setup yet
-#            (tools/cuda_toolkit.sh says what to install and where to point CUDA_HOME)
+#            cards sm_35 (the blog's K40) .. sm_90, PTX for newer ones: Debian 12's non-free
+#            nvidia-cuda-toolkit (tools/cuda_toolkit.sh installs it)
 #   DIR      a system toolkit (CUDA_HOME, else /usr/local/cuda when present) that fits the box
 # ARCHS: the architectures to build (CUDA_ARCH=auto: the visible cards; all: every card the toolkit
 # supports, plus PTX of its newest; or a list such as 70,80), checked against the toolkit. What was
@@ -148,5 +148,5 @@ if [ -z "$(unfit 13 "$DRIVER" "${CARD_LIST[@]}")" ]; then
 fi
 why=$(unfit 11 "$DRIVER" "${CARD_LIST[@]}")
 [ -z "$why" ] || die "$WHAT: no toolkit fits: $why; CUDA 13 needs a driver >= 580 and sm_75+"
-say "$WHAT: CUDA 11.8 (CUDA 13 needs a driver >= 580 and every card sm_75+)"
+say "$WHAT: CUDA 11.8 (Debian's non-free nvidia-cuda-toolkit; CUDA 13 needs a driver >= 580 and every card sm_75+)"
 archs=$(resolve_archs 11 "${CARD_LIST[@]}") || exit 1; echo "11 $archs"

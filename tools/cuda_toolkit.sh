@@ -8,8 +8,8 @@
 #   13   NVIDIA's CUDA 13.0 wheels from PyPI, the only ones with a complete compiler (nvcc, cudafe++,
 #        ptxas; the -cu12 nvcc wheels carry ptxas only), installed once into a cache entry of their
 #        own; CUDA 13 binaries need an NVIDIA driver >= 580;
-#   11   CUDA 11.8 (drivers >= 450, cards sm_35 .. sm_90): not installed by linfool yet; one line
-#        saying what to install instead.
+#   11   CUDA 11.8 (drivers >= 450, cards sm_35 .. sm_90) from Debian's non-free archive
+#        (tools/install_system_deps.sh --cuda11), in Debian's layout under /usr.
 set -euo pipefail
 PYTHON=${1:?usage: cuda_toolkit.sh PYTHON TOOLKIT}
 TOOLKIT=${2:?usage: cuda_toolkit.sh PYTHON TOOLKIT}
@@ -17,9 +17,22 @@ CACHE=${LINFOOL_CACHE:-~/.cache/linfool}
 die() { echo "ERROR: $*" >&2; exit 1; }
 
 if [ "$TOOLKIT" = 11 ]; then
-  die "this box needs CUDA 11.8 (a card before Turing, or a driver < 580; see the line above), which" \
-    "linfool does not install yet: install NVIDIA's CUDA 11.8 or 12.x toolkit (with cuBLAS and cuRAND)" \
-    "and point CUDA_HOME at it, e.g. CUDA_HOME=/usr/local/cuda-11.8 make setup GPU=1"
+  # CUDA 11.8 from Debian's own archive, installed as the system's (its layout: nvcc in /usr/bin,
+  # headers in /usr/include, libraries in /usr/lib/x86_64-linux-gnu); nvidia-cuda-toolkit-gcc pairs
+  # its nvcc with g++-11, the newest host compiler 11.8 accepts. Debian's package depends on Debian's
+  # driver libraries (libcuda1): beside a driver from NVIDIA's own installer they would clash, so then
+  # it is refused in one line.
+  smi=$(command -v nvidia-smi || true)
+  if [ -n "$smi" ] && ! dpkg -S "$(readlink -f "$smi")" >/dev/null 2>&1 \
+     && ! dpkg-query -W -f='${Status}' nvidia-cuda-toolkit 2>/dev/null | grep -q "install ok installed"; then
+    die "this box needs CUDA 11.8 (see the line above), and its NVIDIA driver is not from Debian's packages," \
+      "so Debian's nvidia-cuda-toolkit would install driver libraries beside it: install NVIDIA's CUDA 11.8 or" \
+      "12.x toolkit instead and point CUDA_HOME at it, e.g. CUDA_HOME=/usr/local/cuda-11.8 make setup GPU=1"
+  fi
+  "$(dirname "$0")/install_system_deps.sh" --cuda11 >&2
+  version=$(/usr/bin/nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' | cut -d' ' -f2)
+  [ "$version" = 11.8 ] || die "Debian's nvidia-cuda-toolkit gave nvcc ${version:-none}, not CUDA 11.8"
+  echo /usr; exit 0
 fi
 if [ "$TOOLKIT" != 13 ]; then
   for need in bin/nvcc include/cuda_runtime.h include/cublas_v2.h include/curand.h; do
@@ -27,8 +40,8 @@ if [ "$TOOLKIT" != 13 ]; then
       "and cuRAND (dev packages), or unset CUDA_HOME to let setup choose"
   done
   for lib in cudart cublas curand; do
-    ls "$TOOLKIT"/lib64/lib$lib.so "$TOOLKIT"/lib/lib$lib.so >/dev/null 2>&1 \
-      || die "the CUDA toolkit $TOOLKIT has no lib$lib.so in lib64/ or lib/"
+    ls "$TOOLKIT"/lib64/lib$lib.so "$TOOLKIT"/lib/lib$lib.so "$TOOLKIT"/lib/x86_64-linux-gnu/lib$lib.so >/dev/null 2>&1 \
+      || die "the CUDA toolkit $TOOLKIT has no lib$lib.so in lib64/, lib/ or lib/x86_64-linux-gnu/"
   done
   echo "$TOOLKIT"; exit 0
 fi

@@ -5,9 +5,14 @@
 #        tools/install_system_deps.sh --tests   what only the tests need (make test): chromium for the
 #        report's browser test, valgrind for linfool's own Caffe test (tools/test_caffe.sh); where they
 #        cannot be installed, one line says so, the browser test skips and the Caffe test runs plainly.
+#        tools/install_system_deps.sh --cuda11   CUDA 11.8 from Debian's own archive (nvidia-cuda-toolkit
+#        and its gcc 11 pairing), for boxes whose driver or cards CUDA 13 cannot serve (tools/cuda_choose.sh):
+#        the archive's contrib, non-free and non-free-firmware components are added in a sources file of
+#        their own (/etc/apt/sources.list.d/linfool-non-free.sources; Debian 12 only).
 set -euo pipefail
-TESTS=0
+TESTS=0 CUDA11=0
 [ "${1:-}" = "--tests" ] && TESTS=1
+[ "${1:-}" = "--cuda11" ] && CUDA11=1
 
 PACKAGES=(
   build-essential cmake pkg-config patch   # patch: tools/caffe_patches/
@@ -20,6 +25,8 @@ PACKAGES=(
 )
 
 [ "$TESTS" = 1 ] && PACKAGES=(chromium valgrind)
+[ "$CUDA11" = 1 ] && PACKAGES=(nvidia-cuda-toolkit nvidia-cuda-toolkit-gcc)
+NON_FREE=/etc/apt/sources.list.d/linfool-non-free.sources
 # --tests never fails the run: it says what is missing and the browser test skips.
 soft() { if [ "$TESTS" = 1 ]; then echo "Test packages: $1 (the browser test will skip; Caffe's tests run without valgrind)"; exit 0; fi; echo "ERROR: $1" >&2; exit 1; }
 
@@ -43,6 +50,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "System packages: installing ${#missing[@]} missing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if [ "$CUDA11" = 1 ] && [ ! -f "$NON_FREE" ]; then
+  grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release \
+    || soft "CUDA 11.8 comes from Debian 12's non-free archive; on another system install a CUDA 11.8 or 12.x toolkit and point CUDA_HOME at it"
+  echo "System packages: adding Debian's contrib, non-free and non-free-firmware components in $NON_FREE (for nvidia-cuda-toolkit 11.8)"
+  printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: contrib non-free non-free-firmware\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    | $SUDO tee "$NON_FREE" >/dev/null
+fi
 $SUDO apt-get update -qq || soft "apt-get update failed"
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || soft "apt-get could not install ${missing[*]}"
 echo "System packages: done."
