@@ -97,6 +97,12 @@ caffe_source() {
   CUDA_ARCH :=$GENCODE
   NVCCFLAGS := -std=c++17
   LDFLAGS := -Wl,-rpath,$CUDA_DIR/lib64 -Wl,-rpath,$CUDA_DIR/lib"
+    if [ "$CUDA_DIR" = /usr ]; then
+      # Debian's layout (CUDA 11.8 from its archive): the CUDA headers are in /usr/include, which the
+      # compilers search already; Caffe's -I/usr/include would break libstdc++'s #include_next.
+      GPU_CONFIG+="
+  override CUDA_INCLUDE_DIR :="
+    fi
   else
     GPU_CONFIG="CPU_ONLY := 1"
   fi
