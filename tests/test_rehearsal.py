@@ -5,6 +5,7 @@ also holds the embedded demo's runs (blog, reg_low, reg_high), which no ImageNet
 import json
 import os
 import re
+import shlex
 import subprocess
 import time
 
@@ -35,8 +36,9 @@ FOREIGN = ("blog", "reg_low", "reg_high")
 
 
 def _make(command, env):
+    """`command` (make TARGET VAR=value ..., split on spaces; VAR='a b' as one word) run in the checkout."""
     start = time.time()
-    done = subprocess.run(command.split(), cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(shlex.split(command), cwd=ROOT, env=env, capture_output=True, text=True)
     print(f"[{time.time() - start:6.1f} s] {command}", flush=True)
     assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout + done.stderr
@@ -64,7 +66,7 @@ def rehearsed(tmp_path_factory):
         check=True,
         capture_output=True,
     )
-    _make("make sweep DATA=synthetic", {**env, "SET": "max_iter=30 snapshot=30 test_iter=1"})
+    _make("make sweep DATA=synthetic SET='max_iter=30 snapshot=30 test_iter=1'", env)  # as make variables
     logs = {command: _make(command.format(tree=tree / "flat"), env) for command in RECIPE}
     return root, tree, env, logs
 
