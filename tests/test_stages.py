@@ -136,3 +136,8 @@ def test_the_readme_pipeline_table_names_each_targets_declared_stage_and_module(
             assert command.split()[0] == t.stage and module == stages.STAGES[t.stage].module, target
     staged = {t.name for t in stages.TARGETS.values() if t.stage and t.section in (stages.PIPELINE, stages.QUESTIONS)}
     assert staged <= {target for target, _, _ in rows} | {"sweep", "deep-sweep"}
+
+
+def test_an_unknown_plan_is_refused_in_one_line():
+    with pytest.raises(cli.UserError, match="no plan 'bogus'; the plans are demo and open-questions"):
+        stages.plan("bogus", environ={})

@@ -769,7 +769,10 @@ def plan(which: str, environ: Mapping[str, str] | None = None) -> list[str]:
     order of their reads, each 'TARGET VAR=value ...'; a size given to make (in the environment,
     where make puts its command-line variables) wins over the demo's."""
     environ = os.environ if environ is None else environ
-    field_ = "demo" if which == "demo" else "after_demo"
+    fields = {"demo": "demo", "open-questions": "after_demo"}
+    if which not in fields:
+        raise cli.UserError(f"no plan {which!r}; the plans are demo and open-questions")
+    field_ = fields[which]
     chosen = [t.name for t in TARGETS.values() if getattr(t, field_) is not None]
     lines = []
     for name in _order(chosen):
@@ -784,7 +787,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `make help | head`: stop quietly, as a shell tool does
     if argv[:1] == ["plan"] and len(argv) == 2:
-        print("\n".join(plan(argv[1])))
+        try:
+            print("\n".join(plan(argv[1])))
+        except cli.UserError as err:
+            print(f"ERROR: {err}", file=sys.stderr)
+            return cli.EXIT_USER
         return 0
     print(help_text())
     return 0
