@@ -136,6 +136,32 @@ def test_sgd_steps_match_the_documented_update(caffe, tmp_path, write_net, input
         np.testing.assert_allclose(solver.net.params["fc"][1].data, b, rtol=1e-5, atol=1e-7)
 
 
+def test_a_step_after_a_backward_takes_one_gradient(caffe, tmp_path, write_net):
+    """A pycaffe caller may run forward and backward between solver.step(1) calls (an adversarial step
+    reads the data gradient so): the next step still applies one gradient, not that one added to its
+    own (Caffe's Backward adds to the param diffs; 05-fused-sgd.patch must clear them at each call)."""
+    net = write_net("net.prototxt", ORACLE_NET.format(inputs=5, outputs=3, std=0.1))
+    solver_path = write_net(
+        "solver.prototxt",
+        f"""
+        net: "{net}" base_lr: {LR} momentum: 0 weight_decay: 0
+        lr_policy: "fixed" max_iter: 10 display: 0 snapshot_after_train: false solver_mode: CPU""",
+    )
+    solver = caffe.SGDSolver(solver_path)
+    x = np.random.default_rng(2).normal(size=(4, 5)).astype(np.float32)
+    labels = np.array([0, 2, 1, 2])
+    solver.net.blobs["data"].data[...] = x
+    solver.net.blobs["label"].data[...] = labels
+    solver.step(1)
+    w = solver.net.params["fc"][0].data.astype(np.float64)
+    b = solver.net.params["fc"][1].data.astype(np.float64)
+    solver.net.forward()
+    solver.net.backward()
+    solver.step(1)
+    _, gw, _ = _softmax_loss_and_grads(x.astype(np.float64), labels, w, b)
+    np.testing.assert_allclose(solver.net.params["fc"][0].data, w - LR * gw, rtol=1e-5, atol=1e-7)
+
+
 BLOG_LAYER = """
 layer {{ name: "data" type: "Input" top: "data" top: "label"
         input_param {{ shape {{ dim: 64 dim: 3 dim: 64 dim: 64 }} shape {{ dim: 64 }} }} }}
