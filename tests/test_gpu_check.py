@@ -67,3 +67,27 @@ def test_several_gpu_check_would_see_a_wrong_record_split(tmp_path):
     assert gpu_check.change_diff(again, full, init) == 0
     assert gpu_check.change_diff(half, full, init) > 100 * gpu_check.SYNC_TOLERANCE
     assert gpu_check.sync_devices("0", 1) is None and gpu_check.sync_devices("1", 2) == "1,0"
+
+
+def test_the_sgd_oracle_runs_on_the_cpu_and_each_card_gets_its_line(tmp_path, monkeypatch, cuda_build):
+    """make gpu-check's SGD oracle (numpy's documented update against pycaffe's solver steps) holds on
+    the CPU loop of the fused update; with two cards listed by a stub nvidia-smi each gets a line with
+    its name and compute capability saying what ran there (here: nothing could, no device)."""
+    from linfool_dev import gpu_check
+
+    assert gpu_check.sgd_oracle(tmp_path, None) < gpu_check.ORACLE_TOLERANCE
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text(
+        "#!/bin/sh\nprintf '%s\\n' '0, Tesla V100-SXM2-16GB, 7.0' '1, NVIDIA H100 80GB HBM3, 9.0'\n"
+    )
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    lines, ok = gpu_check.per_card()
+    assert [line.split(":")[0] for line in lines] == [
+        "card 0 (Tesla V100-SXM2-16GB, sm_70)",
+        "card 1 (NVIDIA H100 80GB HBM3, sm_90)",
+    ]
+    assert not ok and all("SGD oracle FAILED to run: ERROR: " in line for line in lines)
+    if not cuda_build:
+        assert all("Caffe's own tests: not run" in line for line in lines)

@@ -14,9 +14,11 @@
 6. several GPUs: `caffe train --gpu=0,1` (Caffe's P2PSync: N solvers of batch 256, gradients averaged)
    against one GPU at batch 256 x N, same seed and records: the weights' changes after SYNC_ITERS
    iterations within SYNC_TOLERANCE. With one GPU it says it did not check (P2PSync refuses `--gpu=0,0`);
-7. Caffe's own tests, GPU and CPU cases (data layers, inner product, softmax loss, the gradient-based
-   solvers, ...), from the test binaries `make test-gpu-build` built for this CUDA build and kept
-   beside it (caffe-<key>.tests/, carried to a GPU box without compilers); said when absent.
+7. on every visible card, one line each saying what ran there: Caffe's own tests, GPU and CPU cases
+   (data layers, inner product, softmax loss, the gradient-based solvers, ...), from the test binaries
+   `make test-gpu-build` built for this CUDA build and kept beside it (caffe-<key>.tests/, carried to
+   a GPU box without compilers; said when absent), and the SGD oracle: pycaffe solver steps on that
+   card (the fused update's CUDA kernel, 05-fused-sgd.patch) against numpy's documented update.
 Data: a temporary LMDB of random 64x64 records with 1000 classes. Exit 1 when a check fails.
 """
 
@@ -41,6 +43,16 @@ TOLERANCE = 1e-5  # pycaffe softmax, GPU vs CPU (issue 12)
 LOSS_TOLERANCE = 1e-5  # relative, train losses GPU vs CPU
 SYNC_ITERS = 40
 SYNC_TOLERANCE = 1e-4  # change_diff of N solvers vs one at N x the batch (float sums reordered)
+ORACLE_LR, ORACLE_MOMENTUM, ORACLE_DECAY = 0.1, 0.9, 0.01
+ORACLE_TOLERANCE = 1e-4  # relative to the weights' change: float32 steps against numpy's float64
+# 12288 x 100 = 1.2M weights: the fused update's OpenMP loop on the CPU (>= 1M values), its kernel on a card
+ORACLE_NET = """force_backward: true
+layer { name: "data" type: "Input" top: "data" top: "label"
+        input_param { shape { dim: 4 dim: 12288 } shape { dim: 4 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+        inner_product_param { num_output: 100 weight_filler { type: "gaussian" std: 0.001 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+"""
 
 
 def write_data(work):
@@ -262,6 +274,75 @@ def caffe_gpu_tests(gpu):
     ), ok
 
 
+def sgd_oracle(work, gpu=None, steps=3):
+    """max |w_caffe - w_numpy| / max |w_numpy - w_start| over the weights and biases after `steps`
+    pycaffe solver steps of plain SGD with momentum and L2 decay (05-fused-sgd.patch's update: its CUDA
+    kernel on card `gpu`, its CPU loop when gpu is None). numpy applies the documented update
+    v = momentum * v + lr * (g + decay * w), w -= v, in float64, to the gradient Caffe computed for
+    that step (read after a forward and a backward; each solver.step clears the diffs first)."""
+    caffe = caffe_env.use_device("cpu" if gpu is None else gpu)
+    (work / "oracle_net.prototxt").write_text(ORACLE_NET)
+    solver_path = work / "oracle_solver.prototxt"
+    solver_path.write_text(
+        f'net: "{work / "oracle_net.prototxt"}" base_lr: {ORACLE_LR} momentum: {ORACLE_MOMENTUM} '
+        f'weight_decay: {ORACLE_DECAY} lr_policy: "fixed" max_iter: 100 display: 0 snapshot_after_train: false'
+    )
+    solver = caffe.SGDSolver(str(solver_path))
+    rng = np.random.default_rng(3)
+    solver.net.blobs["data"].data[...] = rng.normal(size=solver.net.blobs["data"].data.shape)
+    solver.net.blobs["label"].data[...] = rng.integers(0, 100, 4)
+    params = solver.net.params["fc"]
+    start = [param.data.astype(np.float64) for param in params]
+    expected = [values.copy() for values in start]
+    history = [np.zeros_like(values) for values in start]
+    for _ in range(steps):
+        solver.net.forward()
+        solver.net.backward()
+        grads = [param.diff.astype(np.float64) for param in params]
+        solver.step(1)
+        for i, grad in enumerate(grads):
+            history[i] = ORACLE_MOMENTUM * history[i] + ORACLE_LR * (grad + ORACLE_DECAY * expected[i])
+            expected[i] = expected[i] - history[i]
+    return max(
+        float(np.abs(param.data - want).max() / np.abs(want - first).max())
+        for param, want, first in zip(params, expected, start)
+    )
+
+
+def cards():
+    """[(index, 'name, sm_XX')] of every card nvidia-smi lists."""
+    listing = subprocess.run(
+        ["nvidia-smi", "--query-gpu=index,name,compute_cap", "--format=csv,noheader"], capture_output=True, text=True
+    ).stdout
+    rows = [[field.strip() for field in line.split(",")] for line in listing.splitlines() if line.strip()]
+    return [(row[0], f"{row[1]}, sm_{row[2].replace('.', '')}") for row in rows if len(row) == 3]
+
+
+def per_card():
+    """(lines, all passed): on each card, Caffe's own tests and the SGD oracle, and which of them ran.
+    The oracle runs in a process of its own per card (pycaffe's Caffe context is made for one device)."""
+    lines, ok = [], True
+    for index, name in cards():
+        tests, passed = caffe_gpu_tests(index)
+        done = subprocess.run(
+            [sys.executable, "-m", "linfool_dev.gpu_check", "--sgd-oracle", "--gpu", index],
+            capture_output=True,
+            text=True,
+        )
+        try:
+            diff = float(done.stdout.strip().splitlines()[-1])
+            oracle = (
+                f"SGD oracle (the fused update's kernel): max relative diff {diff:.1e} "
+                f"({'<' if diff < ORACLE_TOLERANCE else 'NOT <'} {ORACLE_TOLERANCE:g})"
+            )
+            ok &= diff < ORACLE_TOLERANCE
+        except (IndexError, ValueError):
+            oracle, ok = f"SGD oracle FAILED to run: {(done.stderr.strip().splitlines() or ['no output'])[-1]}", False
+        ok &= passed is not False
+        lines.append(f"card {index} ({name}): {tests}; {oracle}")
+    return lines, ok
+
+
 def check(gpu="0", iters=500):
     """Run every check; returns (report lines, all passed)."""
     lines, ok = [], True
@@ -331,19 +412,22 @@ def check(gpu="0", iters=500):
         f"pycaffe softmax GPU vs CPU: max abs diff {diff:.2e} ({'< ' if diff < TOLERANCE else 'NOT < '}"
         f"{TOLERANCE:g}); forwards images/s: GPU {py_gpu:,.0f}, CPU {py_cpu:,.0f} ({py_gpu / py_cpu:.1f}x)"
     )
-    line, passed = caffe_gpu_tests(gpu)
-    lines.append(line)
-    ok &= passed is not False
-    return lines, ok
+    card_lines, cards_ok = per_card()
+    return lines + card_lines, ok and cards_ok
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", help="GPU number (default: GPU=, i.e. $LINFOOL_GPU; auto -> 0)")
     parser.add_argument("--iters", type=int, default=500, help="training iterations compared")
+    parser.add_argument("--sgd-oracle", action="store_true", help="only the SGD oracle on --gpu (cpu: the CPU)")
     args = parser.parse_args(argv)
     args.gpu = args.gpu or (caffe_env.requested() if caffe_env.requested() not in ("auto", "all") else "0")
     try:
+        if args.sgd_oracle:
+            with tempfile.TemporaryDirectory() as tmp:
+                print(sgd_oracle(Path(tmp), None if args.gpu == "cpu" else args.gpu))
+            return 0
         if caffe_env.device(args.gpu) is None:
             raise caffe_env.DeviceError("no GPU to check")
         lines, ok = check(args.gpu, args.iters)
