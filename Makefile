@@ -101,7 +101,7 @@ docker-cpu:
 	$(ROOT)/tools/docker_build.sh cpu
 
 docker-gpu:
-	$(ROOT)/tools/docker_build.sh gpu $(CUDA_ARCH)
+	CUDA=$(call q,$(CUDA)) CUDA_ARCH=$(call q,$(CUDA_ARCH)) $(ROOT)/tools/docker_build.sh gpu
 
 clean:
 	rm -rf $(ROOT)/data $(ROOT)/runs

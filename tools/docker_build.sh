@@ -4,11 +4,12 @@
 # the base is made from this host's Debian mirror (tools/debian_base.sh). On failure: the failing
 # step's last lines, and the full log's path.
 #
-# Usage: tools/docker_build.sh cpu|gpu [CUDA_ARCH]
+# Usage: tools/docker_build.sh cpu|gpu
+# Env:   CUDA=11|13 and CUDA_ARCH=all|LIST for the GPU image (docker/gpu/Dockerfile's defaults when
+#        empty: CUDA 11.8, every card it supports)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KIND=${1:?usage: tools/docker_build.sh cpu|gpu [CUDA_ARCH]}
-ARCH=${2:-}
+KIND=${1:?usage: tools/docker_build.sh cpu|gpu}
 die() { echo "ERROR: $*" >&2; exit 1; }
 
 engine() {
@@ -32,7 +33,11 @@ fi
 # the RUN steps and the image are the same.
 FLAGS=()
 [ "$ENGINE" = podman ] && FLAGS+=(--isolation chroot --network host)
-[ -n "$ARCH" ] && FLAGS+=(--build-arg "CUDA_ARCH=$ARCH")
+if [ "$KIND" = gpu ]; then
+  case "${CUDA:-}" in ""|11|13) ;; *) die "CUDA=$CUDA: the GPU image takes CUDA=11 or CUDA=13";; esac
+  [ -n "${CUDA:-}" ] && FLAGS+=(--build-arg "CUDA=$CUDA")
+  [ -n "${CUDA_ARCH:-}" ] && FLAGS+=(--build-arg "CUDA_ARCH=$CUDA_ARCH")
+fi
 LOG=$(mktemp -t "linfool-docker-$KIND.XXXXXX.log")     # kept on failure; TMPDIR decides where
 START=$SECONDS
 echo "building linfool:$KIND with $ENGINE (log: $LOG)"

@@ -568,7 +568,10 @@ TARGETS = {
         Target("test-docker", IMAGES, "build the CPU image and run make test + a short demo inside (~25 min cold)"),
         Target("docker-cpu", IMAGES, "build the CPU image linfool:cpu (Debian 12 + make setup, slim runtime)"),
         Target(
-            "docker-gpu", IMAGES, "build the GPU image linfool:gpu (CUDA_ARCH=all by default)", variables=("CUDA_ARCH",)
+            "docker-gpu",
+            IMAGES,
+            "build the GPU image linfool:gpu (CUDA=11 and CUDA_ARCH=all by default: drivers >= 450, K40..H200)",
+            variables=("CUDA_ARCH", "CUDA"),
         ),
     )
 }
