@@ -60,3 +60,29 @@ def test_a_failed_build_shows_the_failing_step_and_its_last_lines(tmp_path):
         last.startswith("ERROR: building linfool:cpu failed at: [1/2] STEP 7/7: RUN make setup") and "full log" in last
     )
     assert len(list(tmp_path.glob("linfool-docker-cpu.*.log"))) == 1  # the log is kept
+
+
+def test_the_gpu_images_toolkit_is_a_build_argument_and_a_wrong_one_is_one_line(tmp_path):
+    """make docker-gpu CUDA=13 CUDA_ARCH=90 reaches the engine as --build-arg CUDA=13 and CUDA_ARCH=90
+    (the Dockerfile's defaults when not given: CUDA=11, CUDA_ARCH=all); CUDA=12 stops before any engine."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    _shim(bin_dir, "podman", f'echo "$*" >> {calls}\n[ "$1" = image ] && echo 5000000000\nexit 0\n')
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ENGINE": "podman", "TMPDIR": str(tmp_path)}
+    done = subprocess.run(
+        [str(BUILD), "gpu"], capture_output=True, text=True, env={**env, "CUDA": "13", "CUDA_ARCH": "90"}
+    )
+    assert done.returncode == 0, done.stderr
+    build = next(line for line in calls.read_text().splitlines() if line.startswith("build "))
+    assert "--build-arg CUDA=13 --build-arg CUDA_ARCH=90" in build and "docker/gpu/Dockerfile" in build
+    calls.unlink()
+    done = subprocess.run([str(BUILD), "gpu"], capture_output=True, text=True, env=env)
+    build = next(line for line in calls.read_text().splitlines() if line.startswith("build "))
+    assert done.returncode == 0 and "--build-arg" not in build  # the Dockerfile's defaults
+    calls.unlink()
+    done = subprocess.run([str(BUILD), "gpu"], capture_output=True, text=True, env={**env, "CUDA": "12"})
+    assert done.returncode == 1 and done.stderr.strip() == (
+        "ERROR: CUDA=12: the GPU image takes CUDA=11 (the default) or CUDA=13"
+    )
+    assert not calls.exists()

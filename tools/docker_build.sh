@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KIND=${1:?usage: tools/docker_build.sh cpu|gpu}
 die() { echo "ERROR: $*" >&2; exit 1; }
+[ "$KIND" = cpu ] || [ "$KIND" = gpu ] || die "no image kind '$KIND': tools/docker_build.sh cpu|gpu"
+case "${CUDA:-}" in ""|11|13) ;; *) die "CUDA=$CUDA: the GPU image takes CUDA=11 (the default) or CUDA=13";; esac
 
 engine() {
   if [ -n "${ENGINE:-}" ]; then command -v "$ENGINE" >/dev/null || die "ENGINE=$ENGINE is not installed"; echo "$ENGINE"
@@ -34,7 +36,6 @@ fi
 FLAGS=()
 [ "$ENGINE" = podman ] && FLAGS+=(--isolation chroot --network host)
 if [ "$KIND" = gpu ]; then
-  case "${CUDA:-}" in ""|11|13) ;; *) die "CUDA=$CUDA: the GPU image takes CUDA=11 or CUDA=13";; esac
   [ -n "${CUDA:-}" ] && FLAGS+=(--build-arg "CUDA=$CUDA")
   [ -n "${CUDA_ARCH:-}" ] && FLAGS+=(--build-arg "CUDA_ARCH=$CUDA_ARCH")
 fi
