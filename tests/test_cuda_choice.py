@@ -83,3 +83,50 @@ def test_a_system_toolkit_that_fits_is_found_and_one_that_does_not_is_passed_ove
         tmp_path, [("470.239.06", "8.0")], CUDA_HOME=str(system)
     )  # pointed at: said, not passed over
     assert code == 1 and "CUDA_HOME=" in said and "525" in said
+
+
+def stub_tool(path, release):
+    """A stand-in nvcc or ptxas that only answers --version for `release` (e.g. "11.8")."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {release}, V{release}.0'\n")
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize("own_ptxas", [True, False])
+def test_the_chosen_toolkit_compiles_with_its_own_ptxas_not_one_on_path(tmp_path, own_ptxas):
+    """nvcc runs the ptxas it finds on PATH: a CUDA 11.8 toolkit on a box with CUDA 13's ptxas first on
+    PATH must use its own (11.8's has sm_70; 13's refuses it), or stop in one line before compiling."""
+    toolkit = tmp_path / "cuda-11.8"
+    stub_tool(toolkit / "bin" / "nvcc", "11.8")
+    if own_ptxas:
+        stub_tool(toolkit / "bin" / "ptxas", "11.8")
+    for need in ("include/cuda_runtime.h", "include/cublas_v2.h", "include/curand.h"):
+        (toolkit / need).parent.mkdir(parents=True, exist_ok=True)
+        (toolkit / need).touch()
+    (toolkit / "lib64").mkdir()
+    for lib in ("cudart", "cublas", "curand"):
+        (toolkit / "lib64" / f"lib{lib}.so").touch()
+    stub_tool(tmp_path / "other" / "ptxas", "13.0")  # another toolkit's, earlier on PATH
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    os.symlink(paths.CACHE / "downloads", cache / "downloads")  # the pinned source `make setup` fetched
+    script = 'set -euo pipefail; step() { :; }; die() { echo "ERROR: $*" >&2; exit 1; }; source tools/caffe_recipe.sh; caffe_key "$1"; echo "$OPTIONS"'
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path / 'other'}:{os.environ['PATH']}",
+        "LINFOOL_CACHE": str(cache),
+        "LINFOOL_CUDA": "1",
+        "LINFOOL_CUDA_CHOICE": f"{toolkit} 70",
+    }
+    done = subprocess.run(
+        ["bash", "-c", script, "key", str(paths.ROOT / ".venv" / "bin" / "python")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=paths.ROOT,
+    )
+    if own_ptxas:
+        assert done.returncode == 0 and done.stdout.startswith(f"cuda11.8 {toolkit} arch:70 "), done.stderr
+    else:
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert "without its ptxas (ptxas on PATH: 13.0)" in done.stderr

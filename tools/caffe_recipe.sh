@@ -38,6 +38,14 @@ caffe_key() {
     [ "$TOOLKIT" != cpu ] || die "no GPU visible for a CUDA build here: give CUDA_ARCH=all (or a list) to build for other boxes"
     CUDA_DIR=$("$RECIPE_TOOLS/cuda_toolkit.sh" "$PYTHON" "$TOOLKIT" | tail -n 1) || exit 1  # it said why
     CUDA_VER=$("$CUDA_DIR/bin/nvcc" --version | grep -o 'release [0-9.]*' | cut -d' ' -f2)
+    # nvcc runs ptxas, fatbinary and nvlink from PATH: the chosen toolkit's come first, or another
+    # toolkit's on PATH compiles for it (a box with CUDA 13 in /usr/local/bin gave Debian's nvcc 11.8
+    # CUDA 13's ptxas, which has no sm_70 and compiled sm_90 with the wrong release).
+    export PATH="$CUDA_DIR/bin:$PATH"
+    local ptxas_ver
+    ptxas_ver=$(ptxas --version 2>/dev/null | grep -o 'release [0-9.]*' | cut -d' ' -f2)
+    [ "$ptxas_ver" = "$CUDA_VER" ] \
+      || die "nvcc $CUDA_VER in $CUDA_DIR/bin comes without its ptxas (ptxas on PATH: ${ptxas_ver:-none}); reinstall that toolkit"
     GENCODE=""
     for a in $ARCH; do
       case "$a" in

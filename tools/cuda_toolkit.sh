@@ -39,9 +39,10 @@ if [ "$TOOLKIT" != 13 ]; then
     [ -e "$TOOLKIT/$need" ] || die "the CUDA toolkit $TOOLKIT has no $need; install it with cuBLAS" \
       "and cuRAND (dev packages), or unset CUDA_HOME to let setup choose"
   done
-  for lib in cudart cublas curand; do
-    ls "$TOOLKIT"/lib64/lib$lib.so "$TOOLKIT"/lib/lib$lib.so "$TOOLKIT"/lib/x86_64-linux-gnu/lib$lib.so >/dev/null 2>&1 \
-      || die "the CUDA toolkit $TOOLKIT has no lib$lib.so in lib64/, lib/ or lib/x86_64-linux-gnu/"
+  for lib in cudart cublas curand; do     # in any one of the three (ls of all three fails if one is absent)
+    found=""
+    for dir in lib64 lib lib/x86_64-linux-gnu; do [ -e "$TOOLKIT/$dir/lib$lib.so" ] && found=1; done
+    [ -n "$found" ] || die "the CUDA toolkit $TOOLKIT has no lib$lib.so in lib64/, lib/ or lib/x86_64-linux-gnu/"
   done
   echo "$TOOLKIT"; exit 0
 fi
