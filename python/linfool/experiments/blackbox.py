@@ -187,11 +187,7 @@ def make_blackbox(group, pairs=PAIRS, max_queries=MAX_QUERIES, command=""):
             files.write_json(out / "blackbox.json", result)
         results.append(result)
         reached, queries = result["squares_reached_ci"], result["squares_median_queries_ci"]
-        median = (
-            f"median {queries['value']:.0f} queries, 95 % {queries['low']:.0f}-{queries['high']:.0f}"
-            if queries
-            else "none reached"
-        )
+        median = f"median {stats.median_text(queries, '95 %: ', ' queries')}" if queries else "none reached"
         print(
             f"{run.name}: recovered templates, correlation {result['recovery']['correlation_mean']:.5f}; "
             f"square attack reached {reached['k']}/{reached['n']} pairs (95 % {100 * reached['low']:.0f}-"
