@@ -33,7 +33,7 @@ cd "$SRC"
 BUILD=.temp_release
 TOOLS="$BUILD/tools/caffe.bin $BUILD/tools/convert_imageset.bin $BUILD/tools/compute_image_mean.bin"
 step "compiling libcaffe, tools (caffe, convert_imageset, compute_image_mean) and pycaffe with $JOBS jobs"
-step "(a cold CPU build takes about 6-8 minutes on 2 cores, a CUDA build about 25; log: $WORK/make.log)"
+step "(a cold CPU build takes about 3 minutes on 2 cores, a CUDA build of one architecture 8-9; log: $WORK/make.log)"
 # Caffe's make must not inherit our make's command line through MAKEFLAGS: `make setup CUDA_ARCH=90`
 # would override Makefile.config's CUDA_ARCH (nvcc then takes "90" for a second input file).
 if ! env -u MAKEFLAGS -u MFLAGS -u MAKEOVERRIDES make -j"$JOBS" lib $TOOLS pycaffe > "$WORK/make.log" 2>&1; then

@@ -57,7 +57,7 @@ if [ "$IF_NEEDED" = 1 ] && [ -f "$MARKER" ]; then
   step "Caffe's own tests passed for this build before: $(tail -n 1 "$MARKER") ($MARKER)"
   exit 0
 fi
-step "Caffe's own tests for the build at $ENTRY ($OPTIONS); a cold run takes about 5 minutes on 2 cores"
+step "Caffe's own tests for the build at $ENTRY ($OPTIONS); a cold run takes about 1-2 minutes on 2 cores"
 
 WORK=$(mktemp -d "$CACHE/tmp-caffe-tests-$KEY.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
