@@ -88,3 +88,32 @@ def test_make_setup_gpu_1_without_a_gpu_is_the_cpu_build_said(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
     assert "no GPU visible (nvidia-smi): the CPU build" in done.stderr and "CPU-only build" in done.stdout
+
+
+@pytest.mark.skipif(bool(os.environ.get("CAFFE_ROOT")), reason="with CAFFE_ROOT setup builds nothing")
+def test_cuda_and_cuda_arch_given_to_another_target_do_not_become_the_remembered_choice(tmp_path):
+    """`make test-gpu-build CUDA=13 CUDA_ARCH=90` runs setup with those in its environment (make exports
+    its command line): only `make setup` (--choose) may remember them, else the next `make setup GPU=1`
+    is forced to CUDA 13 and arch 90 on any box."""
+    if caffe_env.caffe_has_cuda():
+        pytest.skip("this checkout's Caffe is a CUDA build")
+    project = _project(tmp_path)
+    venv = paths.ROOT / ".venv"
+    memory = {
+        name: (venv / name).read_bytes() if (venv / name).exists() else None
+        for name in (".linfool-caffe-cuda", ".linfool-cuda-arch", ".linfool-cuda-toolkit")
+    }
+    try:
+        env = {**os.environ, "CUDA": "13", "CUDA_ARCH": "90"}
+        done = subprocess.run(["bash", "tools/setup.sh"], cwd=project, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+        assert "CPU-only build" in done.stdout
+        after = {name: (venv / name).read_bytes() if (venv / name).exists() else None for name in memory}
+        assert after == memory or all(after[n] in (memory[n], b"\n", b"auto\n", b"0\n") for n in memory)
+        assert b"13" not in (after[".linfool-cuda-toolkit"] or b"") and b"90" not in (
+            after[".linfool-cuda-arch"] or b""
+        )
+    finally:
+        for name, content in memory.items():
+            if content is not None:
+                (venv / name).write_bytes(content)

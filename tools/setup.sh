@@ -36,6 +36,11 @@ if [ "${1:-}" = "--choose" ]; then
   [[ "${RELEASE:-auto}" =~ ^(11|13|auto)$ ]] \
     || { echo "ERROR: CUDA=$RELEASE: use CUDA=11, CUDA=13 or CUDA=auto (chosen from the box's driver and cards)" >&2; exit 2; }
   [[ "${RELEASE:-auto}" == auto ]] || export LINFOOL_CUDA=1
+else
+  # Any other target keeps the remembered choice: a CUDA= or CUDA_ARCH= that make exported for another
+  # purpose (`make test-gpu-build CUDA=13 CUDA_ARCH=90` builds that apart) must not become it.
+  RELEASE=
+  unset CUDA_ARCH
 fi
 
 if [ -n "${CAFFE_ROOT:-}" ]; then
