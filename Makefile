@@ -50,18 +50,21 @@ open-questions:
 setup:
 	@GPU=$(call q,$(GPU)) CUDA_ARCH=$(call q,$(CUDA_ARCH)) CUDA=$(call q,$(CUDA)) $(ROOT)/tools/setup.sh --choose
 
+# make test's pytest workers (pytest-xdist): one per core, at most 4 (each test's Caffe uses BLAS threads).
+TEST_JOBS = $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
+
 test:
 	@$(SETUP)
 	@$(ROOT)/tools/install_system_deps.sh --tests
 	cd $(ROOT) && $(PY) -m ruff check --no-cache python tests docs && $(PY) -m ruff format --no-cache --check python tests
 	@if [ -n "$$CAFFE_ROOT" ]; then echo "Caffe's own tests: skipped (CAFFE_ROOT is your own Caffe; linfool tests the Caffe it builds)"; \
 	else $(ROOT)/tools/test_caffe.sh $(PY) --if-needed; fi
-	cd $(ROOT) && $(PY) -m pytest
+	cd $(ROOT) && $(PY) -m pytest -n $(TEST_JOBS)
 
 test-fast:
 	@$(SETUP)
 	cd $(ROOT) && $(PY) -m ruff check --no-cache python tests docs && $(PY) -m ruff format --no-cache --check python tests
-	cd $(ROOT) && $(PY) -m pytest -m 'fast and not gpu_build and not rehearsal and not docker and not faults'
+	cd $(ROOT) && $(PY) -m pytest -n $(TEST_JOBS) -m 'fast and not gpu_build and not rehearsal and not docker and not faults'
 
 test-caffe:
 	@$(SETUP)
