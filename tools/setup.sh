@@ -59,17 +59,33 @@ if [ -z "${CAFFE_ROOT:-}" ] && ! ls /usr/lib/x86_64-linux-gnu/libboost_python"$P
 fi
 
 REQ_HASH=$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+VENV_PID=""
 if [ "$(cat "$VENV/.linfool-requirements" 2>/dev/null)" != "$REQ_HASH" ]; then
-  step "creating $VENV and installing pinned packages from requirements.txt"
+  # numpy first (Caffe's build compiles pycaffe against its headers); the other packages install beside
+  # the Caffe build, which needs the CPU while pip mostly waits on the network (~45 s off a cold setup).
+  step "creating $VENV: numpy now, the other pinned packages of requirements.txt beside the Caffe build"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -c 'import numpy, lmdb, cv2, matplotlib, google.protobuf, linfool' \
-    || die "the venv's packages did not install; see pip's messages above"
-  echo "$REQ_HASH" > "$VENV/.linfool-requirements"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$(grep '^numpy==' requirements.txt)" 2>&1 \
+    | grep -v '^WARNING: Location' || true
+  { "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt \
+      && "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .; } > "$VENV/.linfool-pip.log" 2>&1 &
+  VENV_PID=$!
+  trap '[ -z "$VENV_PID" ] || kill "$VENV_PID" 2>/dev/null || true' EXIT     # a failed build stops pip too
 else
   step "$VENV is up to date with requirements.txt"
 fi
+# Waits for the packages installing in the background (if any) and checks that they import.
+venv_ready() {
+  [ -n "$VENV_PID" ] || return 0
+  local rc=0
+  wait "$VENV_PID" || rc=$?
+  VENV_PID=""
+  grep -v '^WARNING: Location' "$VENV/.linfool-pip.log" || true
+  [ "$rc" = 0 ] && "$VENV/bin/python" -c 'import numpy, lmdb, cv2, matplotlib, google.protobuf, linfool' \
+    || die "the venv's packages did not install; see pip's messages above"
+  echo "$REQ_HASH" > "$VENV/.linfool-requirements"
+  step "$VENV: the pinned packages of requirements.txt installed"
+}
 
 if [ -n "${CAFFE_ROOT:-}" ]; then
   step "using your Caffe at CAFFE_ROOT=$CAFFE_ROOT (no build)"
@@ -95,6 +111,7 @@ else
   [ "$(cat "$ARCHS" 2>/dev/null)" = "$ARCH" ] || echo "$ARCH" > "$ARCHS"
   [ "$(cat "$TOOLKITS" 2>/dev/null)" = "$FORCED" ] || echo "$FORCED" > "$TOOLKITS"
 fi
+venv_ready
 [ -f "$TREE/python/caffe/_caffe.so" ] || die "no pycaffe at $TREE/python/caffe/_caffe.so; build it there with 'make pycaffe'"
 [ -x "$TREE/build/tools/caffe" ] || die "no caffe binary at $TREE/build/tools/caffe; build it there with 'make all'"
 
