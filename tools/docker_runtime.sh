@@ -25,6 +25,14 @@ objects() {
   find /opt/caffe/build/tools /opt/caffe/build/lib /opt/caffe/python -type f \( -perm -u+x -o -name '*.so*' \)
   find .venv -type f -name '*.so*'
 }
+# The package that owns a file, from dpkg -S: "pkg:arch: /path". A diverted file (Debian's NVIDIA
+# packages divert Mesa's libGL* when nvidia-cuda-toolkit is installed) adds "diversion by X from/to: /path"
+# lines, which name no package.
+owner_of() {
+  local line
+  line=$(dpkg -S "$1" 2>/dev/null | grep -v '^diversion by ' | head -n 1)
+  [ -n "$line" ] && echo "$line"
+}
 declare -A packages=()
 while read -r object; do
   file -b "$object" | grep -q '^ELF' || continue
@@ -36,7 +44,7 @@ while read -r object; do
       *:"$CACHE"/*) cp -L --parents "$path" /opt/runtime/root/; continue;;
       *:/opt/caffe/*|*:"$PWD"/*) continue;;
     esac
-    owner=$(dpkg -S "$(realpath "$path")" 2>/dev/null || dpkg -S "$path" 2>/dev/null || dpkg -S "/usr$path" 2>/dev/null) \
+    owner=$(owner_of "$(realpath "$path")" || owner_of "$path" || owner_of "/usr$path") \
       || die "no Debian package owns $path (needed by $object)"
     packages[${owner%%:*}]=1
   done < <(ldd "$object" 2>/dev/null)
