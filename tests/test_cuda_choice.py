@@ -27,6 +27,13 @@ def choose(tmp_path, cards, **env):
     return done.returncode, (done.stdout.strip().splitlines() or [""])[-1], done.stderr
 
 
+def stub_tool(path, release):
+    """A stand-in nvcc or ptxas that only answers --version for `release` (e.g. "11.8")."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {release}, V{release}.0'\n")
+    path.chmod(0o755)
+
+
 @pytest.mark.parametrize(
     "cards, expected",
     [
@@ -72,9 +79,7 @@ def test_cuda_overrides_and_a_card_the_toolkit_cannot_build_is_one_line_before_t
 
 def test_a_system_toolkit_that_fits_is_found_and_one_that_does_not_is_passed_over(tmp_path):
     system = tmp_path / "cuda-12.4"
-    (system / "bin").mkdir(parents=True)
-    (system / "bin" / "nvcc").write_text("#!/bin/sh\necho 'Cuda compilation tools, release 12.4, V12.4.131'\n")
-    (system / "bin" / "nvcc").chmod(0o755)
+    stub_tool(system / "bin" / "nvcc", "12.4")
     code, line, said = choose(tmp_path, [("550.54.15", "8.0")], LINFOOL_SYSTEM_CUDA=str(system))
     assert code == 0 and line == f"{system} 80" and "system toolkit" in said
     code, line, said = choose(tmp_path, [("470.239.06", "8.0")], LINFOOL_SYSTEM_CUDA=str(system))  # 12.x needs 525
@@ -83,13 +88,6 @@ def test_a_system_toolkit_that_fits_is_found_and_one_that_does_not_is_passed_ove
         tmp_path, [("470.239.06", "8.0")], CUDA_HOME=str(system)
     )  # pointed at: said, not passed over
     assert code == 1 and "CUDA_HOME=" in said and "525" in said
-
-
-def stub_tool(path, release):
-    """A stand-in nvcc or ptxas that only answers --version for `release` (e.g. "11.8")."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {release}, V{release}.0'\n")
-    path.chmod(0o755)
 
 
 @pytest.mark.parametrize("own_ptxas", [True, False])
