@@ -6,7 +6,8 @@
 2. Where one training step of the blog's full-size net (12288 -> 1000) goes: forward, backward and the
    solver update (pycaffe), against the GEMM roofline (the two matrix products of a step, forward
    X.W^T and backward dTop^T.X, on the same OpenBLAS that Caffe links) and the update's memory floor.
-3. The real `caffe train` binary vs the roofline at batch 256 (shipped), one BLAS thread, 512, 1024.
+3. The real `caffe train` binary vs the roofline at batch 256 (shipped), one BLAS thread, 512, 1024,
+   each row with its CPU and BLAS core, and what the shipped batch's gap is made of.
 4. ImageNet scale (linfool_dev.bench_scale): peak RSS and records/s of each stage on a 200,000-record
    train / 50,000-record val LMDB of 1000 classes, projected to ImageNet.
 5. With a CUDA build and a visible GPU: `caffe train` and pycaffe images/s on the GPU against the
@@ -170,6 +171,11 @@ def _cblas_sgemm():
 def gemm_roofline_ms(batch, reps=15):
     """Best ms for the two products of one training step of the 12288 -> 1000 InnerProduct layer,
     called exactly as Caffe calls them: forward top = X.W^T, backward dW += dTop^T.X."""
+    return _best_ms(gemm_step(batch), reps)
+
+
+def gemm_step(batch):
+    """A function that runs the two products of one training step on arrays of its own (gemm_roofline_ms)."""
     sgemm, (row_major, no_t, t) = _cblas_sgemm(), (101, 111, 112)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, INPUTS)).astype(np.float32)
@@ -211,7 +217,7 @@ def gemm_roofline_ms(batch, reps=15):
             INPUTS,
         )
 
-    return _best_ms(step, reps)
+    return step
 
 
 UPDATE_PASSES = 12  # Caffe's CPU SGD step streams the 12.3M-float weight/diff/history arrays 12 times:
@@ -279,59 +285,93 @@ def update_passes():
 
 
 def step_parts_ms(work, batch, reps):
-    """Median ms of forward (data + fc + loss), backward, and the solver's update (a whole
-    solver.step(1) minus forward and backward), through pycaffe on the same net. The three are timed
-    in turn within each repetition, so that each sees the same state of the data layer's prefetch
-    thread (a loop of forwards alone keeps it transforming beside every GEMM and inflates forward)."""
+    """Median ms of each part of one training step through pycaffe on the same net: {"data": the
+    Data layer's forward (the prefetched batch swapped in), "fc": the InnerProduct forward (its GEMM
+    and bias), "loss": SoftmaxWithLoss forward, "backward": the whole backward (loss, bias, weight
+    GEMM), "update": the solver's update (a whole solver.step(1) minus its own forward and backward)}.
+    The parts are timed in turn within each repetition, so that each sees the same state of the data
+    layer's prefetch thread (a loop of forwards alone keeps it transforming beside every GEMM), and so
+    is "roofline", the two GEMMs alone (gemm_step): the machine's drift in a run moves them together."""
     caffe = caffe_env.import_caffe()
     caffe.set_mode_cpu()
     solver = caffe.SGDSolver(str(_write_net(work, batch)))
     net = solver.net
+    names = list(net._layer_names)
+    data, fc = names.index("data"), names.index("fc")
     solver.step(1)
+    gemms = gemm_step(batch)
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
-        net.forward()
-        forward = time.perf_counter()
+        stamps = [time.perf_counter()]
+        gemms()
+        stamps.append(time.perf_counter())
+        for start, end in ((data, data), (fc, fc), (fc + 1, len(names) - 1)):
+            net._forward(start, end)
+            stamps.append(time.perf_counter())
         net.backward()
-        backward = time.perf_counter()
+        stamps.append(time.perf_counter())
         solver.step(1)
-        times.append((forward - start, backward - forward, time.perf_counter() - backward))
-    forward, backward, step = (1000 * float(np.median(column)) for column in zip(*times))
-    return forward, backward, step - forward - backward
+        stamps.append(time.perf_counter())
+        times.append(np.diff(stamps))
+    roof_ms, data_ms, fc_ms, loss_ms, backward_ms, step_ms = (1000 * float(np.median(column)) for column in zip(*times))
+    update_ms = step_ms - data_ms - fc_ms - loss_ms - backward_ms
+    return {
+        "roofline": roof_ms,
+        "data": data_ms,
+        "fc": fc_ms,
+        "loss": loss_ms,
+        "backward": backward_ms,
+        "update": update_ms,
+    }
+
+
+def cpu_name():
+    """This CPU in a few words, for each table row: /proc/cpuinfo's model name, with AMD's family and
+    model (the model name of a cloud EPYC does not say which Zen it is)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    info = dict(line.split(":", 1) for line in text.splitlines()[:30] if ":" in line)
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    name = re.sub(r"\s+", " ", info.get("model name", "unknown CPU"))
+    name = re.sub(r"\(R\)|\(TM\)| CPU| Processor|\s*@.*", "", name).strip()
+    if "AMD" in name:
+        name += f" fam {info.get('cpu family')} model {info.get('model')}"
+    return name
 
 
 def bench_train(iters, work):
     """Print where one training step's time goes and how close `caffe train` gets to the GEMM
-    roofline, for the shipped batch of 256 and for larger batches. Returns (ms a step at the shipped
+    roofline, for the shipped batch of 256 and for larger batches, with the CPU and BLAS core of every
+    row and what the shipped row's gap to the roofline is made of. Returns (ms a step at the shipped
     batch, seconds `caffe train` spends beyond its steps)."""
     _train_lmdb(work / "lmdb", 2048)
-    forward, backward, update = step_parts_ms(work, 256, reps=iters // 2)
+    parts = step_parts_ms(work, 256, reps=iters // 2)
     print(
         f"\nOne training step of the blog's net (12288 -> 1000, batch 256), CPU, {os.cpu_count()} cores,"
         f" pycaffe, median ms"
     )
     print(f"{'part':<44} {'ms':>7}")
-    print(f"{'forward (data copy + fc + softmax loss)':<44} {forward:>7.1f}")
-    print(f"{'backward (fc weight gradient)':<44} {backward:>7.1f}")
+    print(f"{'data layer forward (prefetched batch swapped in)':<44} {parts['data']:>7.1f}")
+    print(f"{'fc forward (GEMM X.W^T + bias)':<44} {parts['fc']:>7.1f}")
+    print(f"{'softmax loss forward':<44} {parts['loss']:>7.1f}")
+    print(f"{'backward (loss, bias, GEMM dTop^T.X)':<44} {parts['backward']:>7.1f}")
     passes, what = update_passes()
-    print(f"{f'solver update ({what})':<44} {update:>7.1f}")
+    print(f"{f'solver update ({what})':<44} {parts['update']:>7.1f}")
     streamed_gb = passes * CLASSES * INPUTS * 4 / 1e9
+    copy_gbs = copy_bandwidth_gbs()
     print(
-        f"{f'  = GB/s over its {passes} passes of 49 MB':<44} {streamed_gb / update * 1000:>7.1f}"
-        f"   (best copy on this machine: {copy_bandwidth_gbs():.1f} GB/s)"
+        f"{f'  = GB/s over its {passes} passes of 49 MB':<44} {streamed_gb / parts['update'] * 1000:>7.1f}"
+        f"   (best copy on this machine: {copy_gbs:.1f} GB/s)"
     )
-    roof = gemm_roofline_ms(256)
-    print(f"{'GEMM roofline (the 2 products, same BLAS)':<44} {roof:>7.1f}")
-    gap = forward + backward + update - roof
-    print(
-        f"gap to the roofline {gap:.0f} ms: solver update {100 * update / gap:.0f} %, forward+backward beyond "
-        f"the 2 GEMMs (data copy, loss, bias, BLAS sharing 2 cores with the prefetch thread) "
-        f"{100 * (forward + backward - roof) / gap:.0f} %"
-    )
+    floor = streamed_gb / copy_gbs * 1000
+    print(f"{'the 2 GEMMs alone (same BLAS, same loop)':<44} {parts['roofline']:>7.1f}")
+    print(f"{'update floor (its bytes at the best copy rate)':<44} {floor:>7.1f}")
 
+    where = f"{cpu_name()}, OpenBLAS {blas_core()}"
     print(f"\ncaffe train vs the GEMM roofline (Caffe's own OpenBLAS via cblas_sgemm), median of {iters} iterations")
-    print(f"{'run':<34} {'ms/iter':>8} {'images/s':>9} {'roofline ms':>12} {'of roofline':>12}")
+    print(f"{'run':<34} {'ms/iter':>8} {'images/s':>9} {'roofline ms':>12} {'of roofline':>12}  CPU, BLAS core")
     rows = [
         ("batch 256 (shipped)", 256, None),
         ("batch 256, OPENBLAS_NUM_THREADS=1", 256, 1),
@@ -339,15 +379,49 @@ def bench_train(iters, work):
         ("batch 1024", 1024, None),
     ]
     for name, batch, threads in rows:
-        (ms, overhead), roof = caffe_train_timed(work, batch, iters, threads), gemm_roofline_ms(batch)
-        print(f"{name:<34} {ms:>8.1f} {batch * 1000 / ms:>9.0f} {roof:>12.1f} {100 * roof / ms:>11.0f} %")
+        (ms, overhead), row_roof = caffe_train_timed(work, batch, iters, threads), gemm_roofline_ms(batch)
+        print(
+            f"{name:<34} {ms:>8.1f} {batch * 1000 / ms:>9.0f} {row_roof:>12.1f} {100 * row_roof / ms:>11.0f} %  {where}"
+        )
         if name.endswith("(shipped)"):
             shipped = ms, overhead
+    print_gap(shipped[0], parts, floor)
     print(
         f"projected ImageNet epoch (1,281,167 images) at the shipped batch on this machine: "
         f"{IMAGENET_TRAIN / (256 * 1000 / shipped[0]) / 60:.0f} min"
     )
     return shipped
+
+
+def blas_core():
+    """The OpenBLAS core Caffe's processes run with here (linfool.core.blas; a user's OPENBLAS_CORETYPE wins)."""
+    return os.environ.get("OPENBLAS_CORETYPE") or blas.decision()["picked"]
+
+
+def print_gap(train_ms, parts, floor):
+    """What a step's gap to the two GEMMs is made of at the shipped batch, from the pycaffe parts and
+    the GEMMs timed in one loop (step_parts_ms): the solver update, the loss and data layers, fc and
+    backward beyond their GEMMs (bias, the loss's backward); then `caffe train`'s own step against
+    pycaffe's (its threads and prefetch; the runs' spread), and the step's best possible share of the
+    GEMMs: the GEMMs plus the update at its memory floor."""
+    roof = parts["roofline"]
+    pycaffe_ms = sum(ms for what, ms in parts.items() if what != "roofline")
+    made_of = [
+        ("solver update", parts["update"]),
+        ("softmax loss forward", parts["loss"]),
+        ("data layer forward", parts["data"]),
+        ("fc + backward beyond the 2 GEMMs", parts["fc"] + parts["backward"] - roof),
+    ]
+    print(
+        f"pycaffe step {pycaffe_ms:.1f} ms against its 2 GEMMs {roof:.1f} ms ({100 * roof / pycaffe_ms:.0f} %): the gap of {pycaffe_ms - roof:.1f} ms is"
+    )
+    for what, ms in made_of:
+        print(f"  {what:<42} {ms:>6.1f} ms  {100 * ms / (pycaffe_ms - roof):>4.0f} %")
+    print(f"caffe train's step {train_ms:.1f} ms is {train_ms - pycaffe_ms:+.1f} ms from pycaffe's")
+    print(
+        f"best possible with this update (the GEMMs + its {floor:.1f} ms memory floor): "
+        f"{100 * roof / (roof + floor):.0f} % of the GEMMs"
+    )
 
 
 def bench_gpu(work, iters):
