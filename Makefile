@@ -26,7 +26,7 @@ VARS = $(strip $(foreach v,$(filter-out MAKEFLAGS MFLAGS .%,$(.VARIABLES)),$(if 
 
 # The targets that run a stage: `python -m linfool make TARGET NAME=value ...`.
 STAGE_TARGETS := data train sweep curves weights eval figures attack-curves transfer claims report \
-	background blackbox forest deep-sweep deep decay-search fool device-query
+	background blackbox forest deep-sweep deep decay-search adv-train fool device-query
 OTHER_TARGETS := help setup demo open-questions test test-fast test-caffe test-faults rehearse test-docker \
 	test-gpu-build gpu-check bench readme-figures docker-cpu docker-gpu clean
 .PHONY: $(STAGE_TARGETS) $(OTHER_TARGETS)

@@ -32,8 +32,9 @@ import cv2
 import numpy as np
 from google.protobuf import text_format
 
-from linfool.core import blas, caffe_env, datum, paths, records
+from linfool.core import blas, caffe_env, datum, paths, prototxt, records
 from linfool.data import images, lmdb_builder, synthetic
+from linfool.model import adv_train
 from linfool_dev import bench_job, bench_scale, gpu_check
 
 IMAGENET_TRAIN = 1_281_167
@@ -274,6 +275,24 @@ def caffe_train_timed(work, batch, iters, threads=None):
     return ms, max(time.perf_counter() - start - iters * ms / 1000, 0.0)
 
 
+def adv_train_ms(work, iters):
+    """Median ms per iteration of make adv-train's trainer (linfool.model.adv_train: a data-gradient pass
+    of 256 images, then a solver step of 256 clean + 256 adversarial) on the blog's net, EPS 8."""
+    solver = _write_net(work, 256, iters)
+    net = prototxt.read_net(work / "net_256.prototxt")
+    (work / "adv_net.prototxt").write_text(adv_train.net_text(net, {"net": "linear", "eps": 8.0, "alpha": 0.5}))
+    adv_solver = work / "adv_solver.prototxt"
+    adv_solver.write_text(solver.read_text().replace(str(work / "net_256.prototxt"), str(work / "adv_net.prototxt")))
+    run = subprocess.run(
+        [*adv_train.trainer(8.0, work / "lmdb", work / "lmdb" / "mean.binaryproto"), f"--solver={adv_solver}"],
+        capture_output=True,
+        text=True,
+        env=caffe_env.tool_env(),
+        check=True,
+    )
+    return _ms_per_iter(run.stderr)
+
+
 def update_passes():
     """(passes of the weights' size the SGD update streams, what they are) for this build: Caffe's
     stock update streams 12 (decay axpy 3, momentum axpby 3, copy 2, Net::Update 3, clearing 1); linfool's
@@ -344,8 +363,9 @@ def cpu_name():
 def bench_train(iters, work):
     """Print where one training step's time goes and how close `caffe train` gets to the GEMM
     roofline, for the shipped batch of 256 and for larger batches, with the CPU and BLAS core of every
-    row and what the shipped row's gap to the roofline is made of. Returns (ms a step at the shipped
-    batch, seconds `caffe train` spends beyond its steps)."""
+    row and what the shipped row's gap to the roofline is made of, and make adv-train's step beside it.
+    Returns (ms a step at the shipped batch, seconds `caffe train` spends beyond its steps, make
+    adv-train's step over the shipped one)."""
     _train_lmdb(work / "lmdb", 2048)
     parts = step_parts_ms(work, 256, reps=iters // 2)
     print(
@@ -385,12 +405,17 @@ def bench_train(iters, work):
         )
         if name.endswith("(shipped)"):
             shipped = ms, overhead
+    adv_ms = adv_train_ms(work, iters)
+    print(
+        f"{'make adv-train step (256 + 256 adversarial)':<34} {adv_ms:>8.1f} {256 * 1000 / adv_ms:>9.0f} clean images/s: "
+        f"{adv_ms / shipped[0]:.1f}x the shipped step  {where}"
+    )
     print_gap(shipped[0], parts, floor)
     print(
         f"projected ImageNet epoch (1,281,167 images) at the shipped batch on this machine: "
         f"{IMAGENET_TRAIN / (256 * 1000 / shipped[0]) / 60:.0f} min"
     )
-    return shipped
+    return (*shipped, adv_ms / shipped[0])
 
 
 def blas_core():
@@ -465,7 +490,9 @@ def main(argv=None) -> int:
         if "builder" in parts:
             measured["jpegs_per_s"] = bench_builder(args.images, Path(tmp) / "builder")
         if "train" in parts:
-            measured["train_ms"], measured["start_s"] = bench_train(args.iters, Path(tmp) / "train")
+            measured["train_ms"], measured["start_s"], measured["adv_ratio"] = bench_train(
+                args.iters, Path(tmp) / "train"
+            )
         if "scale" in parts:
             bench_scale.bench_scale(Path(tmp) / "scale", args.scale_train, bench_scale.IMAGENET_VAL)
         if "gpu" in parts:
@@ -485,6 +512,7 @@ def _job_costs(measured, work, n_images, iters):
         (work / "train").mkdir()
         _train_lmdb(work / "train" / "lmdb", 2048)
         measured["train_ms"], measured["start_s"] = caffe_train_timed(work / "train", 256, iters)
+        measured["adv_ratio"] = adv_train_ms(work / "train", iters) / measured["train_ms"]
     return measured
 
 

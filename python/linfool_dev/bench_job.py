@@ -173,6 +173,21 @@ def recipe_work(measured_other, here):
     ]
 
 
+def questions_work(adv_ratio):
+    """[(stage, Work)] of the open questions beyond the recipe, at ImageNet size: make adv-train's linear
+    run (the blog's solver; a step costs adv_ratio `caffe train` steps, measured by make bench) with its
+    comparison (eval and attack curves of the one new run; make deep's iterative attack on 3-4 runs of
+    the attack curves' pairs is not counted)."""
+    train_images, test_images = _solver_work(paths.PROTOTXT / "solver.prototxt")
+    adv = Work(train=round(adv_ratio * train_images), test=test_images, starts=1)
+    return [
+        (
+            f"make adv-train (50,000 steps, {adv_ratio:.1f}x a train step)",
+            adv + _eval_work() + _attack_curves_work(pairs.PAIRS),
+        )
+    ]
+
+
 def _scaled(work, n):
     total = Work()
     for _ in range(n):
@@ -313,8 +328,9 @@ def _minutes(seconds):
     return f"{seconds / 60:.1f}"
 
 
-def print_table(rows, here, box, device):
-    """The per-stage table: minutes here and on the GPU box, and the totals against the goal."""
+def print_table(rows, here, box, device, beyond=()):
+    """The per-stage table: minutes here and on the GPU box, and the totals against the goal; then the
+    `beyond` rows (the open questions), not in the total."""
     print(f"\nThe ImageNet recipe (README), per stage, projected from unit costs (minutes); GPU box: {device}")
     print(f"{'stage':<58} {'2-core here':>11} {'GPU box':>8}   work")
     total_here = total_box = 0.0
@@ -324,6 +340,10 @@ def print_table(rows, here, box, device):
         print(f"{name:<58} {_minutes(s_here):>11} {_minutes(s_box):>8}   {describe(work)}")
     verdict = "within" if total_box <= GOAL_MIN * 60 else "OVER"
     print(f"{'total':<58} {_minutes(total_here):>11} {_minutes(total_box):>8}   ({verdict} the {GOAL_MIN}-minute goal)")
+    for name, work in beyond:
+        print(
+            f"{'beyond the recipe: ' + name:<58} {_minutes(here.seconds(work)):>11} {_minutes(box.seconds(work)):>8}   {describe(work)}"
+        )
     print("unit costs, this machine:")
     for key, text in here.sources.items():
         print(f"  {key:<10} {text}")
@@ -357,5 +377,5 @@ def bench_job(work_dir, measured):
     card = read_card()
     box = box_costs(card, here)
     rows = recipe_work(measure_other(Path(work_dir)), here)
-    total_here, total_box = print_table(rows, here, box, card["device"])
+    total_here, total_box = print_table(rows, here, box, card["device"], questions_work(measured["adv_ratio"]))
     return total_here / 60, total_box / 60

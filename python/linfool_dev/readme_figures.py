@@ -3,8 +3,8 @@
     python -m linfool_dev.readme_figures [--run blog]
 
 From runs/<run>/ (after `make demo` and `make open-questions`): the templates of all classes, the
-fooling figure, the regularization figure, the attack curves of the three runs, and the deeper
-models' attack curves and first-layer filters, each scaled to at most WIDTH pixels
+fooling figure, the regularization figure, the attack curves of the three runs, the deeper
+models' attack curves and first-layer filters, and make adv-train's comparison, each scaled to at most WIDTH pixels
 wide and stored with a 128-colour palette (Pillow, which matplotlib brings), written whole. Refused in one line when a picture is
 missing or out of date (the make command that remakes it is named).
 """
@@ -14,15 +14,18 @@ import sys
 from PIL import Image
 
 from linfool.core import cli, files, paths, results, runs
+from linfool.model import adv_train
 
 WIDTH = 640
 PICTURES = (  # (source relative to the run, the result that must be current, its make target, the README's name)
+    # a source under "adv/" is in make adv-train's linear run of the same data set (adv_train.run_name)
     ("figures/blog_templates_all.png", "figures/figures.json", "figures", "templates.png"),
     ("figures/blog_fooling_image.png", "figures/figures.json", "figures", "fooling.png"),
     ("figures/blog_regularization.png", "figures/figures.json", "figures", "regularization.png"),
     ("attacks/attack_curves_runs.png", "attacks/attack_curves.json", "attack-curves", "attack_curves.png"),
     ("deep/attack_curves.png", "deep/deep.json", "open-questions", "deep_attack_curves.png"),
     ("deep/filters.png", "deep/deep.json", "open-questions", "deep_filters.png"),
+    ("adv/adversarial/comparison.png", "adv/adversarial/comparison.json", "adv-train", "adversarial.png"),
 )
 
 
@@ -32,8 +35,12 @@ def make(run):
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for source, result, target, name in PICTURES:
-        results.read_result(run.path / result, f"make {target} RUN={run.name}", f"{source} of run {run.name}")
-        image = Image.open(run.path / source).convert("RGB")
+        where = run
+        if source.startswith("adv/"):
+            where = runs.Run.named(adv_train.run_name("linear", run.dataset().name))
+            source, result = source.removeprefix("adv/"), result.removeprefix("adv/")
+        results.read_result(where.path / result, f"make {target} RUN={where.name}", f"{source} of run {where.name}")
+        image = Image.open(where.path / source).convert("RGB")
         scale = min(1.0, WIDTH / image.width)
         small = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
         with files.atomic_path(out / name) as tmp:

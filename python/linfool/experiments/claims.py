@@ -28,7 +28,7 @@ import numpy as np
 
 from linfool.core import caffe_env, cli, conventions, files, prototxt, results, runs, stages, stats
 from linfool.experiments import accuracy, seeds, templates, toy
-from linfool.model import curves, train, weights
+from linfool.model import adv_train, curves, train, weights
 
 HOLDS, FAILS, INCONCLUSIVE, UNCHECKABLE = stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE, "cannot be checked"
 LR_ITERATIONS = 100  # "a few hundred iterations at most"
@@ -629,6 +629,52 @@ def claims_open_questions(run_dir, num_classes):
     ]
 
 
+def claim_adversarial(comparison, role, why=""):
+    """The post's closing hope, measured (make adv-train): the Linf each pair needs under the iterative
+    attack (the strongest here) on the adversarially trained linear run against the sweep's `role` run
+    ('matched': the closest val top-1; 'strong': the strongest weight decay), same pairs, sign test;
+    the sign direction and the closed-form bound are said beside it."""
+    against = "weight decay at the same accuracy" if role == "matched" else "the sweep's strongest weight decay"
+    claim = f"adversarial training makes the linear model harder to fool than {against}"
+    other_run = "the sweep run of the closest val top-1" if role == "matched" else "the strongly regularized run"
+    how = (
+        "make adv-train: the smallest Linf (1..128, doubling) at which the iterative attack fools each (val image, "
+        f"target) pair to P >= 0.99, the adversarially trained run vs {other_run}, same pairs: paired sign test"
+    )
+    blog = "a hope ('more resistant architectures or objectives')"
+    if comparison is None:
+        return _row(claim, how, blog, "not measured", UNCHECKABLE, why)
+    if "paired_iterative" not in comparison:
+        return _row(claim, how, blog, "", UNCHECKABLE, "a comparison of an older linfool: `make adv-train` remakes it")
+    adv, other = comparison["run"], comparison[role]
+    test = comparison["paired_iterative"][other]
+    evidence, down = _sign_test(test["more"], test["fewer"], "pairs")
+    sign, bound = (comparison["paired"][other][kind] for kind in ("sign", "bound"))
+    accuracy_p = comparison["accuracy_tests"][other]["p"]
+    median = comparison["median_linf"]
+    value = (
+        f"{adv} vs {other}: top-1 {accuracy.interval_text(comparison['top1'][adv])} vs "
+        f"{accuracy.interval_text(comparison['top1'][other])} (McNemar p = {accuracy_p:.2g}); iterative median Linf "
+        f"{_linf_text(comparison['iterative'][adv]['median'])} vs {_linf_text(comparison['iterative'][other]['median'])}, "
+        f"more on {test['more']}, less on {test['fewer']} pairs; sign direction {_linf_text(median[adv]['sign'])} vs "
+        f"{_linf_text(median[other]['sign'])} (more on {sign['more']}, less on {sign['fewer']}); closed-form bound "
+        f"{median[adv]['bound']['value']:.3g} vs {median[other]['bound']['value']:.3g} (more on {bound['more']}, "
+        f"less on {bound['fewer']})"
+    )
+    note = "" if accuracy_p >= 0.05 else f"not at the same accuracy (McNemar p = {accuracy_p:.2g})"
+    row = _tested(claim, how, blog, value, evidence, down, note)
+    row["n"] = comparison["pairs"]
+    return row
+
+
+def claims_adversarial(run_dir):
+    """The rows of make adv-train's comparison of its linear run (of run_dir's data set), 'cannot be
+    checked' with the make command when it was not run or is stale."""
+    adv = runs.Run.named(adv_train.run_name("linear", run_dir.dataset().name))
+    comparison, why = _optional(*stages.result("adv-train", adv), "make adv-train")
+    return [claim_adversarial(comparison, "matched", why), claim_adversarial(comparison, "strong", why)]
+
+
 def claim_toy():
     n = toy.toy_numbers()
     ok = (
@@ -680,6 +726,7 @@ def check_claims(run, low, high):
             "the open questions (make deep, make forest)",
             lambda: claims_open_questions(run_dir, run_dir.dataset().num_classes),
         ),
+        ("adversarial training (make adv-train)", lambda: claims_adversarial(run_dir)),
     ]
     rows = []
     for n, (what, measure) in enumerate(steps, start=1):

@@ -147,7 +147,7 @@ def measure(found, n_images=IMAGES, pairs=PAIRS, steps=STEPS):
             {
                 "run": r.name,
                 "kind": label,
-                "weight_decay": _weight_decay(r),
+                "weight_decay": weight_decay(r),
                 "val_top1": scored["top1"],
                 "val_top1_ci": stats.proportion(int(scored["correct"].sum()), scored["images"]),
                 "curves": curves,
@@ -162,7 +162,7 @@ def measure(found, n_images=IMAGES, pairs=PAIRS, steps=STEPS):
     return result, filters
 
 
-def _weight_decay(run):
+def weight_decay(run):
     """The weight decay the run trained with (its solver.prototxt, as make train wrote it)."""
     return float(f"{prototxt.read_solver(run.path / 'solver.prototxt').weight_decay:.7g}")  # float32 field
 

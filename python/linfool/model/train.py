@@ -22,6 +22,7 @@ it equals an uninterrupted run when the stop falls on an epoch boundary.
 from __future__ import annotations
 
 import ctypes
+import json
 import re
 import shutil
 import signal
@@ -35,7 +36,7 @@ from typing import Any
 from linfool.core import caffe_env, cli, conventions, datasets, files, paths, prototxt, records, runs, stages
 from linfool.core.prototxt import TrainConfigError, _caffe_pb2, data_batch, deploy_file, fc_layer, read_solver
 from linfool.core.remake import remake_for
-from linfool.model import curves
+from linfool.model import adv_train, curves
 
 SWEEP_OVERLAYS = ("prototxt/solver_reg_low.prototxt", "prototxt/solver_reg_high.prototxt")
 DEMO_DATA = conventions.DEMO_DATA  # the embedded set: `make data` without IMAGENET=
@@ -83,6 +84,15 @@ def _solver_fields(text):
     return {fd.name: ",".join(map(str, v)) if fd.is_repeated else str(v) for fd, v in solver.ListFields()}
 
 
+def trainer_target(run: runs.Run) -> str:
+    """The make target that trains `run`: adv-train for a run `make adv-train` made (its run.json
+    records the EPS and ALPHA), else train."""
+    try:
+        return "adv-train" if "adversarial" in json.loads((run.path / "run.json").read_text()) else "train"
+    except (OSError, ValueError):
+        return "train"
+
+
 def check_hand_edits(run: runs.Run) -> None:
     """TrainConfigError (one line) when a prototxt make train wrote into the run (run.json records
     their sha256) was changed by hand since: linfool writes them from run.json, so the edit would be
@@ -103,7 +113,7 @@ def check_hand_edits(run: runs.Run) -> None:
             raise TrainConfigError(
                 f"{run.path / 'solver.prototxt'} was edited by hand ({listed}); "
                 f"linfool writes that file from run.json, so the edit would be lost: give it as "
-                f'`make train RUN={run.name} RESUME=1 SET="{sets}"` (recorded in run.json), or undo the edit'
+                f'`make {trainer_target(run)} RUN={run.name} RESUME=1 SET="{sets}"` (recorded in run.json), or undo the edit'
             )
     raise TrainConfigError(
         f"{', '.join(str(run.path / n) for n in edited)} {'was' if len(edited) == 1 else 'were'} edited by hand after "
@@ -222,14 +232,20 @@ class _Log:
 
 
 def run_caffe(
-    run_dir: Path, gpu: str | None, state: str | Path | None, extra: Sequence[str], echo: bool = True
+    run_dir: Path,
+    gpu: str | None,
+    state: str | Path | None,
+    extra: Sequence[str],
+    echo: bool = True,
+    program: Sequence[str] | None = None,
 ) -> tuple[int, bool]:
     """Run `caffe train` on run_dir/solver.prototxt (from solver state `state` when resuming), teeing
     its log to run_dir/train.log (and its progress lines to stdout when `echo`); returns (Caffe's exit
     code, whether it stopped early: Ctrl-C here, or a SIGINT sent to caffe alone, which Caffe answers
     with a snapshot, "Optimization stopped early" and exit 0). The one place linfool launches Caffe's
-    trainer: its signals, locks and log are handled here for every caller."""
-    cmd = [str(caffe_env.tool("caffe")), "train", f"--solver={run_dir / 'solver.prototxt'}"]
+    trainer: its signals, locks and log are handled here for every caller. `program`: a trainer that
+    takes `caffe train`'s flags and log instead (make adv-train's, linfool.model.adv_train)."""
+    cmd = [*(program or [str(caffe_env.tool("caffe")), "train"]), f"--solver={run_dir / 'solver.prototxt'}"]
     if gpu:
         cmd.append(f"--gpu={gpu}")
     if state:
@@ -337,6 +353,7 @@ def _record(run, setup, command):
             # what make train wrote, so that a hand edit is seen (check_hand_edits) instead of overwritten
             "files": {name: files.sha256(run.path / name) for name in RUN_FILES},
             "solver_text": (run.path / "solver.prototxt").read_text(),
+            **({"adversarial": setup.adversarial} if setup.adversarial else {}),
         },
     )
 
@@ -391,7 +408,7 @@ def existing_run(
     differs = _differences(run, texts, dataset) if recorded else ["no run.json"]
     if not differs and newest == max_iter and not extra and not _stopped_early(run):
         return "up to date"
-    resume = f"`make train RUN={run.name} RESUME=1` continues it"
+    resume = f"`make {trainer_target(run)} RUN={run.name} RESUME=1` continues it"
     if differs:
         why = f"trained to iteration {newest} with other settings: {'; '.join(differs)}"
         wanted = {
@@ -399,7 +416,7 @@ def existing_run(
         }
         if all(d.split(":")[0] in wanted for d in differs):
             sets = " ".join(f"{d.split(':')[0]}={wanted[d.split(':')[0]]}" for d in differs)
-            resume = f'`make train RUN={run.name} RESUME=1 SET="{sets}"` continues it with them'
+            resume = f'`make {trainer_target(run)} RUN={run.name} RESUME=1 SET="{sets}"` continues it with them'
     elif newest < max_iter or _stopped_early(run):
         why = f"stopped at iteration {newest} of {max_iter}"
     else:
@@ -460,7 +477,7 @@ def _finish(run, code, stopped, max_iter):
     at = max((runs.iteration(p) for p in _snapshot_files(run)), default=0)
     if stopped or (code in _STOPPED_BY and at):
         print(
-            f"ERROR: stopped at iteration {at} of {max_iter}; `make train RUN={run.name} RESUME=1` continues",
+            f"ERROR: stopped at iteration {at} of {max_iter}; `make {trainer_target(run)} RUN={run.name} RESUME=1` continues",
             file=sys.stderr,
         )
         return code if code > 128 else cli.EXIT_INTERRUPTED
@@ -490,6 +507,7 @@ class _Setup:
     state: runs.Snapshot | None = None
     changes: list = field(default_factory=list)
     history: list = field(default_factory=list)
+    adversarial: dict | None = None  # make adv-train's net, EPS and ALPHA (linfool.model.adv_train)
 
 
 def _setup(run, *, data, solver_file, overlays, settings, gpu, resume, keep_epochs):
@@ -530,7 +548,7 @@ def _nothing_to_do(
         if setup.state.iteration >= max_iter:
             raise TrainConfigError(
                 f"run {run.name} is at iteration {setup.state.iteration} and its max_iter is {max_iter}: a resume "
-                f'would run no iteration; raise it: `make train RUN={run.name} RESUME=1 SET="max_iter=...'
+                f'would run no iteration; raise it: `make {trainer_target(run)} RUN={run.name} RESUME=1 SET="max_iter=...'
                 f'"` (e.g. max_iter={2 * max_iter})'
             )
         return False
@@ -569,6 +587,7 @@ def train(
     command: str | None = None,
     check_only: bool = False,
     owned: bool = False,
+    adversarial: dict | None = None,
 ) -> int:
     """Prepare runs/<run>/ and train under the run's lock (the data set's shared); returns the exit
     code (Caffe's, 1 for a cut-short snapshot, 130 for Ctrl-C or another early stop). Raises
@@ -579,7 +598,9 @@ def train(
     settings laid over it as logged changes (_resume_config). gpu: GPU= (default: caffe_env's choice,
     from $LINFOOL_GPU). With several GPUs see multi_gpu (keep_epochs). `command`: the make command
     recorded in run.json (default cli.make_command). check_only: refuse as above, train nothing.
-    owned: the run is a stage's own result (up to date: left alone; else trained again)."""
+    owned: the run is a stage's own result (up to date: left alone; else trained again). adversarial:
+    make adv-train's {"net", "eps", "alpha"}: the run trains on clean and adversarial batches
+    (linfool.model.adv_train, one GPU at most); a run made so is resumed by make adv-train only."""
     command = command or cli.make_command("train", RUN=run_name, DATA=data)
     overlays = default_overlays(data, overlays, resume)
     run = runs.Run.named(run_name)
@@ -594,9 +615,14 @@ def train(
             resume=resume,
             keep_epochs=keep_epochs,
         )
+        _check_trainer(run, setup, adversarial)
         with setup.dataset.lock(shared=True):
             texts, net = render_run_files(run.path, setup.dataset, setup.solver, setup.flag is not None)
             preflight(net)
+            program = None
+            if adversarial:
+                texts["train_val.prototxt"] = adv_train.net_text(net, adversarial)
+                program = adv_train.trainer(adversarial["eps"], setup.dataset.lmdb("train"), setup.dataset.mean_file)
             if check_only:
                 if not (fresh or resume) and run.has_snapshot():
                     existing_run(run, texts, setup.dataset, setup.solver.max_iter, extra)
@@ -609,11 +635,26 @@ def train(
             _start(run, setup.state, setup.changes, setup.history)
             _record(run, setup, command)
             state = setup.state.path if setup.state else None
-            code, stopped = run_caffe(run.path, setup.flag, state, extra)
+            code, stopped = run_caffe(run.path, setup.flag, state, extra, program=program)
             code = _finish(run, code, stopped, setup.solver.max_iter)
             if code in (0, cli.EXIT_INTERRUPTED) and run.has_snapshot():
                 curves.make_curves(run)  # train.log -> curves.png / curves.json, beside the snapshots
             return code
+
+
+def _check_trainer(run: runs.Run, setup: _Setup, adversarial: dict | None) -> None:
+    """A resume by the target that made the run (make train cannot continue make adv-train's run:
+    its TRAIN data is an Input that only linfool.model.adv_train fills); make adv-train on one GPU at
+    most (pycaffe drives one device). Records the adversarial settings in `setup`."""
+    if setup.state is not None and trainer_target(run) != ("adv-train" if adversarial else "train"):
+        raise TrainConfigError(
+            f"run {run.name} was trained by `make {trainer_target(run)}`: `make {trainer_target(run)} RUN={run.name} RESUME=1` continues it"
+        )
+    if adversarial and setup.flag and not setup.flag.isdigit():
+        raise TrainConfigError(
+            f"make adv-train runs on one GPU (pycaffe drives one device), not GPU={setup.flag}: e.g. GPU=0"
+        )
+    setup.adversarial = adversarial
 
 
 def _train_each(plan, what, *, data, overlays, settings, gpu, extra, keep_epochs, command, fresh=False):

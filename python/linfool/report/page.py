@@ -26,6 +26,7 @@ from linfool.core import cli, conventions, files, paths, results, runs, stages, 
 from linfool.experiments import accuracy
 from linfool.experiments import background as background_stage
 from linfool.experiments import claims as claims_table
+from linfool.model import adv_train
 from linfool.report import explore as explore_page
 
 BLOG = "http://karpathy.github.io/2015/03/30/breaking-convnets/"
@@ -375,6 +376,63 @@ def forest_section(page, run):
     ]
 
 
+def _or_nan(value):
+    return float("nan") if value is None else value
+
+
+def _linf_cell(found):
+    return stats.median_text(found, never=">255")
+
+
+def adversarial_section(page, run):
+    """The post's closing hope: adversarial training against weight decay at the same accuracy (make adv-train)."""
+    page.parts.append('<h2>Open question: adversarial training, the post\'s "more resistant objective"</h2>')
+    adv = runs.Run.named(adv_train.run_name("linear", run.dataset().name))
+    found = page.optional(*stages.result("adv-train", adv), "make adv-train's comparison", first="make adv-train")
+    if not found:
+        return
+    roles = {
+        found["run"]: "adversarial training",
+        found["matched"]: "closest top-1",
+        found["strong"]: "strongest decay",
+    }
+    if found["matched"] == found["strong"]:
+        roles[found["matched"]] = "closest top-1, strongest decay"
+    rows = [
+        {
+            "run": name,
+            "role": role,
+            "val top-1 (95 %)": accuracy.interval_text(found["top1"][name]),
+            "median Linf, blog": _linf_cell(found["median_linf"][name]["blog"]),
+            "median Linf, sign": _linf_cell(found["median_linf"][name]["sign"]),
+            "median bound": _linf_cell(found["median_linf"][name]["bound"]),
+            "median Linf, iterative": _linf_cell(found["iterative"][name]["median"]),
+            "standard run's fooling images: top-1 = target": _pct(_or_nan(found["transfer"]["top1_is_target"][name])),
+            "smoothness": f"{found['smoothness'][name]:.3f}",
+            "sparsity": f"{found['sparsity'][name]:.2f}",
+        }
+        for name, role in roles.items()
+    ]
+    tests = "; ".join(
+        f"against {name}: the iterative attack needs more Linf on {t['more']} pairs, less on {t['fewer']} "
+        f"(sign test p = {t['p_more']:.2g}); val top-1 McNemar p = {found['accuracy_tests'][name]['p']:.2g}"
+        for name, t in found["paired_iterative"].items()
+    )
+    about = found["adversarial"]
+    page.parts += [
+        f"<p>Goodfellow et al.'s objective, ALPHA J(x) + (1 - ALPHA) J(x + EPS sign(dJ/dx)) with EPS "
+        f"{about['eps']:g} and ALPHA {about['alpha']:g}, trained by Caffe's SGD solver on each batch's clean "
+        f"and adversarial halves, against the weight-decay sweep on the same {found['pairs']} (image, target) pairs "
+        "(median Linf to P >= 0.99 with 95 % intervals; the bound is what no Linf attack can beat; the iterative "
+        f"attack's budgets double from 1 to 128; the standard run's fooling images: those the iterative attack "
+        f"made on {html.escape(found['transfer']['source'])} at Linf {found['transfer']['eps']}; smoothness: "
+        "lower is smoother; Hoyer sparsity: 0 all weights alike, 1 one weight). "
+        f"{html.escape(tests)}. Recompute: <code>{html.escape(found.get('command', 'make adv-train'))}</code>.</p>",
+        _table(rows, list(rows[0])),
+        f"<img src='{page.asset(adv.path / 'adversarial' / 'comparison.png', 'adversarial/comparison.png')}'>",
+    ]
+
+
 def template_tiles(grid, url):
     """The all-templates mosaic as one tile per class with its name (CSS crops of the one PNG at
     `url`), so that 1000 templates can be browsed and found with the browser's search."""
@@ -545,6 +603,7 @@ def write_report(run, low=None, high=None):
             blackbox_section(page, group)
             deep_section(page, first)
             forest_section(page, first)
+            adversarial_section(page, first)
             curves_section(page, group)
             page.parts.append(
                 "<h2>Commands that made this</h2><pre>"
