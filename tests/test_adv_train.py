@@ -3,6 +3,9 @@ Goodfellow's objective, a resumed run equals an uninterrupted one, the compariso
 closest accuracy, and misuse is refused in one line."""
 
 import json
+import os
+import signal
+import subprocess
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from linfool.core import paths, prototxt
 from linfool.experiments import adversarial
 from linfool.model import adv_train
 
-from running import one_error, py, stage
+from running import PY, one_error, py, stage
 
 CLASSES, B = 5, 4
 # Tiny set: 144 train images, batch 256 (each batch spans the end of the LMDB); iteration 2 is no epoch boundary.
@@ -152,3 +155,28 @@ def test_adv_train_misuse_is_refused_in_one_line(compared):
     one_error(_adv(env, "other", "--alpha", "1"), "ALPHA=1")
     again = _adv(env, "adv", "--set", "max_iter=2", "--eps", "4")  # other settings than the run's: nothing deleted
     one_error(again, "already has snapshots", "make adv-train RUN=adv RESUME=1")
+
+
+def test_ctrl_c_snapshots_stops_and_says_how_to_continue(compared):
+    """As make train: Ctrl-C reaches the trainer, which snapshots and stops; the command exits 130."""
+    runs_dir, env = compared
+    proc = subprocess.Popen(
+        [*PY, "linfool", "adv-train", "--data", "tiny", "--run", "stopped", *SHORT]
+        + ["--set", "max_iter=100000", "--set", "snapshot=100000", "--compare", "low"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Iteration 3,"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "make adv-train RUN=stopped RESUME=1` continues" in err, err[-2000:]
+    snapshots = list((runs_dir / "stopped").glob("snap_iter_*.caffemodel"))
+    assert len(snapshots) == 1 and 3 <= int(snapshots[0].stem.rsplit("_", 1)[1]) < 100000
+    assert "Optimization stopped early" in (runs_dir / "stopped" / "train.log").read_text()
+    assert not (runs_dir / "stopped" / "adversarial").exists()  # no comparison of a run cut short

@@ -123,7 +123,14 @@ def test_the_demo_and_the_open_questions_run_each_stage_after_what_it_reads():
     demo = stages.plan("demo", environ={"PAIRS": "50"})
     assert demo[0] == "data DATA= IMAGENET=" and demo[-1] == "report RUN=blog"
     assert "attack-curves RUN=blog PAIRS=50 IMAGES=10" in demo  # a size given to make demo wins
-    assert stages.plan("open-questions", environ={}) == ["deep-sweep", "deep", "forest", "adv-train", "claims", "report"]
+    assert stages.plan("open-questions", environ={}) == [
+        "deep-sweep",
+        "deep",
+        "forest",
+        "adv-train",
+        "claims",
+        "report",
+    ]
 
 
 def test_the_readme_pipeline_table_names_each_targets_declared_stage_and_module():

@@ -557,7 +557,9 @@ TARGETS = {
             demo={"RUN": conventions.DEMO_RUN},
             after_demo={},
         ),
-        Target("open-questions", QUESTIONS, "after make demo: deep-sweep, deep, forest, then claims and report"),
+        Target(
+            "open-questions", QUESTIONS, "after make demo: deep-sweep, deep, forest, adv-train, then claims and report"
+        ),
         Target(
             "deep-sweep",
             QUESTIONS,
