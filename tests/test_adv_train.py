@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from linfool.core import paths, prototxt
-from linfool.experiments import adversarial
+from linfool.experiments import adversarial, claims
 from linfool.model import adv_train
 
 from running import PY, one_error, py, stage
@@ -180,3 +180,42 @@ def test_ctrl_c_snapshots_stops_and_says_how_to_continue(compared):
     assert len(snapshots) == 1 and 3 <= int(snapshots[0].stem.rsplit("_", 1)[1]) < 100000
     assert "Optimization stopped early" in (runs_dir / "stopped" / "train.log").read_text()
     assert not (runs_dir / "stopped" / "adversarial").exists()  # no comparison of a run cut short
+
+
+def test_an_adversarial_mlp_is_compared_with_the_mlps_own_weight_decay(own_runs):
+    """NET=mlp: the same trainer, compared with the MLP's weak and strong decay by what applies to any net
+    (no blog direction or bound), and its claims rows name the MLP."""
+    runs_dir, env = own_runs
+    solver = str(paths.PROTOTXT / "solver_mlp.prototxt")
+    strong = ["--overlay", str(paths.PROTOTXT / "solver_mlp_reg_high.prototxt")]
+    for name, extra in (("m_low", []), ("m_high", strong)):
+        stage("train", env, "--run", name, "--data", "tiny", "--solver", solver, *extra, *SHORT, "--set", "max_iter=4")
+    done = py(
+        "adv-train",
+        env,
+        "--data",
+        "tiny",
+        "--net",
+        "mlp",
+        "--run",
+        "m_adv",
+        "--compare",
+        "m_low",
+        "--compare",
+        "m_high",
+        *SHORT,
+        "--set",
+        "max_iter=4",
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((runs_dir / "m_adv" / "adversarial" / "comparison.json").read_text())
+    assert result["adversarial"]["net"] == "mlp" and result["strong"] == "m_high"
+    assert result["matched"] in ("m_low", "m_high") and "median_linf" not in result
+    assert set(result["iterative"]) == set(result["sparsity"]) == {"m_adv", "m_low", "m_high"}
+    assert (runs_dir / "m_adv" / "adversarial" / "comparison.png").is_file()
+    row = claims.claim_adversarial(result, "matched", net="mlp")
+    assert row["claim"].startswith("adversarial training makes the MLP harder to fool")
+    assert row["verdict"] != claims.UNCHECKABLE and "sign direction" not in row["value"], row
+    result["accuracy_tests"][result["matched"]]["p"] = 0.001  # the closest run is not at the same accuracy
+    row = claims.claim_adversarial(result, "matched", net="mlp")
+    assert row["verdict"] == claims.INCONCLUSIVE and "no sweep run at the same accuracy" in row["why"], row

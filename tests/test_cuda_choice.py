@@ -91,6 +91,9 @@ def test_a_system_toolkit_that_fits_is_found_and_one_that_does_not_is_passed_ove
 
 
 @pytest.mark.parametrize("own_ptxas", [True, False])
+@pytest.mark.skipif(
+    not (paths.CACHE / "downloads").is_dir(), reason="no Caffe source downloaded here (a runtime image: CAFFE_ROOT)"
+)
 def test_the_chosen_toolkit_compiles_with_its_own_ptxas_not_one_on_path(tmp_path, own_ptxas):
     """nvcc runs the ptxas it finds on PATH: a CUDA 11.8 toolkit on a box with CUDA 13's ptxas first on
     PATH must use its own (11.8's has sm_70; 13's refuses it), or stop in one line before compiling."""

@@ -17,10 +17,13 @@ The comparison (runs/<adv run>/adversarial/comparison.json and comparison.png, p
   classified by each: the fraction whose top-1 is the target;
 - the templates side by side, with their smoothness (linfool.experiments.templates) and their Hoyer
   sparsity (0: every weight the same size, 1: one weight; an L1 penalty makes templates sparser).
-make claims reads it for its rows "adversarial training makes the linear model harder to fool than weight
-decay at the same accuracy" (and than the strongest decay), decided on the iterative attack; make report
-shows it. Linear runs only so far (NET=mlp/conv train, and
-their comparison says that it is not made yet).
+NET=mlp and NET=conv runs are compared with the same net's weak and strong decay (make deep-sweep) on
+make deep's pair sample, by what applies to any net: the top-1 tests, the iterative attack (with the
+sign direction's fractions on its ladder), the transfer from the weak-decay run, and the first layer's
+filters with their sparsity (no blog direction or closed-form bound: those are the linear model's).
+make claims reads it for its rows "adversarial training makes the linear model (the MLP, the ConvNet)
+harder to fool than weight decay at the same accuracy" (and than the strongest decay), decided on the
+iterative attack; make report shows it.
 """
 
 from __future__ import annotations
@@ -52,12 +55,23 @@ def hoyer_sparsity(W: np.ndarray) -> float:
     return float(np.mean((np.sqrt(n) - ratio) / (np.sqrt(n) - 1)))
 
 
-def _metrics(run: runs.Run) -> dict:
-    """The run's metrics.json (make eval's), measured now when missing or stale."""
-    try:
-        return results.read_metrics(run)
-    except (runs.RunError, results.Stale):
-        return accuracy.measure(run, command=f"make eval RUN={run.name}")
+def _metrics(run: runs.Run, linear: bool) -> dict:
+    """The run's val top-1 with its Wilson interval and per-record correctness (val_correct, for McNemar):
+    a linear run's metrics.json (make eval's), measured now when missing or stale; an MLP's or a ConvNet's
+    measured here as make deep does (its deploy net's pycaffe forwards over every val record)."""
+    if linear:
+        try:
+            return results.read_metrics(run)
+        except (runs.RunError, results.Stale):
+            return accuracy.measure(run, command=f"make eval RUN={run.name}")
+    scored = accuracy.accuracy(deep.load(run), run.dataset().lmdb("val"), desc=f"val top-1 of {run.name}", top_k=1)
+    n = scored["images"]
+    return {
+        "val_top1": scored["top1"],
+        "val_top1_ci": stats.proportion(int(scored["correct"].sum()), n),
+        "val_images": n,
+        "val_correct": accuracy.pack(scored["correct"]),
+    }
 
 
 def _paired(adv: dict, other: dict, kind: str) -> dict:
@@ -84,8 +98,9 @@ def _mcnemar(a: dict, b: dict) -> dict:
 
 
 def sweep_of(run: runs.Run, names: list | None = None) -> list[runs.Run]:
-    """The weight-decay runs the adversarial run is compared with: `names` (COMPARE=), else the data
-    set's default run and its sweep companions (runs.sweep_names) that are trained; RunError (one line)
+    """The weight-decay runs the adversarial run is compared with: `names` (COMPARE=), else those trained
+    of the data set's default run and its sweep companions (runs.sweep_names) for a linear run, of the
+    same net's weak and strong decay (runs.deep_names: make deep-sweep) for an MLP or ConvNet; RunError (one line)
     when none is, or when a named one has no snapshot; RunMismatch for runs of another data set."""
     if names:
         found = [runs.Run.named(paths.check_name(n, "COMPARE")) for n in names]
@@ -93,11 +108,15 @@ def sweep_of(run: runs.Run, names: list | None = None) -> list[runs.Run]:
         if missing:
             raise runs.RunError(f"COMPARE: {', '.join(missing)} not trained (no snapshot): `make train RUN=...` first")
     else:
-        base = runs.default_run(run.dataset().name)
-        found = [runs.Run.named(n) for n in (base, *runs.sweep_names(base)) if runs.Run.named(n).has_snapshot()]
+        data = run.dataset().name
+        base = runs.default_run(data)
+        net = run.info["adversarial"]["net"]
+        default = (base, *runs.sweep_names(base)) if net == "linear" else runs.deep_names(base)[net]
+        found = [runs.Run.named(n) for n in default if runs.Run.named(n).has_snapshot()]
         if not found:
+            make = f"make sweep DATA={data}" if net == "linear" else f"make deep-sweep DATA={data}"
             raise runs.RunError(
-                f"no weight-decay sweep to compare {run.name} with: `make sweep DATA={run.dataset().name}` "
+                f"no weight-decay sweep to compare {run.name} with: `{make}` "
                 "(or COMPARE= the runs), then `make adv-train` again compares without training"
             )
     runs.same_data([run, *found])
@@ -128,6 +147,7 @@ def iterative_attacks(run: runs.Run, names: list, standard: runs.Run, sample: di
         found[name] = {
             "ladder": list(LADDER),
             "fooled": curves["iterative"],
+            "sign": curves["sign"],
             "band": stats.bands(first[None, :] <= np.array(LADDER)[:, None]),
             "first": curves["iterative_first"],
             "median": stats.median(first),
@@ -145,15 +165,19 @@ def iterative_attacks(run: runs.Run, names: list, standard: runs.Run, sample: di
     return {name: found[name] for name in names}, transfer
 
 
-def compare(run: runs.Run, command: str, names: list | None = None) -> dict:
-    """The comparison's dict (module docstring) for a trained linear adversarial run, against the runs
-    of sweep_of(run, names): the one of the closest val top-1 ("matched") and the one of the largest
-    weight decay ("strong"; the first of them the "standard" run whose fooling images transfer)."""
-    sweep = sweep_of(run, names)
-    metrics = {r.name: _metrics(r) for r in [run, *sweep]}
-    top1 = {name: m["val_top1"] for name, m in metrics.items()}
-    matched = runs.Run.named(closest(top1, run.name, [r.name for r in sweep]))
-    strong = max(sweep, key=deep.weight_decay)
+def first_layer(run: runs.Run) -> np.ndarray:
+    """The run's first learned layer's weights as (units, inputs): the linear model's templates
+    (classes, 12288), the MLP's hidden units (units, 12288), the ConvNet's filters (filters, 3 * 5 * 5)."""
+    net = deep.load(run).net
+    name = next(n for n, layer in zip(net._layer_names, net.layers) if len(layer.blobs))
+    w = net.params[name][0].data
+    return w.reshape(len(w), -1).copy()
+
+
+def _linear_measures(run: runs.Run, matched: runs.Run, strong: runs.Run) -> dict:
+    """What only a linear model has, on the sweep's own attack-curve pairs (make attack-curves): the
+    blog's direction, the sign direction and the closed-form bound per pair, their curves, medians and
+    paired sign tests."""
     curves = {}
     for other in dict.fromkeys([matched, strong]):
         curves[other.name] = results.read_result(
@@ -161,74 +185,117 @@ def compare(run: runs.Run, command: str, names: list | None = None) -> dict:
         )
     sample = curves[matched.name]
     curves[run.name] = attack_curves(run, n_images=sample["images"], pairs=sample["pairs"])
-    W = {name: weights.load(runs.Run.named(name))["W"] for name in curves}
-    iterative, transfer = iterative_attacks(run, [*curves], sweep[0], sample)
+    return {
+        "images": sample["images"],
+        "pairs": sample["pairs"],
+        "median_linf": {name: c["median_epsilon_ci"] for name, c in curves.items()},
+        "curves": {name: {k: c[k] for k in ("epsilons", "curves", "bands")} for name, c in curves.items()},
+        "first_epsilon": {name: c["first_epsilon"] for name, c in curves.items()},
+        "paired": {
+            name: {kind: _paired(curves[run.name], curves[name], kind) for kind in (*KINDS, "bound")}
+            for name in (matched.name, strong.name)
+        },
+    }
+
+
+def compare(run: runs.Run, command: str, names: list | None = None) -> dict:
+    """The comparison's dict (module docstring) for a trained adversarial run, against the runs of
+    sweep_of(run, names): the one of the closest val top-1 ("matched") and the one of the largest
+    weight decay ("strong"; the first of them the "standard" run whose fooling images transfer). For a
+    linear run also _linear_measures on the sweep's attack-curve pairs; for an MLP or a ConvNet the pairs
+    are make deep's sample (deep.IMAGES images, deep.PAIRS pairs)."""
+    sweep = sweep_of(run, names)
+    linear = run.info["adversarial"]["net"] == "linear"
+    metrics = {r.name: _metrics(r, linear) for r in [run, *sweep]}
+    top1 = {name: m["val_top1"] for name, m in metrics.items()}
+    matched = runs.Run.named(closest(top1, run.name, [r.name for r in sweep]))
+    strong = max(sweep, key=deep.weight_decay)
+    compared = list(dict.fromkeys([run.name, matched.name, strong.name]))
+    measures = _linear_measures(run, matched, strong) if linear else {"images": deep.IMAGES, "pairs": deep.PAIRS}
+    iterative, transfer = iterative_attacks(run, compared, sweep[0], measures)
+    first = {name: first_layer(runs.Run.named(name)) for name in compared}
     return {
         "run": run.name,
         "adversarial": run.info["adversarial"],
         "matched": matched.name,
         "strong": strong.name,
-        "top1": {name: metrics[name]["val_top1_ci"] for name in curves},
+        "top1": {name: metrics[name]["val_top1_ci"] for name in compared},
         "accuracy_tests": {name: _mcnemar(metrics[run.name], metrics[name]) for name in (matched.name, strong.name)},
-        "median_linf": {name: c["median_epsilon_ci"] for name, c in curves.items()},
-        "curves": {name: {k: c[k] for k in ("epsilons", "curves", "bands")} for name, c in curves.items()},
-        "first_epsilon": {name: c["first_epsilon"] for name, c in curves.items()},
-        "pairs": sample["pairs"],
-        "paired": {
-            name: {kind: _paired(curves[run.name], curves[name], kind) for kind in (*KINDS, "bound")}
-            for name in (matched.name, strong.name)
-        },
+        **measures,
         "iterative": iterative,
         "paired_iterative": {
             name: _paired_first(iterative[run.name]["first"], iterative[name]["first"])
             for name in (matched.name, strong.name)
         },
         "transfer": transfer,
-        "smoothness": {name: templates.smoothness(w) for name, w in W.items()},
-        "sparsity": {name: hoyer_sparsity(w) for name, w in W.items()},
+        # smoothness of 64x64x3 pictures only (templates, the MLP's hidden units; not 5x5 filters)
+        "smoothness": {name: templates.smoothness(w) for name, w in first.items() if w.shape[1] == 12288},
+        "sparsity": {name: hoyer_sparsity(w) for name, w in first.items()},
         "command": command,
         "sources": [r.source() for r in (run, matched, strong)],
     }
 
 
+def _curve(result: dict, name: str) -> tuple:
+    """(budgets, fooled fraction, 95 % band, median text, what) of one run's curve in the figure: the sign
+    direction on the attack curves' budgets for a linear run, the iterative attack on its ladder otherwise."""
+    if "curves" in result:
+        c = result["curves"][name]
+        return (
+            c["epsilons"],
+            c["curves"]["sign"],
+            c["bands"]["sign"],
+            _linf(result["median_linf"][name]["sign"]),
+            "sign direction",
+        )
+    c = result["iterative"][name]
+    return c["ladder"], c["fooled"], c["band"], _linf(c["median"]), "iterative attack"
+
+
+def _pictures(name: str, linear: bool) -> list:
+    """Three ((h, w, 3) picture in 0..1, title) of the run's first layer: a linear run's first three
+    class templates, a deeper run's three first-layer filters of largest norm (make deep's)."""
+    run = runs.Run.named(name)
+    if linear:
+        params = weights.load(run)
+        return [
+            (templates.template_rgb(params["W"][i]), str(params["names"][i])) for i in range(min(3, len(params["W"])))
+        ]
+    filters = deep.first_filters(deep.load(run))
+    return [(deep.filter_picture(w), f"unit {i + 1}") for i, w in enumerate(filters[:3])]
+
+
 def plot(result: dict, out) -> None:
-    """comparison.png: fooled fraction vs Linf (sign direction, 95 % bands) of the three runs, and
-    four templates of each, side by side."""
+    """comparison.png: fooled fraction vs Linf (95 % bands) of the three runs (_curve), and three
+    pictures of each one's first layer (_pictures), side by side."""
     names = list(dict.fromkeys([result["run"], result["matched"], result["strong"]]))
     fig = plt.figure(figsize=(11, 3.2 * len(names) / 1.5))
     grid = fig.add_gridspec(len(names), 5)
     ax = fig.add_subplot(grid[:, :2])
     for name, color in zip(names, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-        c = result["curves"][name]
-        low, high = c["bands"]["sign"]
-        ax.fill_between(c["epsilons"], low, high, color=color, alpha=0.15, linewidth=0)
+        budgets, fooled, (low, high), median, what = _curve(result, name)
+        ax.fill_between(budgets, low, high, color=color, alpha=0.15, linewidth=0)
         top1 = result["top1"][name]
-        median = stats.median_text(result["median_linf"][name]["sign"], never=">255")
-        ax.plot(
-            c["epsilons"],
-            c["curves"]["sign"],
-            color=color,
-            label=f"{name}: top-1 {100 * top1['value']:.1f} %, median Linf {median}",
-        )
-    ax.set(xlabel="Linf budget (0..255), sign direction", ylabel="fraction fooled to P >= 0.99", ylim=(-0.02, 1.02))
+        ax.plot(budgets, fooled, color=color, label=f"{name}: top-1 {100 * top1['value']:.1f} %, median Linf {median}")
+    ax.set(xlabel=f"Linf budget (0..255), {what}", ylabel="fraction fooled to P >= 0.99", ylim=(-0.02, 1.02))
     ax.set_xscale("symlog", linthresh=4)
     ax.set_xlim(0, 255)
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
     ax.set_title(f"n = {result['pairs']} pairs; 95 % bands", fontsize=9)
     for row, name in enumerate(names):
-        params = weights.load(runs.Run.named(name))
-        for col in range(3):
+        for col, (picture, title) in enumerate(_pictures(name, "curves" in result)):
             tax = fig.add_subplot(grid[row, 2 + col])
-            tax.imshow(templates.template_rgb(params["W"][col % len(params["W"])]))
+            tax.imshow(picture)
             tax.set_xticks([])
             tax.set_yticks([])
             if row == 0:
-                tax.set_title(str(params["names"][col % len(params["W"])]), fontsize=8)
+                tax.set_title(title, fontsize=8)
             if col == 0:
                 tax.set_ylabel(f"{name}\nsparsity {result['sparsity'][name]:.2f}", fontsize=7)
+    about = result["adversarial"]
     fig.suptitle(
-        f"Adversarial training (EPS {result['adversarial']['eps']:g}, ALPHA {result['adversarial']['alpha']:g}) against weight decay"
+        f"Adversarial training ({about['net']}, EPS {about['eps']:g}, ALPHA {about['alpha']:g}) against weight decay"
     )
     fig.tight_layout()
     save(fig, out)
@@ -248,9 +315,7 @@ def compare_and_say(run: runs.Run, command: str, names: list | None = None) -> d
             f"{accuracy.interval_text(result['top1'][name])} (McNemar p = {result['accuracy_tests'][name]['p']:.2g}); "
             f"iterative attack median Linf {_linf(result['iterative'][adv]['median'])} vs "
             f"{_linf(result['iterative'][name]['median'])}: more Linf needed on {test['more']} pairs, less on "
-            f"{test['fewer']} (sign test p = {test['p_more']:.2g}); sign direction "
-            f"{_linf(result['median_linf'][adv]['sign'])} vs {_linf(result['median_linf'][name]['sign'])}; "
-            f"closed-form bound {_linf(result['median_linf'][adv]['bound'])} vs {_linf(result['median_linf'][name]['bound'])}",
+            f"{test['fewer']} (sign test p = {test['p_more']:.2g})" + _linear_text(result, name),
             flush=True,
         )
     moved = result["transfer"]
@@ -263,6 +328,17 @@ def compare_and_say(run: runs.Run, command: str, names: list | None = None) -> d
         flush=True,
     )
     return result
+
+
+def _linear_text(result: dict, name: str) -> str:
+    """'; sign direction A vs B; closed-form bound A vs B' of a linear comparison, '' otherwise."""
+    if "median_linf" not in result:
+        return ""
+    adv, median = result["run"], result["median_linf"]
+    return (
+        f"; sign direction {_linf(median[adv]['sign'])} vs {_linf(median[name]['sign'])}; "
+        f"closed-form bound {_linf(median[adv]['bound'])} vs {_linf(median[name]['bound'])}"
+    )
 
 
 def _linf(found: dict) -> str:
@@ -313,9 +389,6 @@ def main(argv: list[str] | None = None) -> int:
             if code != cli.EXIT_INTERRUPTED:
                 print(f"ERROR: adversarial training exited with {code}; see {run.path / 'train.log'}", file=sys.stderr)
             return code
-        if options["net"] != "linear":
-            print(f"Trained {run.path}; its comparison with weight decay is made for linear runs only so far")
-            return 0
         with runs.locked(write=[run], read=sweep_of(run, args.compare)):
             compare_and_say(run, command, args.compare)
         print(f"Done: {run.path}")

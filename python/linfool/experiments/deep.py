@@ -196,7 +196,7 @@ def plot_curves(result, out):
     save(fig, out)
 
 
-def _picture(w):
+def filter_picture(w):
     """(C, h, w) weights -> (h, w, 3) RGB in 0..1, stretched to its own range (BGR flipped)."""
     w = w[::-1] if len(w) == 3 else np.repeat(w[:1], 3, axis=0)
     w = (w - w.min()) / max(float(w.max() - w.min()), 1e-12)
@@ -211,7 +211,7 @@ def plot_filters(result, filters, out):
         for j, ax in enumerate(axes[i]):
             ax.axis("off")
             if j < len(filters[m["run"]]):
-                ax.imshow(_picture(filters[m["run"]][j]), interpolation="nearest")
+                ax.imshow(filter_picture(filters[m["run"]][j]), interpolation="nearest")
         axes[i][0].set_title(f"{m['run']} ({m['kind']})", fontsize=8, loc="left")
     fig.suptitle("First-layer weights (largest 8 by L2 norm): templates, hidden units, 5x5 filters", fontsize=9)
     fig.tight_layout()

@@ -385,10 +385,19 @@ def _linf_cell(found):
 
 
 def adversarial_section(page, run):
-    """The post's closing hope: adversarial training against weight decay at the same accuracy (make adv-train)."""
+    """The post's closing hope: adversarial training against weight decay at the same accuracy (make
+    adv-train): the linear run's comparison, then the MLP's and the ConvNet's where their runs exist."""
     page.parts.append('<h2>Open question: adversarial training, the post\'s "more resistant objective"</h2>')
-    adv = runs.Run.named(adv_train.run_name("linear", run.dataset().name))
-    found = page.optional(*stages.result("adv-train", adv), "make adv-train's comparison", first="make adv-train")
+    for net in ("linear", "mlp", "conv"):
+        adv = runs.Run.named(adv_train.run_name(net, run.dataset().name))
+        if net == "linear" or adv.path.is_dir():
+            _adversarial_part(page, adv, net)
+
+
+def _adversarial_part(page, adv, net):
+    """One adversarial run's comparison: its table, tests and figure (linear-only columns left out for a deeper net)."""
+    first = "make adv-train" if net == "linear" else f"make adv-train NET={net}"
+    found = page.optional(*stages.result("adv-train", adv), f"make adv-train's comparison ({net})", first=first)
     if not found:
         return
     roles = {
@@ -403,12 +412,10 @@ def adversarial_section(page, run):
             "run": name,
             "role": role,
             "val top-1 (95 %)": accuracy.interval_text(found["top1"][name]),
-            "median Linf, blog": _linf_cell(found["median_linf"][name]["blog"]),
-            "median Linf, sign": _linf_cell(found["median_linf"][name]["sign"]),
-            "median bound": _linf_cell(found["median_linf"][name]["bound"]),
+            **_linear_cells(found, name),
             "median Linf, iterative": _linf_cell(found["iterative"][name]["median"]),
             "standard run's fooling images: top-1 = target": _pct(_or_nan(found["transfer"]["top1_is_target"][name])),
-            "smoothness": f"{found['smoothness'][name]:.3f}",
+            "smoothness": f"{found['smoothness'][name]:.3f}" if name in found["smoothness"] else "-",
             "sparsity": f"{found['sparsity'][name]:.2f}",
         }
         for name, role in roles.items()
@@ -420,6 +427,7 @@ def adversarial_section(page, run):
     )
     about = found["adversarial"]
     page.parts += [
+        f"<h3>{html.escape(net)}: run {html.escape(adv.name)}</h3>",
         f"<p>Goodfellow et al.'s objective, ALPHA J(x) + (1 - ALPHA) J(x + EPS sign(dJ/dx)) with EPS "
         f"{about['eps']:g} and ALPHA {about['alpha']:g}, trained by Caffe's SGD solver on each batch's clean "
         f"and adversarial halves, against the weight-decay sweep on the same {found['pairs']} (image, target) pairs "
@@ -429,8 +437,20 @@ def adversarial_section(page, run):
         "lower is smoother; Hoyer sparsity: 0 all weights alike, 1 one weight). "
         f"{html.escape(tests)}. Recompute: <code>{html.escape(found.get('command', 'make adv-train'))}</code>.</p>",
         _table(rows, list(rows[0])),
-        f"<img src='{page.asset(adv.path / 'adversarial' / 'comparison.png', 'adversarial/comparison.png')}'>",
+        f"<img src='{page.asset(adv.path / 'adversarial' / 'comparison.png', f'{adv.name}/adversarial/comparison.png')}'>",
     ]
+
+
+def _linear_cells(found, name):
+    """The linear comparison's median Linf along the blog's and the sign direction and the bound; {} for a deeper net."""
+    if "median_linf" not in found:
+        return {}
+    median = found["median_linf"][name]
+    return {
+        "median Linf, blog": _linf_cell(median["blog"]),
+        "median Linf, sign": _linf_cell(median["sign"]),
+        "median bound": _linf_cell(median["bound"]),
+    }
 
 
 def template_tiles(grid, url):
