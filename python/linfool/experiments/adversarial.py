@@ -249,7 +249,7 @@ def _curve(result: dict, name: str) -> tuple:
             "sign direction",
         )
     c = result["iterative"][name]
-    return c["ladder"], c["fooled"], c["band"], _linf(c["median"]), "iterative attack"
+    return c["ladder"], c["fooled"], c["band"], iterative_text(c["median"]), "iterative attack"
 
 
 def _pictures(name: str, linear: bool) -> list:
@@ -313,8 +313,8 @@ def compare_and_say(run: runs.Run, command: str, names: list | None = None) -> d
         print(
             f"{adv} against {name}: top-1 {accuracy.interval_text(result['top1'][adv])} vs "
             f"{accuracy.interval_text(result['top1'][name])} (McNemar p = {result['accuracy_tests'][name]['p']:.2g}); "
-            f"iterative attack median Linf {_linf(result['iterative'][adv]['median'])} vs "
-            f"{_linf(result['iterative'][name]['median'])}: more Linf needed on {test['more']} pairs, less on "
+            f"iterative attack median Linf {iterative_text(result['iterative'][adv]['median'])} vs "
+            f"{iterative_text(result['iterative'][name]['median'])}: more Linf needed on {test['more']} pairs, less on "
             f"{test['fewer']} (sign test p = {test['p_more']:.2g})" + _linear_text(result, name),
             flush=True,
         )
@@ -339,6 +339,11 @@ def _linear_text(result: dict, name: str) -> str:
         f"; sign direction {_linf(median[adv]['sign'])} vs {_linf(median[name]['sign'])}; "
         f"closed-form bound {_linf(median[adv]['bound'])} vs {_linf(median[name]['bound'])}"
     )
+
+
+def iterative_text(found: dict) -> str:
+    """'64 (64-64)' of the iterative attack's median Linf; '>128' where it fooled none within its ladder."""
+    return stats.median_text(found, never=f">{LADDER[-1]}")
 
 
 def _linf(found: dict) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from linfool.core import caffe_env, cli, conventions, files, prototxt, results, runs, stages, stats
-from linfool.experiments import accuracy, seeds, templates, toy
+from linfool.experiments import accuracy, adversarial, seeds, templates, toy
 from linfool.model import adv_train, curves, train, weights
 
 HOLDS, FAILS, INCONCLUSIVE, UNCHECKABLE = stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE, "cannot be checked"
@@ -656,7 +656,8 @@ def claim_adversarial(comparison, role, why="", net="linear"):
     value = (
         f"{adv} vs {other}: top-1 {accuracy.interval_text(comparison['top1'][adv])} vs "
         f"{accuracy.interval_text(comparison['top1'][other])} (McNemar p = {accuracy_p:.2g}); iterative median Linf "
-        f"{_linf_text(comparison['iterative'][adv]['median'])} vs {_linf_text(comparison['iterative'][other]['median'])}, "
+        f"{adversarial.iterative_text(comparison['iterative'][adv]['median'])} vs "
+        f"{adversarial.iterative_text(comparison['iterative'][other]['median'])}, "
         f"more on {test['more']}, less on {test['fewer']} pairs" + _linear_evidence(comparison, other)
     )
     if role == "matched" and accuracy_p < 0.05:  # the claim's condition is not met: no verdict on it

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from linfool.core import cli, conventions, files, paths, results, runs, stages, stats
-from linfool.experiments import accuracy
+from linfool.experiments import accuracy, adversarial
 from linfool.experiments import background as background_stage
 from linfool.experiments import claims as claims_table
 from linfool.model import adv_train
@@ -413,7 +413,7 @@ def _adversarial_part(page, adv, net):
             "role": role,
             "val top-1 (95 %)": accuracy.interval_text(found["top1"][name]),
             **_linear_cells(found, name),
-            "median Linf, iterative": _linf_cell(found["iterative"][name]["median"]),
+            "median Linf, iterative": adversarial.iterative_text(found["iterative"][name]["median"]),
             "standard run's fooling images: top-1 = target": _pct(_or_nan(found["transfer"]["top1_is_target"][name])),
             "smoothness": f"{found['smoothness'][name]:.3f}" if name in found["smoothness"] else "-",
             "sparsity": f"{found['sparsity'][name]:.2f}",
