@@ -64,12 +64,11 @@ def _metrics(run: runs.Run, linear: bool) -> dict:
             return results.read_metrics(run)
         except (runs.RunError, results.Stale):
             return accuracy.measure(run, command=f"make eval RUN={run.name}")
-    scored = accuracy.accuracy(deep.load(run), run.dataset().lmdb("val"), desc=f"val top-1 of {run.name}", top_k=1)
-    n = scored["images"]
+    scored = deep.val_accuracy(deep.load(run), run.dataset(), desc=f"val top-1 of {run.name}")
     return {
         "val_top1": scored["top1"],
-        "val_top1_ci": stats.proportion(int(scored["correct"].sum()), n),
-        "val_images": n,
+        "val_top1_ci": scored["ci"],
+        "val_images": scored["images"],
         "val_correct": accuracy.pack(scored["correct"]),
     }
 
@@ -168,10 +167,8 @@ def iterative_attacks(run: runs.Run, names: list, standard: runs.Run, sample: di
 def first_layer(run: runs.Run) -> np.ndarray:
     """The run's first learned layer's weights as (units, inputs): the linear model's templates
     (classes, 12288), the MLP's hidden units (units, 12288), the ConvNet's filters (filters, 3 * 5 * 5)."""
-    net = deep.load(run).net
-    name = next(n for n, layer in zip(net._layer_names, net.layers) if len(layer.blobs))
-    w = net.params[name][0].data
-    return w.reshape(len(w), -1).copy()
+    w = deep.first_weights(deep.load(run))
+    return w.reshape(len(w), -1)
 
 
 def _linear_measures(run: runs.Run, matched: runs.Run, strong: runs.Run) -> dict:
@@ -245,7 +242,7 @@ def _curve(result: dict, name: str) -> tuple:
             c["epsilons"],
             c["curves"]["sign"],
             c["bands"]["sign"],
-            _linf(result["median_linf"][name]["sign"]),
+            linf_text(result["median_linf"][name]["sign"]),
             "sign direction",
         )
     c = result["iterative"][name]
@@ -336,8 +333,8 @@ def _linear_text(result: dict, name: str) -> str:
         return ""
     adv, median = result["run"], result["median_linf"]
     return (
-        f"; sign direction {_linf(median[adv]['sign'])} vs {_linf(median[name]['sign'])}; "
-        f"closed-form bound {_linf(median[adv]['bound'])} vs {_linf(median[name]['bound'])}"
+        f"; sign direction {linf_text(median[adv]['sign'])} vs {linf_text(median[name]['sign'])}; "
+        f"closed-form bound {linf_text(median[adv]['bound'])} vs {linf_text(median[name]['bound'])}"
     )
 
 
@@ -346,7 +343,8 @@ def iterative_text(found: dict) -> str:
     return stats.median_text(found, never=f">{LADDER[-1]}")
 
 
-def _linf(found: dict) -> str:
+def linf_text(found: dict) -> str:
+    """'27 (25-28)' of a median Linf on the pixel range; '>255' where none was fooled within it."""
     return stats.median_text(found, never=">255")
 
 

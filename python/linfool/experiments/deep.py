@@ -99,11 +99,24 @@ def _seconds_per_gradient(model, xs, targets):
     return (time.perf_counter() - start) / len(xs)
 
 
+def first_weights(model):
+    """The first learned layer's weights as the net holds them: an InnerProduct's (units, inputs), a
+    Convolution's (filters, C, h, w) (a copy)."""
+    name = next(n for n, layer in zip(model.net._layer_names, model.net.layers) if len(layer.blobs))
+    return model.net.params[name][0].data.copy()
+
+
+def val_accuracy(model, dataset, desc=""):
+    """Top-1 over every val record of `dataset` (pycaffe forwards, as make eval; `desc`: its progress
+    bar): {"top1", "ci" (its Wilson 95 % interval), "correct" (per record, in reading order), "images"}."""
+    scored = accuracy(model, dataset.lmdb("val"), desc=desc, top_k=1)
+    return {**scored, "ci": stats.proportion(int(scored["correct"].sum()), scored["images"])}
+
+
 def first_filters(model):
     """The first learned layer's weights, (units, C, h, w), of the FILTERS units of largest L2 norm:
     an InnerProduct's rows reshaped to the net's input shape, a Convolution's kernels as they are."""
-    name = next(n for n, layer in zip(model.net._layer_names, model.net.layers) if len(layer.blobs))
-    weights = model.net.params[name][0].data
+    weights = first_weights(model)
     weights = weights.reshape(len(weights), *model.shape) if weights.ndim == 2 else weights
     order = np.argsort(-np.linalg.norm(weights.reshape(len(weights), -1), axis=1))[:FILTERS]
     return weights[order].copy()
@@ -142,14 +155,14 @@ def measure(found, n_images=IMAGES, pairs=PAIRS, steps=STEPS):
         curves, made[r.name] = attack_curve(model, xs, targets, steps)
         filters[r.name] = first_filters(model)
         first = np.array(curves["iterative_first"])
-        scored = accuracy(model, dataset.lmdb("val"), top_k=1)
+        scored = val_accuracy(model, dataset)
         result["models"].append(
             {
                 "run": r.name,
                 "kind": label,
                 "weight_decay": weight_decay(r),
                 "val_top1": scored["top1"],
-                "val_top1_ci": stats.proportion(int(scored["correct"].sum()), scored["images"]),
+                "val_top1_ci": scored["ci"],
                 "curves": curves,
                 # the iterative curve's Clopper-Pearson 95 % band over the n pairs
                 "iterative_band": stats.bands(first[None, :] <= np.array(LADDER)[:, None]),

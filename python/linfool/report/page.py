@@ -380,10 +380,6 @@ def _or_nan(value):
     return float("nan") if value is None else value
 
 
-def _linf_cell(found):
-    return stats.median_text(found, never=">255")
-
-
 def adversarial_section(page, run):
     """The post's closing hope: adversarial training against weight decay at the same accuracy (make
     adv-train): the linear run's comparison, then the MLP's and the ConvNet's where their runs exist."""
@@ -447,9 +443,9 @@ def _linear_cells(found, name):
         return {}
     median = found["median_linf"][name]
     return {
-        "median Linf, blog": _linf_cell(median["blog"]),
-        "median Linf, sign": _linf_cell(median["sign"]),
-        "median bound": _linf_cell(median["bound"]),
+        "median Linf, blog": adversarial.linf_text(median["blog"]),
+        "median Linf, sign": adversarial.linf_text(median["sign"]),
+        "median bound": adversarial.linf_text(median["bound"]),
     }
 
 
