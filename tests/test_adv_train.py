@@ -184,7 +184,7 @@ def test_ctrl_c_snapshots_stops_and_says_how_to_continue(compared):
 
 def test_an_adversarial_mlp_is_compared_with_the_mlps_own_weight_decay(own_runs):
     """NET=mlp: the same trainer, compared with the MLP's weak and strong decay by what applies to any net
-    (no blog direction or bound), and its claims rows name the MLP."""
+    (no blog direction or bound), its claims rows name the MLP and the report shows it."""
     runs_dir, env = own_runs
     solver = str(paths.PROTOTXT / "solver_mlp.prototxt")
     strong = ["--overlay", str(paths.PROTOTXT / "solver_mlp_reg_high.prototxt")]
@@ -197,8 +197,6 @@ def test_an_adversarial_mlp_is_compared_with_the_mlps_own_weight_decay(own_runs)
         "tiny",
         "--net",
         "mlp",
-        "--run",
-        "m_adv",
         "--compare",
         "m_low",
         "--compare",
@@ -208,14 +206,19 @@ def test_an_adversarial_mlp_is_compared_with_the_mlps_own_weight_decay(own_runs)
         "max_iter=4",
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    result = json.loads((runs_dir / "m_adv" / "adversarial" / "comparison.json").read_text())
+    result = json.loads((runs_dir / "tiny_mlp_adv" / "adversarial" / "comparison.json").read_text())
     assert result["adversarial"]["net"] == "mlp" and result["strong"] == "m_high"
     assert result["matched"] in ("m_low", "m_high") and "median_linf" not in result
-    assert set(result["iterative"]) == set(result["sparsity"]) == {"m_adv", "m_low", "m_high"}
-    assert (runs_dir / "m_adv" / "adversarial" / "comparison.png").is_file()
+    assert set(result["iterative"]) == set(result["sparsity"]) == {"tiny_mlp_adv", "m_low", "m_high"}
+    assert (runs_dir / "tiny_mlp_adv" / "adversarial" / "comparison.png").is_file()
     row = claims.claim_adversarial(result, "matched", net="mlp")
     assert row["claim"].startswith("adversarial training makes the MLP harder to fool")
     assert row["verdict"] != claims.UNCHECKABLE and "sign direction" not in row["value"], row
     result["accuracy_tests"][result["matched"]]["p"] = 0.001  # the closest run is not at the same accuracy
     row = claims.claim_adversarial(result, "matched", net="mlp")
     assert row["verdict"] == claims.INCONCLUSIVE and "no sweep run at the same accuracy" in row["why"], row
+    stage("report", env, "--run", "low")
+    page = (runs_dir / "low" / "report.html").read_text()
+    assert (
+        "<h3>mlp: run tiny_mlp_adv</h3>" in page and "<code>make adv-train</code> measures it" in page
+    )  # linear: not run
