@@ -4,6 +4,7 @@ pycaffe) really run with it."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -111,3 +112,26 @@ def test_pycaffe_and_the_caffe_tool_run_with_the_chosen_core(tmp_path):
     )
     assert mine.stdout.split()[-1] == "Sandybridge"
     assert paths.CACHE == real
+
+
+MAPS = """
+import os, re
+from linfool.core import caffe_env
+caffe_env.import_caffe()
+mapped = {os.path.realpath(line.split()[-1]) for line in open("/proc/self/maps") if line.count("/")}
+print("\\n".join(sorted(path for path in mapped if re.search(r"/lib(openblas|blas|lapack)[^/]*$", path))))
+"""
+
+
+def test_pycaffe_and_the_caffe_tool_load_one_openblas_the_one_the_recipe_names():
+    """Caffe's step runs BLAS and its fused update on one OpenMP thread pool (tools/caffe_recipe.sh):
+    pycaffe and the `caffe` tool load exactly one OpenBLAS, blas.LIBRARY, whatever the system's
+    libopenblas.so.0 alternative points at; OpenCV's BLAS/LAPACK wrappers bind to that same copy."""
+    done = subprocess.run([sys.executable, "-c", MAPS], capture_output=True, text=True, check=True)
+    loaded = done.stdout.split()
+    openblas = [path for path in loaded if "/libopenblas" in path]
+    assert openblas == [os.path.realpath(blas.LIBRARY)], loaded
+    assert "openblas-openmp" in openblas[0]  # linfool's own build (make setup), not a CAFFE_ROOT's
+    ldd = subprocess.run(["ldd", str(caffe_env.tool("caffe"))], capture_output=True, text=True, check=True)
+    resolved = dict(re.findall(r"^\s*(\S+) => (\S+)", ldd.stdout, re.MULTILINE))
+    assert os.path.realpath(resolved["libopenblas.so.0"]) == openblas[0], ldd.stdout

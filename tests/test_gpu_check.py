@@ -41,7 +41,8 @@ def test_gpu_check_measurements_on_the_cpu_side(tmp_path, cuda_build):
     assert sorted(losses) == [0, 50, 100] and abs(losses[0] - 6.9) < 0.7  # ~ln(1000) at the blog's init
     assert gpu_check.images_per_second(log) > 0
     assert re.match(
-        r"options (cpu|cuda[\d.]+ \S+ arch:\S+) py[\d.]+ numpy[\d.]+ patches:[0-9a-f]{12}", gpu_check.caffe_build()
+        r"options (cpu|cuda[\d.]+ \S+ arch:\S+) py[\d.]+ numpy[\d.]+ blas:\S+ patches:[0-9a-f]{12}",
+        gpu_check.caffe_build(),
     )
     line, passed = gpu_check.caffe_gpu_tests("0")
     if not cuda_build:  # a CPU build keeps no GPU test binaries: said so

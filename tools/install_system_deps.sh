@@ -20,7 +20,7 @@ PACKAGES=(
   libboost-regex-dev            # needed at link time (CAFFE_BUILD.md)
   libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev
   libhdf5-dev liblmdb-dev libleveldb-dev libsnappy-dev
-  libopenblas-dev libopencv-dev
+  libopenblas-openmp-dev libopencv-dev   # OpenBLAS's OpenMP build: tools/caffe_recipe.sh says why
   python3-dev python3-venv
 )
 

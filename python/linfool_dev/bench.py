@@ -6,7 +6,7 @@
 2. Where one training step of the blog's full-size net (12288 -> 1000) goes: forward, backward and the
    solver update (pycaffe), against the GEMM roofline (the two matrix products of a step, forward
    X.W^T and backward dTop^T.X, on the same OpenBLAS that Caffe links) and the update's memory floor.
-3. The real `caffe train` binary vs the roofline at batch 256 (shipped), one BLAS thread, 512, 1024,
+3. The real `caffe train` binary vs the roofline at batch 256 (shipped), one thread, 512, 1024,
    each row with its CPU and BLAS core, and what the shipped batch's gap is made of.
 4. ImageNet scale (linfool_dev.bench_scale): peak RSS and records/s of each stage on a 200,000-record
    train / 50,000-record val LMDB of 1000 classes, projected to ImageNet.
@@ -162,8 +162,8 @@ def _best_ms(fn, reps):
 
 
 def _cblas_sgemm():
-    """cblas_sgemm of the OpenBLAS that Caffe links (Debian's libopenblas.so.0), not numpy's own."""
-    sgemm = ctypes.CDLL("libopenblas.so.0").cblas_sgemm
+    """cblas_sgemm of the OpenBLAS that Caffe loads (blas.LIBRARY), not numpy's own."""
+    sgemm = ctypes.CDLL(blas.LIBRARY).cblas_sgemm
     ints, ptr, real = [ctypes.c_int] * 6, ctypes.c_void_p, ctypes.c_float
     sgemm.argtypes = [*ints, real, ptr, ctypes.c_int, ptr, ctypes.c_int, real, ptr, ctypes.c_int]
     return sgemm
@@ -261,8 +261,8 @@ def caffe_train_timed(work, batch, iters, threads=None):
     """(median ms per iteration, seconds of the process beyond its iterations: start-up, net and LMDB
     set-up, exit) of the real `caffe train` binary on the blog's net."""
     env = caffe_env.tool_env()
-    if threads:
-        env["OPENBLAS_NUM_THREADS"] = str(threads)
+    if threads:  # OpenBLAS's OpenMP build (blas.LIBRARY) and Caffe's update follow OMP_NUM_THREADS
+        env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     start = time.perf_counter()
     run = subprocess.run(
         [str(caffe_env.tool("caffe")), "train", f"--solver={_write_net(work, batch, iters)}"],
@@ -389,12 +389,12 @@ def bench_train(iters, work):
     print(f"{'the 2 GEMMs alone (same BLAS, same loop)':<44} {parts['roofline']:>7.1f}")
     print(f"{'update floor (its bytes at the best copy rate)':<44} {floor:>7.1f}")
 
-    where = f"{cpu_name()}, OpenBLAS {blas_core()}"
+    where = f"{cpu_name()}, OpenBLAS {blas_core()} ({Path(blas.LIBRARY).parent.name or 'system default'})"
     print(f"\ncaffe train vs the GEMM roofline (Caffe's own OpenBLAS via cblas_sgemm), median of {iters} iterations")
     print(f"{'run':<34} {'ms/iter':>8} {'images/s':>9} {'roofline ms':>12} {'of roofline':>12}  CPU, BLAS core")
     rows = [
         ("batch 256 (shipped)", 256, None),
-        ("batch 256, OPENBLAS_NUM_THREADS=1", 256, 1),
+        ("batch 256, OMP_NUM_THREADS=1", 256, 1),
         ("batch 512", 512, None),
         ("batch 1024", 1024, None),
     ]

@@ -26,7 +26,12 @@ from pathlib import Path
 
 from linfool.core import files, paths
 
-LIBRARY = "libopenblas.so.0"  # what libcaffe links (Debian's openblas-pthread)
+# The OpenBLAS that linfool's Caffe loads: OpenBLAS's OpenMP build, through the rpath that
+# tools/caffe_recipe.sh gives the tools, libcaffe and pycaffe (tests/test_blas.py checks that they load
+# this one file and no other OpenBLAS); the system's libopenblas.so.0 where that build is not installed
+# (a CAFFE_ROOT built elsewhere).
+_OPENMP_BUILD = Path("/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0")
+LIBRARY = str(_OPENMP_BUILD) if _OPENMP_BUILD.is_file() else "libopenblas.so.0"
 # OpenBLAS 0.3.21's x86-64 cores by the instruction sets their kernels need: a higher rank is faster on
 # a CPU that has them. AMD's names rank with the Intel core of the same vector width.
 RANK = {
