@@ -115,18 +115,21 @@ def test_pycaffe_and_the_caffe_tool_run_with_the_chosen_core(tmp_path):
 
 
 MAPS = """
-import os, re
+import os, re, sys
+import cv2, numpy  # as linfool's processes do: their wheels' own, renamed OpenBLAS copies load first
 from linfool.core import caffe_env
 caffe_env.import_caffe()
 mapped = {os.path.realpath(line.split()[-1]) for line in open("/proc/self/maps") if line.count("/")}
-print("\\n".join(sorted(path for path in mapped if re.search(r"/lib(openblas|blas|lapack)[^/]*$", path))))
+system = [path for path in mapped if not path.startswith(sys.prefix)]  # not the venv's wheels
+print("\\n".join(sorted(path for path in system if re.search(r"/lib(openblas|blas|lapack)[^/]*$", path))))
 """
 
 
 def test_pycaffe_and_the_caffe_tool_load_one_openblas_the_one_the_recipe_names():
     """Caffe's step runs BLAS and its fused update on one OpenMP thread pool (tools/caffe_recipe.sh):
-    pycaffe and the `caffe` tool load exactly one OpenBLAS, blas.LIBRARY, whatever the system's
-    libopenblas.so.0 alternative points at; OpenCV's BLAS/LAPACK wrappers bind to that same copy."""
+    pycaffe and the `caffe` tool load exactly one system OpenBLAS, blas.LIBRARY, whatever the system's
+    libopenblas.so.0 alternative points at; OpenCV's BLAS/LAPACK wrappers bind to that same copy (the
+    private, renamed copies in numpy's and opencv-python's wheels are not Caffe's)."""
     done = subprocess.run([sys.executable, "-c", MAPS], capture_output=True, text=True, check=True)
     loaded = done.stdout.split()
     openblas = [path for path in loaded if "/libopenblas" in path]

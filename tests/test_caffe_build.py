@@ -2,6 +2,7 @@
 and the softmax loss are the equations Caffe documents (numpy is the oracle), and the blog's
 initial-loss observation holds for a 12288 -> 1000 layer."""
 
+import ctypes
 import math
 import subprocess
 
@@ -104,10 +105,22 @@ def _softmax_loss_and_grads(x, labels, w, b):
     return loss, dscores.T @ x, dscores.sum(axis=0)
 
 
+@pytest.fixture
+def two_threads(caffe):
+    """Caffe's OpenMP regions started from this thread run on 2 threads (also where make test's workers
+    run Caffe on one, tests/conftest.py), so the fused update's threaded path splits its work."""
+    gomp = ctypes.CDLL("libgomp.so.1")  # the copy libcaffe loaded: the same soname
+    before = gomp.omp_get_max_threads()
+    gomp.omp_set_num_threads(2)
+    assert gomp.omp_get_max_threads() == 2
+    yield
+    gomp.omp_set_num_threads(before)
+
+
 # A tiny layer, and one of 12288 x 100 = 1.2M weights: 05-fused-sgd.patch runs the fused update on OpenMP's
-# threads from 1M values on, so both of its paths are checked.
+# threads from 1M values on (here 2 of them), so both of its paths are checked.
 @pytest.mark.parametrize("inputs, outputs, std", [(5, 3, 0.1), (12288, 100, 0.001)])
-def test_sgd_steps_match_the_documented_update(caffe, tmp_path, write_net, inputs, outputs, std):
+def test_sgd_steps_match_the_documented_update(caffe, two_threads, tmp_path, write_net, inputs, outputs, std):
     """v <- mu*v + lr*(g + wd*w), w <- w - v, over two steps so momentum matters."""
     net = write_net("net.prototxt", ORACLE_NET.format(inputs=inputs, outputs=outputs, std=std))
     solver_path = write_net(
