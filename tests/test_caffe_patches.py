@@ -34,17 +34,18 @@ def _sdist(tmp_path, text):
     return tarball
 
 
-def _apply(tmp_path, tarball, patches):
+def _apply(tmp_path, tarball, patches, blas_dir=None):
     work = tmp_path / "work"
     work.mkdir()
     script = (
         'step() { :; }; die() { echo "ERROR: $*" >&2; exit 1; }; source tools/caffe_recipe.sh; '
+        "BLAS_DIR=${BLAS:-$BLAS_DIR}; "
         'TARBALL=$1; shift; PATCHES=("$@"); CUDA_DIR=; OPTIONS=test; PY_VER=3.11; caffe_source "$WORK"'
     )
     return subprocess.run(
         ["bash", "-c", script, "apply", str(tarball), *map(str, patches)],
         cwd=paths.ROOT,
-        env={"PATH": "/usr/bin:/bin", "WORK": str(work)},
+        env={"PATH": "/usr/bin:/bin", "WORK": str(work), **({"BLAS": str(blas_dir)} if blas_dir else {})},
         capture_output=True,
         text=True,
     ), work / "brocolli-caffe-9.0.2"
@@ -76,3 +77,15 @@ def test_patches_apply_in_order_and_one_that_does_not_is_one_line(tmp_path):
     assert "FAILED" in failed.stderr
     assert not (src / "Makefile.config").exists()  # nothing half-patched goes on to a build
     assert not list(src.rglob("*.rej")) and not list(src.rglob("*.orig"))
+
+
+def test_without_the_openmp_openblas_the_build_stops_in_one_line_before_unpacking(tmp_path):
+    """A box where OpenBLAS's OpenMP build could not be installed: one line saying what to install,
+    nothing unpacked (tools/caffe_recipe.sh links that build by its rpath)."""
+    done, src = _apply(tmp_path, _sdist(tmp_path, "one\ntwo\n"), [], blas_dir=tmp_path / "no-openblas")
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert (
+        done.stderr.startswith("ERROR: OpenBLAS's OpenMP build is not installed")
+        and "libopenblas-openmp-dev" in done.stderr
+    )
+    assert not src.exists()

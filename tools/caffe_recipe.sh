@@ -83,6 +83,8 @@ caffe_key() {
 
 caffe_source() {
   local WORK=$1
+  [ -e "$BLAS_DIR/libopenblas.so.0" ] && [ -e "/usr/include/x86_64-linux-gnu/$BLAS_BUILD/cblas.h" ] \
+    || die "OpenBLAS's OpenMP build is not installed ($BLAS_DIR); install libopenblas-openmp-dev (tools/install_system_deps.sh does) or set CAFFE_ROOT to a built Caffe"
   step "unpacking source into $WORK"
   tar -xzf "$TARBALL" -C "$WORK"
   SRC="$WORK/$SDIST_NAME-$SDIST_VERSION"
