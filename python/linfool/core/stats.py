@@ -95,6 +95,12 @@ def median_text(found: dict, label: str = "", unit: str = "", never: str = "neve
     return f"{value:.0f}{unit} ({label}{low:.0f}-{high:.0f})"
 
 
+def linf_text(found: dict) -> str:
+    """median_text of a median Linf on the 0..255 pixel range: '27 (25-28)', '>255' where the median pair
+    was not fooled within it."""
+    return median_text(found, never=">255")
+
+
 def mean(values: Sequence[float] | np.ndarray) -> dict:
     """{'value', 'low', 'high', 'n', 'method'}: the mean and its Student-t 95 % interval."""
     values = np.asarray(values, float)

@@ -242,7 +242,7 @@ def _curve(result: dict, name: str) -> tuple:
             c["epsilons"],
             c["curves"]["sign"],
             c["bands"]["sign"],
-            linf_text(result["median_linf"][name]["sign"]),
+            stats.linf_text(result["median_linf"][name]["sign"]),
             "sign direction",
         )
     c = result["iterative"][name]
@@ -333,19 +333,14 @@ def _linear_text(result: dict, name: str) -> str:
         return ""
     adv, median = result["run"], result["median_linf"]
     return (
-        f"; sign direction {linf_text(median[adv]['sign'])} vs {linf_text(median[name]['sign'])}; "
-        f"closed-form bound {linf_text(median[adv]['bound'])} vs {linf_text(median[name]['bound'])}"
+        f"; sign direction {stats.linf_text(median[adv]['sign'])} vs {stats.linf_text(median[name]['sign'])}; "
+        f"closed-form bound {stats.linf_text(median[adv]['bound'])} vs {stats.linf_text(median[name]['bound'])}"
     )
 
 
 def iterative_text(found: dict) -> str:
     """'64 (64-64)' of the iterative attack's median Linf; '>128' where it fooled none within its ladder."""
     return stats.median_text(found, never=f">{LADDER[-1]}")
-
-
-def linf_text(found: dict) -> str:
-    """'27 (25-28)' of a median Linf on the pixel range; '>255' where none was fooled within it."""
-    return stats.median_text(found, never=">255")
 
 
 def _options(args: Any, run: runs.Run) -> dict:

@@ -226,17 +226,12 @@ def _round(run, r, state, source, iterations, n_measure):
     print(
         f"round {r}: {len(state['background'])} background images ({per_batch} per batch of 256); median Linf to "
         f"fool (blog direction, n = {result['pairs']} pairs, 95 % order statistics): "
-        f"{median_text(result['median_epsilon_ci']['blog'])}, control without background "
-        f"{median_text(result['control']['median_epsilon_ci']['blog'])}; this round's fooling images now called "
+        f"{stats.linf_text(result['median_epsilon_ci']['blog'])}, control without background "
+        f"{stats.linf_text(result['control']['median_epsilon_ci']['blog'])}; this round's fooling images now called "
         f"background: {100 * (result['caught'] or 0):.0f} % of {len(new)}",
         flush=True,
     )
     return result
-
-
-def median_text(found) -> str:
-    """'36 (32-38)' of a stats.median of Linf values ('>255': not within the range)."""
-    return stats.median_text(found, never=">255")
 
 
 def run_rounds(run, *, rounds, n_fool, iterations, n_measure=MEASURE_IMAGES, command=None):

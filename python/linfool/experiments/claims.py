@@ -402,15 +402,10 @@ def claim_harder(curves_low, curves_high, names):
         )
     low, high = (np.array(c["first_epsilon"]["blog"]) for c in (curves_low, curves_high))
     evidence, down = _sign_test(int((high > low).sum()), int((high < low).sum()), "pairs")
-    value = f"median {_linf_text(eps[0])} vs {_linf_text(eps[1])}; more Linf needed on {evidence.effect['k']} of {evidence.n} differing pairs"
+    value = f"median {stats.linf_text(eps[0])} vs {stats.linf_text(eps[1])}; more Linf needed on {evidence.effect['k']} of {evidence.n} differing pairs"
     row = _tested(claim, how, blog, value, evidence, down)
     row["n"] = len(low)
     return row
-
-
-def _linf_text(found):
-    """'27 (24-31)' of a stats.median of Linf values; '>255': never within the range."""
-    return stats.median_text(found, never=">255")
 
 
 def claim_fooling(curve, figure_numbers):
@@ -482,7 +477,7 @@ def claim_background(run_dir):
     )
     eps, ctl = last["median_epsilon_ci"]["blog"], last["control"]["median_epsilon_ci"]["blog"]
     value = (
-        f"round {last['round']}: {k}/{n} still fooled; median Linf {_linf_text(eps)} vs control {_linf_text(ctl)}; "
+        f"round {last['round']}: {k}/{n} still fooled; median Linf {stats.linf_text(eps)} vs control {stats.linf_text(ctl)}; "
         f"below 1.5x the control's on {near.effect['k']} of {near.n} pairs"
     )
     return _tested(claim, how, "not effective", value, evidence, min(still[1], near_down))
@@ -679,7 +674,7 @@ def _linear_evidence(comparison, other):
     adv, median = comparison["run"], comparison["median_linf"]
     sign, bound = (comparison["paired"][other][kind] for kind in ("sign", "bound"))
     return (
-        f"; sign direction {_linf_text(median[adv]['sign'])} vs {_linf_text(median[other]['sign'])} (more on "
+        f"; sign direction {stats.linf_text(median[adv]['sign'])} vs {stats.linf_text(median[other]['sign'])} (more on "
         f"{sign['more']}, less on {sign['fewer']}); closed-form bound {median[adv]['bound']['value']:.3g} vs "
         f"{median[other]['bound']['value']:.3g} (more on {bound['more']}, less on {bound['fewer']})"
     )

@@ -24,7 +24,6 @@ import numpy as np
 
 from linfool.core import cli, conventions, files, paths, results, runs, stages, stats
 from linfool.experiments import accuracy, adversarial
-from linfool.experiments import background as background_stage
 from linfool.experiments import claims as claims_table
 from linfool.model import adv_train
 from linfool.report import explore as explore_page
@@ -194,7 +193,7 @@ def transfer_section(page, run):
 def _median_cell(found, kind):
     """'36 (32-38)' of a result's median Linf with its 95 % interval (older results: the median alone)."""
     if "median_epsilon_ci" in found:
-        return background_stage.median_text(found["median_epsilon_ci"][kind])
+        return stats.linf_text(found["median_epsilon_ci"][kind])
     return f"{found['median_epsilon'][kind]:.1f}"
 
 
@@ -443,9 +442,9 @@ def _linear_cells(found, name):
         return {}
     median = found["median_linf"][name]
     return {
-        "median Linf, blog": adversarial.linf_text(median["blog"]),
-        "median Linf, sign": adversarial.linf_text(median["sign"]),
-        "median bound": adversarial.linf_text(median["bound"]),
+        "median Linf, blog": stats.linf_text(median["blog"]),
+        "median Linf, sign": stats.linf_text(median["sign"]),
+        "median bound": stats.linf_text(median["bound"]),
     }
 
 
