@@ -34,7 +34,7 @@ source tools/caffe_recipe.sh
 # SoftmaxWithLoss, Accuracy, Concat for the background rounds, the Gaussian filler, BLAS wrappers).
 TESTS="data_transformer data_layer annotated_data_layer image_data_layer memory_data_layer internal_thread
   syncedmem blob net inner_product_layer softmax_layer softmax_with_loss_layer accuracy_layer concat_layer
-  filler math_functions solver gradient_based_solver upgrade_proto io linfool_data_layer"
+  filler math_functions solver gradient_based_solver upgrade_proto io linfool_data_layer linfool_softmax_rows"
 SKIP='*LevelDB*:*GPU*'
 # In a CUDA build, Caffe calls the CUDA runtime even in CPU mode (SyncedMemory and InternalThread ask
 # for the current device): where no GPU and driver are, such a binary aborts with "CUDA driver version is

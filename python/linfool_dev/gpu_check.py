@@ -234,7 +234,7 @@ def caffe_build():
     """The build's options line from the tree's BUILD_INFO (tools/build_caffe.sh writes it: CPU or CUDA
     version and archs, Python, numpy, the BLAS build, the patches' key), e.g. 'options cpu py3.11
     numpy2.2.6 blas:openblas-openmp patches:1a2b3c4d5e6f', and the last line of its Caffe-test record
-    beside it (tools/test_caffe.sh), e.g. 'patches 1a2b3c4d5e6f: 431 passed, ...'."""
+    beside it (tools/test_caffe.sh), e.g. 'patches 1a2b3c4d5e6f: 435 passed, ...'."""
     tree = caffe_env.caffe_tree()
     info = tree / "BUILD_INFO"
     options = info.read_text().splitlines()[1] if info.is_file() else "no BUILD_INFO (not built by linfool)"
